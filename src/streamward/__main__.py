@@ -1,0 +1,3 @@
+from streamward.cli import main
+
+main()

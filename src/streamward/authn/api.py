@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from streamward.authn import service
+from streamward.authn.schemas import LoginRequest, LoginResponse, OrganisationRef, RoleRef, UserRef
+from streamward.authz.deps import AUTHENTICATED, PUBLIC
+from streamward.authz.principal import Principal
+from streamward.db import DbSession
+from streamward.errors import BadRequest
+from streamward.orgs.service import reveal_api_key
+from streamward.runtime import Runtime, client_address, get_runtime
+
+router = APIRouter(prefix="/api/user", tags=["authentication"])
+
+
+@router.post(
+    "/validate",
+    response_model=LoginResponse,
+    response_model_exclude_none=True,
+    dependencies=[PUBLIC],
+    summary="Log in: exchange email and password for a bintu token",
+)
+async def validate(
+    body: LoginRequest, request: Request, db: DbSession, runtime: Annotated[Runtime, Depends(get_runtime)]
+) -> LoginResponse:
+    settings = runtime.settings
+    result = await service.login(
+        db,
+        runtime.login_throttle,
+        email=body.email,
+        password=body.password,
+        organisation_id=body.organisation,
+        client_address=client_address(request, trust_forwarded_for=settings.trust_forwarded_for),
+        lifetime=timedelta(seconds=settings.session_lifetime_seconds),
+    )
+    role = result.role
+    return LoginResponse(
+        token=result.issued.token,
+        expires_at=result.issued.session.expires_at,
+        organisation=OrganisationRef(id=result.organisation.id, name=result.organisation.name),
+        role=RoleRef(name=result.membership.role, title=role.title if role else result.membership.role),
+        user=UserRef(id=result.membership.id, email=result.account.email),
+        api_key=(
+            reveal_api_key(runtime.secret_box, result.organisation)
+            if role and "apikey:read" in role.permissions
+            else None
+        ),
+    )
+
+
+@router.post("/logout", status_code=204, summary="End the presented bintu token")
+async def logout(principal: Annotated[Principal, AUTHENTICATED], db: DbSession) -> Response:
+    if principal.session_id is None:
+        raise BadRequest(
+            "Only a bintu token can be logged out; the API key is rotated instead.", code="not_a_session"
+        )
+    await service.logout(db, principal)
+    return Response(status_code=204)

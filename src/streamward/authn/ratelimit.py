@@ -1,0 +1,68 @@
+"""Login throttling with token buckets.
+
+Per client address every attempt costs a token; per account only failures do. A bucket refills
+continuously, so the worst an attacker can do to a real user is keep one account's bucket empty
+while they keep guessing, and it refills within one window after they stop: no long lockout.
+Accounts are keyed by the email as typed (normalised), known or not, so throttling does not tell
+which emails exist.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from streamward.config import Settings
+
+
+class TokenBuckets:
+    """In-process buckets; bounded memory (least recently used keys are dropped first)."""
+
+    def __init__(self, capacity: int, window_seconds: float, *, max_keys: int = 100_000) -> None:
+        self.capacity = float(capacity)
+        self.rate = capacity / window_seconds  # tokens per second
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, stamp)
+
+    def _level(self, key: str, now: float) -> float:
+        tokens, stamp = self._buckets.get(key, (self.capacity, now))
+        return min(self.capacity, tokens + (now - stamp) * self.rate)
+
+    def retry_after(self, key: str) -> int | None:
+        """Seconds until one token is available, or None when one is available now."""
+        level = self._level(key, time.monotonic())
+        if level >= 1:
+            return None
+        return max(1, math.ceil((1 - level) / self.rate))
+
+    def take(self, key: str) -> int | None:
+        """Spend one token; when none is left spend nothing and return the seconds to wait."""
+        now = time.monotonic()
+        level = self._level(key, now)
+        if level < 1:
+            return max(1, math.ceil((1 - level) / self.rate))
+        self._buckets[key] = (level - 1, now)
+        self._buckets.move_to_end(key)
+        while len(self._buckets) > self.max_keys:
+            self._buckets.popitem(last=False)
+        return None
+
+    def clear(self) -> None:
+        self._buckets.clear()
+
+
+@dataclass
+class LoginThrottle:
+    per_address: TokenBuckets
+    failures_per_account: TokenBuckets
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LoginThrottle:
+        return cls(
+            per_address=TokenBuckets(settings.login_rate_per_ip, settings.login_rate_per_ip_window_seconds),
+            failures_per_account=TokenBuckets(
+                settings.login_failures_per_account, settings.login_failures_per_account_window_seconds
+            ),
+        )

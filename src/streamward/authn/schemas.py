@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import uuid
+
+from pydantic import Field
+
+from streamward.schemas import ApiModel, UtcDatetime
+
+
+class LoginRequest(ApiModel):
+    email: str = Field(min_length=1, max_length=320)
+    # 128 is the password policy's ceiling; anything longer cannot be a valid password.
+    password: str = Field(min_length=1, max_length=128)
+    organisation: uuid.UUID | None = Field(default=None, description="Needed when the account has several.")
+
+
+class OrganisationRef(ApiModel):
+    id: uuid.UUID
+    name: str
+
+
+class RoleRef(ApiModel):
+    name: str
+    title: str
+
+
+class UserRef(ApiModel):
+    id: uuid.UUID
+    email: str
+
+
+class LoginResponse(ApiModel):
+    token: str
+    expires_at: UtcDatetime
+    organisation: OrganisationRef
+    role: RoleRef
+    user: UserRef
+    api_key: str | None = Field(default=None, description="Only for roles holding apikey:read.")

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from streamward.orgs.models import Organisation
+
+AuthMethod = Literal["session", "api_key"]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is asking: an organisation member through a bintu token, or the organisation itself
+    through its API key (the master key, holding every permission)."""
+
+    organisation: Organisation
+    permissions: frozenset[str]
+    method: AuthMethod
+    membership_id: uuid.UUID | None = None
+    account_id: uuid.UUID | None = None
+    email: str | None = None
+    role: str | None = None
+    session_id: uuid.UUID | None = None
+
+    @property
+    def organisation_id(self) -> uuid.UUID:
+        return self.organisation.id
+
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this principal."""
+        return f"user:{self.membership_id}" if self.membership_id else "apikey"

@@ -1,0 +1,175 @@
+"""The ``streamward`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import sys
+from typing import Annotated, NoReturn
+
+import typer
+
+from streamward.config import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    help="Streamward: organisations, users, roles and credentials of a streaming cloud.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+org_app = typer.Typer(help="Organisations (platform operator).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(org_app, name="org")
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"streamward: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+        logging.basicConfig(
+            level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+        _ = settings.secret_key_bytes  # generate or validate the key now, not on first use
+    except SettingsError as exc:
+        _fail(str(exc))
+    return settings
+
+
+def _upgrade(settings: Settings) -> None:
+    from streamward.migrate import upgrade
+
+    try:
+        upgrade(settings.effective_database_url)
+    except OSError as exc:
+        _fail(f"cannot reach the database: {exc}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Overrides STREAMWARD_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides STREAMWARD_PORT.")] = None,
+) -> None:
+    """Upgrade the schema, then serve the API and the dashboard."""
+    import uvicorn
+
+    from streamward.app import create_app
+
+    settings = _settings()
+    if host:
+        settings.host = host
+    if port:
+        settings.port = port
+    _upgrade(settings)
+    typer.echo(f"Streamward on http://{settings.host}:{settings.port}  (API docs: /api/docs)")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        server_header=False,
+        # Access lines would carry URL paths, which may hold secrets (invitation links): off by default.
+        access_log=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    settings = _settings()
+    _upgrade(settings)
+    typer.echo("schema is up to date")
+
+
+@org_app.command("create")
+def org_create(
+    name: Annotated[str, typer.Option(help="Organisation name.")],
+    admin_email: Annotated[str, typer.Option(help="Email of the first nanoAdmin.")],
+    admin_password: Annotated[
+        str | None,
+        typer.Option(
+            help="First nanoAdmin's password. Omitted: asked for (no echo), or generated when not a terminal."
+        ),
+    ] = None,
+    support_level: Annotated[str, typer.Option()] = "basic",
+    analytics_level: Annotated[str, typer.Option()] = "basic",
+    package: Annotated[list[str] | None, typer.Option(help="Package key; repeat for several.")] = None,
+    trial: Annotated[bool, typer.Option(help="Flag the organisation as a trial.")] = False,
+) -> None:
+    """Create an organisation with its first administrator; prints the API key once."""
+    from streamward.authn.password_policy import check_password
+    from streamward.crypto import SecretBox
+    from streamward.db import Database
+    from streamward.errors import AppError
+    from streamward.orgs.service import create_with_admin
+
+    settings = _settings()
+    generated = False
+    if admin_password is None:
+        if sys.stdin.isatty():
+            admin_password = typer.prompt("Admin password", hide_input=True, confirmation_prompt=True)
+        else:
+            admin_password, generated = secrets.token_urlsafe(15), True
+    try:
+        check_password(admin_password)
+    except AppError as exc:
+        _fail(exc.message)
+    _upgrade(settings)
+
+    async def run() -> None:
+        database = Database(settings.effective_database_url)
+        try:
+            async with database.session() as session:
+                provisioned = await create_with_admin(
+                    session,
+                    SecretBox(settings.secret_key_bytes),
+                    admin_email=admin_email,
+                    admin_password=admin_password,
+                    name=name,
+                    support_level=support_level,
+                    analytics_level=analytics_level,
+                    packages=package or [],
+                    trial=trial,
+                )
+                await session.commit()
+        finally:
+            await database.dispose()
+        org = provisioned.created.organisation
+        typer.echo(f"organisation {org.name!r} created: {org.id}")
+        typer.echo(f"API key (shown once): {provisioned.created.api_key}")
+        if provisioned.admin_account_existed:
+            typer.echo(f"admin {admin_email} already had an account and keeps its password")
+        elif generated:
+            typer.echo(f"admin {admin_email} password (shown once): {admin_password}")
+        else:
+            typer.echo(f"admin {admin_email} can log in with the password given")
+
+    try:
+        asyncio.run(run())
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def demo(
+    if_missing: Annotated[
+        bool, typer.Option("--if-missing", help="Succeed quietly when the demo exists.")
+    ] = False,
+) -> None:
+    """Create a demo organisation with one user of each predefined role and print their credentials."""
+    from streamward.demo import DemoRefused, create_demo
+
+    settings = _settings()
+    _upgrade(settings)
+    try:
+        credentials = asyncio.run(create_demo(settings, if_missing=if_missing))
+    except DemoRefused as exc:
+        _fail(str(exc))
+    typer.echo(credentials.text)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,155 @@
+"""Engine, session factory, declarative base and the session-per-request dependency.
+
+One request = one transaction: services only flush, the dependency commits once, before the
+response is sent (``scope="function"``), so a client never sees success for a change that was lost.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator
+
+from streamward.errors import AppError
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both engines (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> uuid.UUID:
+    """A UUIDv7: time-ordered, so primary-key order is creation order (keyset pagination, index locality)."""
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (millis & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76  # version
+    value |= ((rand >> 62) & 0xFFF) << 64  # 12 random bits
+    value |= 0b10 << 62  # RFC 4122 variant
+    value |= rand & ((1 << 62) - 1)
+    return uuid.UUID(int=value)
+
+
+WRITE_OPTION = "streamward_write"
+
+
+def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False, pool_recycle=1800
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    """WAL, foreign keys, and explicit BEGIN so that writing transactions take the lock up front.
+
+    With SQLite's default deferred BEGIN, two transactions that both read and then write can fail
+    with "database is locked" instead of waiting; ``BEGIN IMMEDIATE`` for writers makes them queue
+    (busy timeout) while readers stay concurrent under WAL.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # let us emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Readers run each statement in its own implicit transaction (see Database.reader).
+        if conn.get_execution_options().get(WRITE_OPTION, False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """The engine and the two session factories of one process."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.engine = create_engine(url, pool_size=pool_size)
+        self.is_sqlite = url.startswith("sqlite")
+        # Read-only requests (GET, HEAD) skip BEGIN/COMMIT: under READ COMMITTED (PostgreSQL) every
+        # statement sees its own snapshot anyway, so the transaction only added two round trips.
+        reader_engine = (
+            self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
+        self.reader = async_sessionmaker(reader_engine, expire_on_commit=False)
+        self.writer = async_sessionmaker(
+            self.engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
+        )
+
+    def session(self, *, write: bool = True) -> AsyncSession:
+        return (self.writer if write else self.reader)()
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    database: Database = request.app.state.runtime.database
+    async with database.session(write=request.method not in _SAFE_METHODS) as session:
+        try:
+            yield session
+            await session.commit()
+        except AppError as error:
+            # Some refusals must still leave a trace (a failed login's audit entry, say).
+            await (session.commit() if error.keep_changes else session.rollback())
+            raise
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+# scope="function": the commit runs before the response is sent; a failed commit becomes an error reply.
+DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]

@@ -1,0 +1,151 @@
+"""Domain errors and the one place that turns any failure into ``{"error": {"code", "message"}}``.
+
+Error codes are part of the API contract: clients branch on ``code``, never on ``message``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class AppError(Exception):
+    status_code = 400
+    code = "bad_request"
+    message = "The request cannot be processed."
+    # True: the request's transaction is committed although the request fails (audit of a refusal).
+    keep_changes = False
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.message
+        self.code = code or self.code
+        self.details = details
+        self.headers = headers
+        super().__init__(self.message)
+
+
+class BadRequest(AppError):
+    pass
+
+
+class Unauthenticated(AppError):
+    status_code = 401
+    code = "unauthenticated"
+    message = "Credentials are missing or no longer valid."
+
+
+class InvalidCredentials(AppError):
+    status_code = 401
+    code = "invalid_credentials"
+    message = "Email or password is wrong."
+
+
+class Forbidden(AppError):
+    status_code = 403
+    code = "forbidden"
+    message = "Your role does not allow this."
+
+
+class NotFound(AppError):
+    status_code = 404
+    code = "not_found"
+    message = "Not found."
+
+
+class Conflict(AppError):
+    status_code = 409
+    code = "conflict"
+    message = "The request conflicts with the current state."
+
+
+class RateLimited(AppError):
+    status_code = 429
+    code = "rate_limited"
+    message = "Too many attempts; try again later."
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(
+            f"Too many attempts; try again in {retry_after_seconds} s.",
+            headers={"Retry-After": str(retry_after_seconds)},
+        )
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        error["details"] = details
+    return {"error": error}
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def _validation_details(exc: RequestValidationError) -> tuple[str, str, list[dict[str, Any]]]:
+    errors = exc.errors()
+    details = [
+        {
+            "field": ".".join(str(part) for part in err.get("loc", ()) if part != "body") or "body",
+            "problem": err.get("msg", "invalid"),
+        }
+        for err in errors
+    ]
+    # A body that is not JSON at all is a different mistake from a field of the wrong type.
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return "malformed_json", "The request body is not valid JSON.", []
+    return "validation_error", "Some fields are missing or invalid.", details
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(_: Request, exc: AppError) -> JSONResponse:
+        return JSONResponse(
+            error_body(exc.code, exc.message, exc.details), status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        code, message, details = _validation_details(exc)
+        status = 400 if code == "malformed_json" else 422
+        return JSONResponse(error_body(code, message, details), status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        if exc.status_code == 404:
+            message = "Not found."
+        return JSONResponse(
+            error_body(code, message), status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The traceback goes to the log, never to the client.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            error_body("internal_error", "Something went wrong on our side."), status_code=500
+        )

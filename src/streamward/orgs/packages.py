@@ -1,0 +1,71 @@
+"""Product packages an organisation may have (DOMAIN.md "Enabled packages").
+
+Stored as a set of keys; Live Processing's sub-features are keys of their own
+(``live_processing.recording``), so an organisation can hold some of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Package:
+    key: str
+    title: str
+    features: tuple[tuple[str, str], ...] = field(default=())  # (key, title)
+
+
+PACKAGES: tuple[Package, ...] = (
+    Package(
+        "live_processing",
+        "Live Processing",
+        (
+            ("live_processing.thumbnail", "Thumbnail"),
+            ("live_processing.motion_clip", "Motion Clip"),
+            ("live_processing.recording", "Recording"),
+            ("live_processing.live_replay", "Live Replay"),
+        ),
+    ),
+    Package("h5live_player", "H5Live Player"),
+    Package("webcaster", "Webcaster"),
+    Package("transcoding", "Transcoding"),
+    Package("secure_playback", "Secure Playback"),
+    Package("vod", "Video on Demand (VOD)"),
+    Package("metadata", "Metadata"),
+)
+
+PACKAGE_KEYS: frozenset[str] = frozenset(
+    [p.key for p in PACKAGES] + [key for p in PACKAGES for key, _ in p.features]
+)
+TITLES: dict[str, str] = {p.key: p.title for p in PACKAGES} | {
+    key: title for p in PACKAGES for key, title in p.features
+}
+
+
+def normalise(keys: list[str] | set[str] | frozenset[str]) -> list[str]:
+    """Validate package keys; enabling Live Processing alone enables all four sub-features, and a
+    sub-feature implies its package. Raises ValueError naming the first unknown key."""
+    chosen = set(keys)
+    for key in chosen:
+        if key not in PACKAGE_KEYS:
+            raise ValueError(f"unknown package {key!r}; known: {', '.join(sorted(PACKAGE_KEYS))}")
+    live = next(p for p in PACKAGES if p.key == "live_processing")
+    features = {k for k, _ in live.features}
+    if "live_processing" in chosen and not chosen & features:
+        chosen |= features
+    if chosen & features:
+        chosen.add("live_processing")
+    return sorted(chosen)
+
+
+def describe(enabled: list[str]) -> list[dict[str, object]]:
+    """All seven packages, each enabled or not, Live Processing with its sub-features."""
+    have = set(enabled)
+    out: list[dict[str, object]] = []
+    for package in PACKAGES:
+        features = [{"key": key, "title": title, "enabled": key in have} for key, title in package.features]
+        out.append(
+            {"key": package.key, "title": package.title, "enabled": package.key in have, "features": features}
+        )
+    return out

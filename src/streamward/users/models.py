@@ -1,0 +1,46 @@
+"""Accounts (people) and memberships (the "users" of an organisation, each with one role)."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from streamward.db import Base, UTCDateTime, new_id, utcnow
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def new_token_key() -> str:
+    """The per-membership key every bintu token is issued under; replacing it ends them all."""
+    return secrets.token_hex(16)
+
+
+class Account(Base):
+    __tablename__ = "account"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    # Always stored lower-cased (see normalise_email), so a plain unique index is case-insensitive.
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Membership(Base):
+    __tablename__ = "membership"
+    __table_args__ = (
+        UniqueConstraint("organisation_id", "account_id"),
+        Index("ix_membership_org_role_id", "organisation_id", "role", "id"),
+        Index("ix_membership_account", "account_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisation.id", ondelete="CASCADE"))
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(64))
+    token_key: Mapped[str] = mapped_column(String(64), default=new_token_key)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

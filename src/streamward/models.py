@@ -1,5 +1,6 @@
 """Every table, imported in one place so that Alembic and the tests see the whole schema."""
 
+from streamward.audit.models import AuditEntry
 from streamward.authn.models import BintuSession
 from streamward.db import Base
 from streamward.events.models import OutboxEvent
@@ -8,4 +9,4 @@ from streamward.users.models import Account, Membership
 
 metadata = Base.metadata
 
-__all__ = ["Account", "BintuSession", "Membership", "Organisation", "OutboxEvent", "metadata"]
+__all__ = ["Account", "AuditEntry", "BintuSession", "Membership", "Organisation", "OutboxEvent", "metadata"]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -8,7 +9,7 @@ from streamward.authn.service import principal_from_api_key, principal_from_toke
 from streamward.authz.principal import Principal
 from streamward.db import DbSession
 from streamward.errors import BadRequest, Unauthenticated
-from streamward.runtime import Runtime, get_runtime
+from streamward.runtime import Runtime, client_address, get_runtime
 
 TOKEN_HEADER = "X-BINTU-TOKEN"
 API_KEY_HEADER = "X-BINTU-APIKEY"
@@ -36,4 +37,5 @@ async def authenticate(
     )
     if principal is None:
         raise Unauthenticated()
-    return principal
+    address = client_address(request, trust_forwarded_for=runtime.settings.trust_forwarded_for)
+    return replace(principal, client_address=address)

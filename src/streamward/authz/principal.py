@@ -22,6 +22,7 @@ class Principal:
     email: str | None = None
     role: str | None = None
     session_id: uuid.UUID | None = None
+    client_address: str | None = None
 
     @property
     def organisation_id(self) -> uuid.UUID:

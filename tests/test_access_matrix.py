@@ -19,7 +19,15 @@ from streamward.authz.permissions import ALL_PERMISSIONS, PREDEFINED_ROLES
 from tests.conftest import Env, make_settings
 from tests.routes import all_routes, api_routes, sample_body
 
-KNOWN_SCHEMES = {"public", "authenticated"}
+KNOWN_SCHEMES = {
+    "public",
+    "authenticated",
+    "dashboard-public",
+    "ingest",
+    "operator",
+    "token-service",
+    "vod-visibility",
+}
 
 
 def _app() -> FastAPI:
@@ -40,6 +48,8 @@ def test_every_route_declares_exactly_one_access_rule() -> None:
         for rule in route.rules:
             if rule.startswith("permission:"):
                 assert rule.removeprefix("permission:") in ALL_PERMISSIONS
+            elif rule.startswith("dashboard:"):
+                assert rule.removeprefix("dashboard:") in ALL_PERMISSIONS | {"signed-in"}
             else:
                 assert rule in KNOWN_SCHEMES, f"unknown access rule {rule!r} on {route.path}"
     assert not unclassified, f"routes without an access rule: {unclassified}"

@@ -2,24 +2,77 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from streamward import __version__
+from streamward.audit.api import router as audit_router
 from streamward.authn.api import router as authn_router
 from streamward.config import Settings, load_settings
+from streamward.dashboard.audit_pages import router as audit_pages_router
+from streamward.dashboard.auth_pages import router as auth_pages_router
+from streamward.dashboard.core import STATIC_DIR, render_error
+from streamward.dashboard.delivery_pages import router as delivery_pages_router
+from streamward.dashboard.org_pages import router as org_pages_router
+from streamward.dashboard.role_pages import router as role_pages_router
+from streamward.dashboard.stream_pages import router as stream_pages_router
+from streamward.dashboard.user_pages import router as user_pages_router
 from streamward.errors import install_error_handlers
+from streamward.events.api import router as events_router
+from streamward.events.delivery import worker_for
+from streamward.invites.api import manage as invites_router
+from streamward.invites.api import public as invite_links_router
 from streamward.middleware import BodySizeLimit, SecurityHeaders
+from streamward.orgs.api import bintu_token_router
 from streamward.orgs.api import router as orgs_router
+from streamward.orgs.operator_api import router as operator_router
+from streamward.playback.api import install_splay_error_handler, jwks_router, keys_router, splay_router
+from streamward.roles.api import router as roles_router
 from streamward.runtime import Runtime
+from streamward.streams.api import router as streams_router
+from streamward.streams.api import tag_router
+from streamward.streams.ingest_api import router as ingest_router
+from streamward.users.api import router as users_router
+from streamward.vod.api import router as vod_router
 
-ROUTERS = (authn_router, orgs_router)
+ROUTERS = (
+    authn_router,
+    orgs_router,
+    events_router,
+    users_router,
+    invites_router,
+    invite_links_router,
+    roles_router,
+    audit_router,
+    ingest_router,
+    bintu_token_router,
+    streams_router,
+    tag_router,
+    vod_router,
+    splay_router,
+    keys_router,
+    jwks_router,
+    operator_router,
+)
 
-# Routes FastAPI itself adds; public by nature (documentation of a public API).
+# Dashboard pages: HTML on the same services as the JSON API.
+PAGE_ROUTERS = (
+    auth_pages_router,
+    org_pages_router,
+    user_pages_router,
+    role_pages_router,
+    audit_pages_router,
+    delivery_pages_router,
+    stream_pages_router,
+)
+
+# Routes FastAPI itself adds, and the dashboard's static files: public by nature.
 FRAMEWORK_PUBLIC_PATHS = frozenset(
-    {"/api/openapi.json", "/api/docs", "/api/docs/oauth2-redirect", "/api/redoc"}
+    {"/api/openapi.json", "/api/docs", "/api/docs/oauth2-redirect", "/api/redoc", "/static"}
 )
 
 
@@ -28,8 +81,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        worker_task = None
+        if runtime.settings.run_worker:
+            worker_task = asyncio.create_task(worker_for(runtime).run(stop))
         yield
-        await runtime.database.dispose()
+        stop.set()
+        if worker_task is not None:
+            await worker_task
+        await runtime.aclose()
 
     app = FastAPI(
         title="Streamward",
@@ -42,9 +102,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    install_error_handlers(app)
-    for router in ROUTERS:
+    install_error_handlers(app, html=render_error)
+    install_splay_error_handler(app)  # the token service's documented error envelope
+    for router in ROUTERS + PAGE_ROUTERS:
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodySizeLimit)
     return app

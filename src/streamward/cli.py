@@ -76,6 +76,31 @@ def serve(
     )
 
 
+@app.command()
+def worker() -> None:
+    """Run the webhook delivery worker alone (scale-out: STREAMWARD_RUN_WORKER=false on web processes)."""
+    import signal
+
+    from streamward.events.delivery import worker_for
+    from streamward.runtime import Runtime
+
+    settings = _settings()
+    _upgrade(settings)
+
+    async def run() -> None:
+        runtime = Runtime.from_settings(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await worker_for(runtime).run(stop)
+        finally:
+            await runtime.aclose()
+
+    asyncio.run(run())
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply every pending migration."""
@@ -151,6 +176,66 @@ def org_create(
         asyncio.run(run())
     except ValueError as exc:
         _fail(str(exc))
+
+
+@org_app.command("update")
+def org_update(
+    organisation_id: Annotated[str, typer.Argument(help="The organisation's id.")],
+    name: Annotated[str | None, typer.Option(help="New name.")] = None,
+    support_level: Annotated[str | None, typer.Option(help="basic, standard, premium or enterprise.")] = None,
+    analytics_level: Annotated[str | None, typer.Option(help="basic, full or premium.")] = None,
+    package: Annotated[
+        list[str] | None, typer.Option(help="The packages from now on (replaces them); repeat for several.")
+    ] = None,
+    add_package: Annotated[list[str] | None, typer.Option(help="Enable a package; repeatable.")] = None,
+    remove_package: Annotated[list[str] | None, typer.Option(help="Disable a package; repeatable.")] = None,
+    trial: Annotated[
+        bool | None, typer.Option("--trial/--no-trial", help="Set or clear the trial flag.")
+    ] = None,
+) -> None:
+    """Change an organisation's name, levels, trial flag or packages (audited as the operator)."""
+    import uuid
+
+    from streamward.db import Database
+    from streamward.errors import AppError
+    from streamward.orgs.service import OrganisationChanges, update_organisation
+
+    if package is not None and (add_package or remove_package):
+        _fail("use either --package (replace the set) or --add-package/--remove-package, not both")
+    try:
+        key = uuid.UUID(organisation_id)
+    except ValueError:
+        _fail(f"not an organisation id: {organisation_id!r}")
+    changes = OrganisationChanges(
+        name=name,
+        support_level=support_level,
+        analytics_level=analytics_level,
+        trial=trial,
+        packages=package,
+        add_packages=add_package,
+        remove_packages=remove_package,
+    )
+    settings = _settings()
+    _upgrade(settings)
+
+    async def run() -> str:
+        database = Database(settings.effective_database_url)
+        try:
+            async with database.session() as session:
+                org = await update_organisation(session, key, changes)
+                await session.commit()
+                return (
+                    f"organisation {org.name!r} ({org.id}): support {org.support_level}, "
+                    f"analytics {org.analytics_level}, trial {'yes' if org.trial else 'no'}, "
+                    f"packages {', '.join(org.packages) or 'none'}"
+                )
+        finally:
+            await database.dispose()
+
+    try:
+        typer.echo(asyncio.run(run()))
+    except AppError as exc:
+        _fail(exc.message)
 
 
 @app.command()

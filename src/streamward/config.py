@@ -58,6 +58,35 @@ class Settings(BaseSettings):
         description="Take the client address from X-Forwarded-For (only behind a trusted proxy).",
     )
     db_pool_size: Annotated[int, Field(ge=1, le=200)] = 10
+    ingest_rtmp_url: str = Field(
+        default="rtmp://127.0.0.1:1935/live",
+        description="RTMP URL that broadcasters publish to; a stream's ingest is this URL plus its name.",
+    )
+    playout_base_url: str = Field(
+        default="http://127.0.0.1:8080/live",
+        description="Base of playout (HLS) URLs: <base>/<stream name>/index.m3u8.",
+    )
+    # Outgoing mail (password reset links). "console" logs each message whole: for development only.
+    mail_backend: Literal["console", "smtp"] = "console"
+    smtp_host: str = "localhost"
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 587
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = Field(default=True, description="Upgrade the SMTP connection with STARTTLS.")
+    smtp_from: str = "Streamward <streamward@localhost>"
+    # Webhooks and event delivery.
+    allow_private_webhook_targets: bool = Field(
+        default=False,
+        description="Let webhooks reach loopback/private addresses (development and tests only).",
+    )
+    webhook_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 10.0
+    run_worker: bool = Field(default=True, description="`streamward serve` also runs the delivery worker.")
+    worker_poll_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 0.2
+    worker_concurrency: Annotated[int, Field(ge=1, le=1000)] = 32
+    worker_per_organisation_concurrency: Annotated[int, Field(ge=1, le=100)] = 4
+    # Media-server ingest (publish / update_publish / publish_done); off while no secret is set.
+    ingest_secret: SecretStr | None = None
+    publish_webhook_timeout_seconds: Annotated[float, Field(gt=0, le=30)] = 2.0
 
     @field_validator("database_url")
     @classmethod
@@ -82,6 +111,20 @@ class Settings(BaseSettings):
     @classmethod
     def _http_base(cls, value: str) -> str:
         if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("ingest_rtmp_url")
+    @classmethod
+    def _rtmp_url(cls, value: str) -> str:
+        if not value.startswith(("rtmp://", "rtmps://")):
+            raise ValueError("must start with rtmp:// or rtmps://")
+        return value.rstrip("/")
+
+    @field_validator("playout_base_url")
+    @classmethod
+    def _http_playout(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 

@@ -22,6 +22,8 @@ from sqlalchemy.types import TypeDecorator
 
 from streamward.errors import AppError
 
+EMITTED = "streamward.events_emitted"  # set by events.outbox.emit
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -137,11 +139,13 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
-    database: Database = request.app.state.runtime.database
-    async with database.session(write=request.method not in _SAFE_METHODS) as session:
+    runtime = request.app.state.runtime
+    async with runtime.database.session(write=request.method not in _SAFE_METHODS) as session:
         try:
             yield session
             await session.commit()
+            if session.info.pop(EMITTED, False):
+                runtime.outbox_wakeup.set()
         except AppError as error:
             # Some refusals must still leave a trace (a failed login's audit entry, say).
             await (session.commit() if error.keep_changes else session.rollback())

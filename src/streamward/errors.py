@@ -6,11 +6,12 @@ Error codes are part of the API contract: clients branch on ``code``, never on `
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -119,33 +120,53 @@ def _validation_details(exc: RequestValidationError) -> tuple[str, str, list[dic
     return "validation_error", "Some fields are missing or invalid.", details
 
 
-def install_error_handlers(app: FastAPI) -> None:
+# Renders a failure as a page for dashboard requests: (request, status, code, message, error) -> response.
+HtmlRenderer = Callable[[Request, int, str, str, Exception], Awaitable[Response]]
+_MACHINE_PREFIXES = ("/api", "/.well-known", "/static")
+
+
+def _is_page_request(request: Request) -> bool:
+    return not request.url.path.startswith(_MACHINE_PREFIXES)
+
+
+def install_error_handlers(app: FastAPI, html: HtmlRenderer | None = None) -> None:
+    """One JSON error shape for the API; friendly pages for the dashboard when ``html`` is given."""
+
+    async def respond(
+        request: Request,
+        status: int,
+        code: str,
+        message: str,
+        exc: Exception,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        if html is not None and _is_page_request(request):
+            return await html(request, status, code, message, exc)
+        return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
+
     @app.exception_handler(AppError)
-    async def _app_error(_: Request, exc: AppError) -> JSONResponse:
-        return JSONResponse(
-            error_body(exc.code, exc.message, exc.details), status_code=exc.status_code, headers=exc.headers
-        )
+    async def _app_error(request: Request, exc: AppError) -> Response:
+        return await respond(request, exc.status_code, exc.code, exc.message, exc, exc.details, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         code, message, details = _validation_details(exc)
         status = 400 if code == "malformed_json" else 422
-        return JSONResponse(error_body(code, message, details), status_code=status)
+        return await respond(request, status, code, message, exc, details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else "Request failed."
         if exc.status_code == 404:
             message = "Not found."
-        return JSONResponse(
-            error_body(code, message), status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        return await respond(
+            request, exc.status_code, code, message, exc, headers=getattr(exc, "headers", None)
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         # The traceback goes to the log, never to the client.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            error_body("internal_error", "Something went wrong on our side."), status_code=500
-        )
+        return await respond(request, 500, "internal_error", "Something went wrong on our side.", exc)

@@ -11,17 +11,23 @@ from streamward.errors import error_body
 
 MAX_BODY_BYTES = 1024 * 1024
 
-_API_SECURITY_HEADERS = [
+_COMMON_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
+    # Invitation and password-reset links are secrets: never leak them through Referer.
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
-    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
-    (b"cache-control", b"no-store"),
 ]
+_API_CSP = b"default-src 'none'; frame-ancestors 'none'"
+_PAGE_CSP = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 class SecurityHeaders:
-    """Security headers on every API response. ``/api/docs`` loads Swagger UI and gets a looser CSP."""
+    """Security headers on every response: a strict CSP (no inline script) for dashboard pages, an
+    even stricter one for the JSON API; ``no-store`` for anything but static files. ``/api/docs``
+    loads Swagger UI from its CDN and gets no CSP."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -30,16 +36,21 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        is_docs = scope["path"].startswith("/api/docs")
+        path: str = scope["path"]
+        extra = list(_COMMON_HEADERS)
+        if path.startswith("/static/"):
+            pass  # versioned URLs: the browser may cache them
+        else:
+            extra.append((b"cache-control", b"no-store"))
+            if not path.startswith("/api/docs"):
+                csp = _API_CSP if path.startswith(("/api/", "/.well-known/")) else _PAGE_CSP
+                extra.append((b"content-security-policy", csp))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
-                for name, value in _API_SECURITY_HEADERS:
-                    if name in present or (is_docs and name == b"content-security-policy"):
-                        continue
-                    headers.append((name, value))
+                headers += [(name, value) for name, value in extra if name not in present]
                 message["headers"] = headers
             await send(message)
 

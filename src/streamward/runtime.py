@@ -1,7 +1,9 @@
-"""What one process holds for its whole life: settings, database, secret box, rate limiters."""
+"""What one process holds for its whole life: settings, database, secret box, rate limiters,
+the outbound HTTP client and the delivery worker's wake-up signal."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -10,6 +12,8 @@ from streamward.authn.ratelimit import LoginThrottle
 from streamward.config import Settings
 from streamward.crypto import SecretBox
 from streamward.db import Database
+from streamward.events.egress import Resolver, system_resolver
+from streamward.events.transport import EgressClient
 
 
 @dataclass
@@ -18,6 +22,11 @@ class Runtime:
     database: Database
     secret_box: SecretBox
     login_throttle: LoginThrottle = field(init=False)
+    # How webhook hosts are resolved; tests replace it to simulate DNS (rebinding included).
+    webhook_resolver: Resolver = system_resolver
+    # Set after a request commits events, so an in-process worker sends them without waiting to poll.
+    outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    _egress: EgressClient | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.login_throttle = LoginThrottle.from_settings(self.settings)
@@ -29,6 +38,22 @@ class Runtime:
             database=Database(settings.effective_database_url, pool_size=settings.db_pool_size),
             secret_box=SecretBox(settings.secret_key_bytes),
         )
+
+    @property
+    def egress(self) -> EgressClient:
+        if self._egress is None:
+            self._egress = EgressClient(
+                allow_private=self.settings.allow_private_webhook_targets,
+                timeout_seconds=self.settings.webhook_timeout_seconds,
+                resolver=lambda host, port: self.webhook_resolver(host, port),
+            )
+        return self._egress
+
+    async def aclose(self) -> None:
+        if self._egress is not None:
+            await self._egress.aclose()
+            self._egress = None
+        await self.database.dispose()
 
 
 async def get_runtime(request: Request) -> Runtime:

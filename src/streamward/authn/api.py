@@ -3,10 +3,21 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
 
 from streamward.authn import service
-from streamward.authn.schemas import LoginRequest, LoginResponse, OrganisationRef, RoleRef, UserRef
+from streamward.authn.mail import mail_backend, send_quietly
+from streamward.authn.schemas import (
+    LoginRequest,
+    LoginResponse,
+    OrganisationRef,
+    PasswordChange,
+    PasswordResetComplete,
+    PasswordResetRequest,
+    PasswordResetRequested,
+    RoleRef,
+    UserRef,
+)
 from streamward.authz.deps import AUTHENTICATED, PUBLIC
 from streamward.authz.principal import Principal
 from streamward.db import DbSession
@@ -59,4 +70,75 @@ async def logout(principal: Annotated[Principal, AUTHENTICATED], db: DbSession) 
             "Only a bintu token can be logged out; the API key is rotated instead.", code="not_a_session"
         )
     await service.logout(db, principal)
+    return Response(status_code=204)
+
+
+@router.put(
+    "/password",
+    status_code=204,
+    summary="Change your password (needs the current one); ends your other sessions",
+)
+async def change_password(
+    body: PasswordChange,
+    principal: Annotated[Principal, AUTHENTICATED],
+    db: DbSession,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+) -> Response:
+    await service.change_password(
+        db,
+        runtime.login_throttle,
+        principal,
+        current_password=body.current_password,
+        new_password=body.new_password,
+    )
+    return Response(status_code=204)
+
+
+@router.post(
+    "/password/reset",
+    status_code=202,
+    response_model=PasswordResetRequested,
+    dependencies=[PUBLIC],
+    summary="Mail a password reset link; answers the same whether or not the email has an account",
+)
+async def request_password_reset(
+    body: PasswordResetRequest,
+    request: Request,
+    db: DbSession,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+    background: BackgroundTasks,
+) -> PasswordResetRequested:
+    settings = runtime.settings
+    message = await service.request_password_reset(
+        db,
+        runtime.login_throttle,
+        email=body.email,
+        client_address=client_address(request, trust_forwarded_for=settings.trust_forwarded_for),
+        base_url=settings.base_url,
+    )
+    if message is not None:
+        # Sent after the response (and so after the commit that stored the link).
+        background.add_task(send_quietly, mail_backend(settings), message)
+    return PasswordResetRequested()
+
+
+@router.post(
+    "/password/reset/{token}",
+    status_code=204,
+    dependencies=[PUBLIC],
+    summary="Set a new password with a reset link's token; ends every session of the account",
+)
+async def complete_password_reset(
+    token: str,
+    body: PasswordResetComplete,
+    request: Request,
+    db: DbSession,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+) -> Response:
+    await service.complete_password_reset(
+        db,
+        token,
+        new_password=body.password,
+        client_address=client_address(request, trust_forwarded_for=runtime.settings.trust_forwarded_for),
+    )
     return Response(status_code=204)

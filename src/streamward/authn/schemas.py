@@ -36,3 +36,26 @@ class LoginResponse(ApiModel):
     role: RoleRef
     user: UserRef
     api_key: str | None = Field(default=None, description="Only for roles holding apikey:read.")
+
+
+# New passwords may be longer than the policy allows, so that the policy, not the schema, answers.
+_NEW_PASSWORD = Field(min_length=1, max_length=1024)
+
+
+class PasswordChange(ApiModel):
+    current_password: str = Field(min_length=1, max_length=128)
+    new_password: str = _NEW_PASSWORD
+
+
+class PasswordResetRequest(ApiModel):
+    email: str = Field(min_length=1, max_length=320)
+
+
+class PasswordResetRequested(ApiModel):
+    message: str = (
+        "If this email belongs to an account, a reset link is on its way; it works once, for one hour."
+    )
+
+
+class PasswordResetComplete(ApiModel):
+    password: str = _NEW_PASSWORD

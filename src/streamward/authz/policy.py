@@ -1,23 +1,96 @@
-"""Policy functions: what a role name means inside one organisation."""
+"""Policy functions: what a role name means inside one organisation, and who may grant it."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from streamward.authz.permissions import PREDEFINED_ROLES, Role
+from streamward.authz.permissions import ALL_PERMISSIONS, PREDEFINED_ROLES, Role, ordered
+from streamward.authz.principal import Principal
+from streamward.errors import AppError, Forbidden
+from streamward.roles.models import CustomRole
+
+
+class UnknownRole(AppError):
+    status_code = 422
+    code = "unknown_role"
+    message = "There is no role of that name in this organisation."
+
+
+class Escalation(Forbidden):
+    """Granting (or acting on) a role that holds permissions the caller lacks."""
+
+    code = "escalation"
+    message = "That role holds permissions you do not have."
+
+
+def custom_role(name: str, description: str, permissions: Collection[str]) -> Role:
+    # A permission dropped from the catalogue since the role was saved grants nothing.
+    return Role(
+        name=name,
+        title=name,
+        description=description,
+        permissions=frozenset(permissions) & ALL_PERMISSIONS,
+        predefined=False,
+    )
+
+
+# Built once; answered from the unique (organisation_id, name) index.
+_CUSTOM_ROLE_LOOKUP = select(CustomRole.description, CustomRole.permissions).where(
+    CustomRole.organisation_id == bindparam("organisation_id"), CustomRole.name == bindparam("name")
+)
 
 
 async def resolve_role(session: AsyncSession, organisation_id: uuid.UUID, name: str) -> Role | None:
-    """The role called ``name`` in this organisation: a predefined one, or None when unknown.
+    """The role called ``name`` in this organisation: predefined, custom, or None when unknown.
 
     Resolved on every request rather than cached in the token, so that a role change or a
-    custom-role edit takes effect on the very next request, in every process.
+    custom-role edit takes effect on the very next request, in every process. Predefined names
+    cost no query; a custom one costs one indexed look-up.
     """
-    return PREDEFINED_ROLES.get(name)
+    predefined = PREDEFINED_ROLES.get(name)
+    if predefined is not None:
+        return predefined
+    row = (
+        await session.execute(_CUSTOM_ROLE_LOOKUP, {"organisation_id": organisation_id, "name": name})
+    ).one_or_none()
+    return custom_role(name, row.description, row.permissions) if row else None
 
 
 async def permissions_of(session: AsyncSession, organisation_id: uuid.UUID, name: str) -> frozenset[str]:
     role = await resolve_role(session, organisation_id, name)
     return role.permissions if role else frozenset()
+
+
+async def existing_role(session: AsyncSession, organisation_id: uuid.UUID, name: str) -> Role:
+    role = await resolve_role(session, organisation_id, name)
+    if role is None:
+        raise UnknownRole(details={"role": name})
+    return role
+
+
+def ensure_can_grant(principal: Principal, permissions: frozenset[str], *, what: str) -> None:
+    """No escalation: nobody hands out (by invite, role change or role edit) a permission they lack.
+
+    The API key holds every permission, so it passes.
+    """
+    missing = permissions - principal.permissions
+    if missing:
+        raise Escalation(f"{what} holds permissions you do not have.", details={"missing": ordered(missing)})
+
+
+def ensure_can_act_on(principal: Principal, target_role: Role | None) -> None:
+    """Nobody changes or deletes a member whose role holds permissions they lack: a role with
+    ``user:edit`` alone must not be able to demote or remove the organisation's administrators."""
+    if target_role is not None:
+        ensure_can_grant(principal, target_role.permissions, what=f"This user's role ({target_role.name})")
+
+
+async def grantable_role(session: AsyncSession, principal: Principal, name: str) -> Role:
+    """The role called ``name``, provided the caller may grant it."""
+    role = await existing_role(session, principal.organisation_id, name)
+    ensure_can_grant(principal, role.permissions, what=f"The role {role.name}")
+    return role

@@ -6,26 +6,35 @@ Another organisation's object is *not found*, never *forbidden*: its existence m
 from __future__ import annotations
 
 import uuid
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
-from sqlalchemy import Select, select
+from sqlalchemy import Delete, Select, Update, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from streamward.authz.principal import Principal
 from streamward.errors import NotFound
 
 T = TypeVar("T")
+# Any SELECT (whatever its columns), UPDATE or DELETE; the same type comes back.
+Statement = TypeVar("Statement", bound=Select[*tuple[Any, ...]] | Update | Delete)
 
 
-def scoped(statement: Select[Any], model: Any, principal: Principal) -> Select[Any]:
-    return statement.where(model.organisation_id == principal.organisation_id)
+class Tenant(Protocol):
+    """Whatever a query is scoped to: a Principal, or the organisation a public read names."""
+
+    @property
+    def organisation_id(self) -> uuid.UUID: ...
+
+
+def scoped(statement: Statement, model: Any, principal: Tenant) -> Statement:
+    # cast: mypy widens .where() on a union-bound TypeVar to the union; it returns the same kind.
+    return cast(Statement, statement.where(model.organisation_id == principal.organisation_id))
 
 
 async def get_scoped(
     session: AsyncSession,
     model: type[T],
     object_id: uuid.UUID | str,
-    principal: Principal,
+    principal: Tenant,
     *,
     what: str = "object",
     for_update: bool = False,
@@ -40,4 +49,4 @@ async def get_scoped(
     found = (await session.execute(statement)).scalar_one_or_none()
     if found is None:
         raise NotFound(f"No such {what}.")
-    return found  # type: ignore[no-any-return]
+    return found

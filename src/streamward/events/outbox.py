@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from streamward.db import utcnow
+from streamward.db import EMITTED, utcnow
 from streamward.events.models import OutboxEvent
 
 
@@ -24,4 +24,6 @@ def emit(
         next_attempt_at=utcnow(),
     )
     session.add(event)
+    # Read by the request's session dependency after commit, to wake the in-process worker.
+    session.info[EMITTED] = True
     return event

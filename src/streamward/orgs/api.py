@@ -1,15 +1,31 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Response
 
 from streamward.authz.deps import require
 from streamward.authz.principal import Principal
-from streamward.orgs import packages
-from streamward.orgs.schemas import OrganisationOut, PackageState
+from streamward.db import DbSession
+from streamward.orgs import packages, service, webhook
+from streamward.orgs.schemas import (
+    ApiKeyOut,
+    BintuTokenCreate,
+    BintuTokenOut,
+    Confirmation,
+    OrganisationOut,
+    PackageState,
+    PlayerKeyOut,
+    VodSettings,
+    WebhookOut,
+    WebhookSaved,
+    WebhookSecretOut,
+    WebhookUpdate,
+)
+from streamward.runtime import Runtime, get_runtime
 
 router = APIRouter(prefix="/api/organisation", tags=["organisation"])
+bintu_token_router = APIRouter(prefix="/api/bintu", tags=["authentication"])
 
 
 @router.get("", response_model=OrganisationOut, summary="The caller's organisation")
@@ -27,3 +43,123 @@ async def read_organisation(principal: Annotated[Principal, require("org:read")]
         vod_public=org.vod_public,
         created_at=org.created_at,
     )
+
+
+@router.get("/apikey", response_model=ApiKeyOut, summary="Reveal the API key (audited)")
+async def reveal_api_key(
+    principal: Annotated[Principal, require("apikey:read")],
+    db: DbSession,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+) -> ApiKeyOut:
+    return ApiKeyOut(api_key=await service.reveal_api_key_audited(db, runtime.secret_box, principal))
+
+
+@router.post(
+    "/apikey/rotate",
+    response_model=ApiKeyOut,
+    summary="Replace the API key; the old one stops at once",
+)
+async def rotate_api_key(
+    _: Confirmation,
+    principal: Annotated[Principal, require("apikey:rotate")],
+    db: DbSession,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+) -> ApiKeyOut:
+    return ApiKeyOut(api_key=await service.rotate_api_key(db, runtime.secret_box, principal))
+
+
+@router.get("/playerkey", response_model=PlayerKeyOut, summary="The player key")
+async def read_player_key(principal: Annotated[Principal, require("playerkey:read")]) -> PlayerKeyOut:
+    return PlayerKeyOut(player_key=principal.organisation.player_key)
+
+
+@router.post(
+    "/playerkey/rotate",
+    response_model=PlayerKeyOut,
+    summary="Replace the player key; players embedding the old one stop at once",
+)
+async def rotate_player_key(
+    _: Confirmation, principal: Annotated[Principal, require("playerkey:rotate")], db: DbSession
+) -> PlayerKeyOut:
+    return PlayerKeyOut(player_key=await service.rotate_player_key(db, principal))
+
+
+def _webhook_fields(config: webhook.WebhookConfig) -> dict[str, Any]:
+    return {
+        "webhook": config.url,
+        "events": config.events,
+        "has_secret": config.has_secret,
+        "disabled_at": config.disabled_at,
+    }
+
+
+@router.get("/webhook", response_model=WebhookOut, summary="The webhook config (never the secret)")
+async def read_webhook(principal: Annotated[Principal, require("webhook:read")]) -> WebhookOut:
+    return WebhookOut(**_webhook_fields(webhook.config_of(principal.organisation)))
+
+
+@router.put(
+    "/webhook",
+    response_model=WebhookSaved,
+    summary="Set the webhook; the signing secret is returned once, when first created",
+)
+async def save_webhook(
+    body: WebhookUpdate,
+    principal: Annotated[Principal, require("webhook:write")],
+    db: DbSession,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+) -> WebhookSaved:
+    saved = await webhook.save(
+        db,
+        runtime.secret_box,
+        principal,
+        url=body.webhook,
+        events=body.events,
+        allow_private=runtime.settings.allow_private_webhook_targets,
+        resolver=runtime.webhook_resolver,
+    )
+    return WebhookSaved(**_webhook_fields(saved.config), secret=saved.new_secret)
+
+
+@router.post(
+    "/webhook/secret/rotate",
+    response_model=WebhookSecretOut,
+    summary="Replace the webhook signing secret (shown once)",
+)
+async def rotate_webhook_secret(
+    _: Confirmation,
+    principal: Annotated[Principal, require("webhook:write")],
+    db: DbSession,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+) -> WebhookSecretOut:
+    return WebhookSecretOut(secret=await webhook.rotate_secret(db, runtime.secret_box, principal))
+
+
+@router.delete("/webhook", status_code=204, summary="Remove the webhook and its secret")
+async def delete_webhook(
+    principal: Annotated[Principal, require("webhook:write")], db: DbSession
+) -> Response:
+    await webhook.remove(db, principal)
+    return Response(status_code=204)
+
+
+@router.put("/vod", response_model=VodSettings, summary="Make the organisation's VOD public or private")
+async def set_vod_visibility(
+    body: VodSettings, principal: Annotated[Principal, require("vod:settings")], db: DbSession
+) -> VodSettings:
+    return VodSettings(public=await service.set_vod_public(db, principal, body.public))
+
+
+@bintu_token_router.post(
+    "/token",
+    response_model=BintuTokenOut,
+    status_code=201,
+    summary="A named long-lived bintu token of the caller, for automation (shown once)",
+)
+async def create_bintu_token(
+    body: BintuTokenCreate, principal: Annotated[Principal, require("apikey:read")], db: DbSession
+) -> BintuTokenOut:
+    issued = await service.create_named_token(
+        db, principal, name=body.name, expires_in_days=body.expires_in_days
+    )
+    return BintuTokenOut(token=issued.token, name=body.name, expires_at=issued.session.expires_at)

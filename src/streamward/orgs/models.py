@@ -25,6 +25,8 @@ class Organisation(Base):
     webhook_url: Mapped[str | None] = mapped_column(String(2048), default=None)
     webhook_secret_sealed: Mapped[str | None] = mapped_column(String(512), default=None)
     webhook_events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Set when the receiver answered 410 Gone: nothing is sent until the webhook is saved again.
+    webhook_disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     vod_public: Mapped[bool] = mapped_column(Boolean, default=False)
     # The API key: SHA-256 for lookup, an AES-GCM copy for the audited reveal.
     api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)

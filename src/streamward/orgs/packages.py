@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from streamward.errors import Forbidden
+
 
 @dataclass(frozen=True)
 class Package:
@@ -59,6 +61,34 @@ def normalise(keys: list[str] | set[str] | frozenset[str]) -> list[str]:
     return sorted(chosen)
 
 
+def change(
+    current: list[str],
+    *,
+    replace: list[str] | None = None,
+    add: list[str] | None = None,
+    remove: list[str] | None = None,
+) -> list[str]:
+    """The package set after an operator's change: ``replace`` it, then ``add`` and ``remove`` keys.
+
+    Removing a package removes its sub-features; removing the last sub-feature of a package removes
+    the package too (otherwise ``normalise`` would read the bare package as "all sub-features").
+    Raises ValueError naming the first unknown key.
+    """
+    chosen = set(normalise(replace)) if replace is not None else set(current)
+    chosen |= set(normalise(add or []))
+    removing = set(remove or [])
+    for key in removing:
+        if key not in PACKAGE_KEYS:
+            raise ValueError(f"unknown package {key!r}; known: {', '.join(sorted(PACKAGE_KEYS))}")
+    for package in PACKAGES:
+        features = {key for key, _ in package.features}
+        if package.key in removing:
+            removing |= features
+        elif features and chosen & features and chosen & features <= removing:
+            removing.add(package.key)
+    return normalise(chosen - removing)
+
+
 def describe(enabled: list[str]) -> list[dict[str, object]]:
     """All seven packages, each enabled or not, Live Processing with its sub-features."""
     have = set(enabled)
@@ -69,3 +99,23 @@ def describe(enabled: list[str]) -> list[dict[str, object]]:
             {"key": package.key, "title": package.title, "enabled": package.key in have, "features": features}
         )
     return out
+
+
+class UpgradeNeeded(Forbidden):
+    code = "upgrade_needed"
+    message = "Your organisation's packages do not include this feature."
+
+
+def require_package(enabled: list[str], key: str) -> None:
+    """The one gate for package features: refuse with 403 ``upgrade_needed`` naming the package.
+
+    Raised after access control (a member who may not use the feature at all hears ``forbidden``,
+    a stranger ``not_found``), so the answer only tells a permitted caller what to buy.
+    """
+    if key not in PACKAGE_KEYS:
+        raise ValueError(f"unknown package {key!r}")
+    if key not in enabled:
+        raise UpgradeNeeded(
+            f"This needs the {TITLES[key]} package, which your organisation does not have.",
+            details={"package": key, "title": TITLES[key]},
+        )

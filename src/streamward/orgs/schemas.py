@@ -1,8 +1,14 @@
 from __future__ import annotations
 
 import uuid
+from typing import Literal
+
+from pydantic import Field
 
 from streamward.schemas import ApiModel, UtcDatetime
+
+SupportLevel = Literal["basic", "standard", "premium", "enterprise"]
+AnalyticsLevel = Literal["basic", "full", "premium"]
 
 
 class PackageFeature(ApiModel):
@@ -28,3 +34,85 @@ class OrganisationOut(ApiModel):
     webhook: str | None
     vod_public: bool
     created_at: UtcDatetime
+
+
+class Confirmation(ApiModel):
+    """Rotations that break every client of the old credential at once must be confirmed."""
+
+    confirm: Literal[True] = Field(description="Must be true: the old value stops working at once.")
+
+
+class ApiKeyOut(ApiModel):
+    api_key: str
+
+
+class PlayerKeyOut(ApiModel):
+    player_key: str
+
+
+class BintuTokenCreate(ApiModel):
+    name: str = Field(min_length=1, max_length=100, description="What the token is for, e.g. 'CI'.")
+    expires_in_days: int = Field(ge=1, le=365)
+
+
+class BintuTokenOut(ApiModel):
+    token: str = Field(description="Shown once.")
+    name: str
+    expires_at: UtcDatetime
+
+
+class WebhookOut(ApiModel):
+    webhook: str | None
+    events: list[str] = Field(description="Subscribed management events.")
+    has_secret: bool
+    disabled_at: UtcDatetime | None = Field(
+        description="Set when the receiver answered 410 Gone; saving the webhook again re-enables it."
+    )
+
+
+class WebhookUpdate(ApiModel):
+    webhook: str = Field(min_length=1, max_length=2048, description="http(s) URL of a public host.")
+    events: list[str] | None = Field(
+        default=None, max_length=50, description="Management events to send; omitted: unchanged."
+    )
+
+
+class WebhookSaved(WebhookOut):
+    secret: str | None = Field(
+        default=None, description="The signing secret: only in the reply that created it."
+    )
+
+
+class WebhookSecretOut(ApiModel):
+    secret: str
+
+
+class VodSettings(ApiModel):
+    public: bool
+
+
+class OperatorOrganisationOut(ApiModel):
+    id: uuid.UUID
+    name: str
+    support_level: str
+    analytics_level: str
+    trial: bool
+    packages: list[str] = Field(description="Enabled package keys.")
+    vod_public: bool
+    webhook: str | None
+    created_at: UtcDatetime
+
+
+class OperatorOrganisationPage(ApiModel):
+    items: list[OperatorOrganisationOut]
+    next_cursor: str | None
+
+
+class OrganisationPatch(ApiModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    support_level: SupportLevel | None = None
+    analytics_level: AnalyticsLevel | None = None
+    trial: bool | None = None
+    packages: list[str] | None = Field(default=None, description="Replaces the set of packages.")
+    add_packages: list[str] | None = None
+    remove_packages: list[str] | None = None

@@ -1,16 +1,27 @@
-"""Organisations: creation (with their keys) and what members may read of them."""
+"""Organisations: creation, their keys (API key, player key, named bintu tokens), the VOD flag,
+and the operator's changes to packages, levels and trial."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from streamward.audit.service import Actor, record
+from streamward.authn.service import IssuedToken, issue_token
 from streamward.authz.permissions import ADMIN_ROLE
+from streamward.authz.principal import Principal
+from streamward.authz.scoping import get_scoped
 from streamward.crypto import SecretBox, digest, new_token
+from streamward.errors import BadRequest, NotFound
+from streamward.events.outbox import emit
 from streamward.orgs import packages as package_catalogue
 from streamward.orgs.models import ANALYTICS_LEVELS, SUPPORT_LEVELS, Organisation
+from streamward.pagination import Page, keyset_page
 from streamward.users.models import Membership
 
 API_KEY_PREFIX = "swk"
@@ -43,7 +54,6 @@ async def create_organisation(
     name = name.strip()
     if not 1 <= len(name) <= 200:
         raise ValueError("organisation name must be 1 to 200 characters")
-    api_key = new_token(API_KEY_PREFIX)
     organisation = Organisation(
         name=name,
         support_level=_check_level(support_level, SUPPORT_LEVELS, "support level"),
@@ -52,13 +62,25 @@ async def create_organisation(
         packages=package_catalogue.normalise(packages or []),
         webhook_events=[],
         vod_public=False,
-        api_key_hash=digest(api_key),
-        api_key_sealed=box.seal(api_key, purpose=API_KEY_PURPOSE),
-        player_key=new_token(PLAYER_KEY_PREFIX)[:64],
+        player_key=new_player_key(),
     )
+    api_key = _set_new_api_key(organisation, box)
     session.add(organisation)
     await session.flush()
     return CreatedOrganisation(organisation, api_key)
+
+
+def _set_new_api_key(organisation: Organisation, box: SecretBox) -> str:
+    """Give the organisation a new API key and return it; the previous one stops matching at once
+    (lookups go by the stored hash)."""
+    api_key = new_token(API_KEY_PREFIX)
+    organisation.api_key_hash = digest(api_key)
+    organisation.api_key_sealed = box.seal(api_key, purpose=API_KEY_PURPOSE)
+    return api_key
+
+
+def new_player_key() -> str:
+    return new_token(PLAYER_KEY_PREFIX)[:64]
 
 
 def reveal_api_key(box: SecretBox, organisation: Organisation) -> str:
@@ -90,3 +112,211 @@ async def create_with_admin(
         account = await create_account(session, email=admin_email, password=admin_password)
     admin = await add_membership(session, created.organisation, account, ADMIN_ROLE)
     return ProvisionedOrganisation(created, admin, existed)
+
+
+def _announce_change(session: AsyncSession, organisation: Organisation, changed: list[str]) -> None:
+    emit(
+        session,
+        "organisation.updated",
+        {"id": str(organisation.id), "changed": changed},
+        organisation_id=organisation.id,
+    )
+
+
+async def reveal_api_key_audited(session: AsyncSession, box: SecretBox, principal: Principal) -> str:
+    """The API key, for a caller holding ``apikey:read``; every reveal leaves an audit entry."""
+    record(
+        session,
+        Actor.of(principal),
+        "apikey.revealed",
+        organisation_id=principal.organisation_id,
+        target_type="organisation",
+        target_id=principal.organisation_id,
+    )
+    return reveal_api_key(box, principal.organisation)
+
+
+async def rotate_api_key(session: AsyncSession, box: SecretBox, principal: Principal) -> str:
+    """A new API key, shown once to the caller; the old key stops working with this transaction."""
+    organisation = principal.organisation
+    api_key = _set_new_api_key(organisation, box)
+    record(
+        session,
+        Actor.of(principal),
+        "apikey.rotated",
+        organisation_id=organisation.id,
+        target_type="organisation",
+        target_id=organisation.id,
+    )
+    emit(
+        session,
+        "apikey.rotated",
+        {"id": str(organisation.id), "rotatedBy": principal.actor},
+        organisation_id=organisation.id,
+    )
+    await session.flush()
+    return api_key
+
+
+async def rotate_player_key(session: AsyncSession, principal: Principal) -> str:
+    organisation = principal.organisation
+    before = organisation.player_key
+    organisation.player_key = new_player_key()
+    # The player key is public by design (embedded in web pages), so it may be audited.
+    record(
+        session,
+        Actor.of(principal),
+        "playerkey.rotated",
+        organisation_id=organisation.id,
+        target_type="organisation",
+        target_id=organisation.id,
+        before={"playerKey": before},
+        after={"playerKey": organisation.player_key},
+    )
+    _announce_change(session, organisation, ["playerKey"])
+    await session.flush()
+    return organisation.player_key
+
+
+async def set_vod_public(session: AsyncSession, principal: Principal, public: bool) -> bool:
+    organisation = principal.organisation
+    if organisation.vod_public != public:
+        record(
+            session,
+            Actor.of(principal),
+            "organisation.vod_visibility_changed",
+            organisation_id=organisation.id,
+            target_type="organisation",
+            target_id=organisation.id,
+            before={"vodPublic": organisation.vod_public},
+            after={"vodPublic": public},
+        )
+        organisation.vod_public = public
+        _announce_change(session, organisation, ["vodPublic"])
+        await session.flush()
+    return organisation.vod_public
+
+
+MAX_NAMED_TOKEN_DAYS = 365
+
+
+async def create_named_token(
+    session: AsyncSession, principal: Principal, *, name: str, expires_in_days: int
+) -> IssuedToken:
+    """A long-lived bintu token of the calling user, for automation. Issued under the user's token
+    key like any other, so renewing the key (or a role change) ends it."""
+    if principal.membership_id is None:
+        raise BadRequest(
+            "A named bintu token belongs to a user: create it with your bintu token, not the API key.",
+            code="user_required",
+        )
+    if not 1 <= expires_in_days <= MAX_NAMED_TOKEN_DAYS:
+        raise BadRequest(f"expiresInDays must be 1 to {MAX_NAMED_TOKEN_DAYS}.", code="invalid_value")
+    membership = await get_scoped(session, Membership, principal.membership_id, principal, what="user")
+    issued = await issue_token(session, membership, timedelta(days=expires_in_days), name=name)
+    record(
+        session,
+        Actor.of(principal),
+        "token.created",
+        organisation_id=principal.organisation_id,
+        target_type="session",
+        target_id=issued.session.id,
+        after={"name": name, "expiresAt": issued.session.expires_at.isoformat()},
+    )
+    return issued
+
+
+class InvalidOrganisationChange(BadRequest):
+    code = "invalid_value"
+
+
+@dataclass(frozen=True)
+class OrganisationChanges:
+    """What the platform operator changes; None leaves a field as it is."""
+
+    name: str | None = None
+    support_level: str | None = None
+    analytics_level: str | None = None
+    trial: bool | None = None
+    packages: list[str] | None = None  # replaces the whole set
+    add_packages: list[str] | None = None
+    remove_packages: list[str] | None = None
+
+
+OPERATOR = Actor("operator")
+
+
+async def get_organisation(session: AsyncSession, organisation_id: uuid.UUID) -> Organisation:
+    """Any organisation by id: for the platform operator only, who stands above the tenants."""
+    organisation = await session.get(Organisation, organisation_id)
+    if organisation is None:
+        raise NotFound("No such organisation.")
+    return organisation
+
+
+async def list_organisations(session: AsyncSession, *, limit: int, cursor: str | None) -> Page[Organisation]:
+    """Every organisation, newest first (platform operator only)."""
+    return await keyset_page(session, select(Organisation), Organisation.id, limit=limit, cursor=cursor)
+
+
+async def update_organisation(
+    session: AsyncSession,
+    organisation_id: uuid.UUID,
+    changes: OrganisationChanges,
+    *,
+    actor: Actor = OPERATOR,
+) -> Organisation:
+    """The operator's change of name, levels, trial flag and packages; organisation users cannot."""
+    organisation = await session.get(Organisation, organisation_id, with_for_update=True)
+    if organisation is None:
+        raise NotFound("No such organisation.")
+    before = _operator_view(organisation)
+    try:
+        if changes.name is not None:
+            name = changes.name.strip()
+            if not 1 <= len(name) <= 200:
+                raise ValueError("organisation name must be 1 to 200 characters")
+            organisation.name = name
+        if changes.support_level is not None:
+            organisation.support_level = _check_level(changes.support_level, SUPPORT_LEVELS, "support level")
+        if changes.analytics_level is not None:
+            organisation.analytics_level = _check_level(
+                changes.analytics_level, ANALYTICS_LEVELS, "analytics level"
+            )
+        if changes.trial is not None:
+            organisation.trial = changes.trial
+        if changes.packages is not None or changes.add_packages or changes.remove_packages:
+            organisation.packages = package_catalogue.change(
+                organisation.packages,
+                replace=changes.packages,
+                add=changes.add_packages,
+                remove=changes.remove_packages,
+            )
+    except ValueError as exc:
+        raise InvalidOrganisationChange(str(exc)) from None
+    after = _operator_view(organisation)
+    changed = [field for field in after if after[field] != before[field]]
+    if changed:
+        record(
+            session,
+            actor,
+            "organisation.updated",
+            organisation_id=organisation.id,
+            target_type="organisation",
+            target_id=organisation.id,
+            before={field: before[field] for field in changed},
+            after={field: after[field] for field in changed},
+        )
+        _announce_change(session, organisation, changed)
+        await session.flush()
+    return organisation
+
+
+def _operator_view(organisation: Organisation) -> dict[str, Any]:
+    return {
+        "name": organisation.name,
+        "supportLevel": organisation.support_level,
+        "analyticsLevel": organisation.analytics_level,
+        "trial": organisation.trial,
+        "packages": sorted(organisation.packages),
+    }

@@ -23,6 +23,13 @@ def new_token_key() -> str:
 
 class Account(Base):
     __tablename__ = "account"
+    # Email prefix search (``LIKE 'abc%'``): PostgreSQL uses a b-tree for LIKE only with the pattern
+    # operator class (the unique index follows the database collation). SQLite searches by range on
+    # the unique index instead (see users.service.email_prefix); there this index is a small duplicate.
+    __table_args__ = (
+        Index("ix_account_email_pattern", "email", postgresql_ops={"email": "text_pattern_ops"}),
+    )
+
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     # Always stored lower-cased (see normalise_email), so a plain unique index is case-insensitive.
     email: Mapped[str] = mapped_column(String(320), unique=True)
@@ -35,6 +42,8 @@ class Membership(Base):
     __table_args__ = (
         UniqueConstraint("organisation_id", "account_id"),
         Index("ix_membership_org_role_id", "organisation_id", "role", "id"),
+        # The users list, newest first: an index range scan at any depth.
+        Index("ix_membership_org_id", "organisation_id", "id"),
         Index("ix_membership_account", "account_id"),
     )
 

@@ -1,14 +1,33 @@
-"""Accounts and memberships."""
+"""Accounts and memberships: the "users" of an organisation, their roles, token keys and removal."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+import uuid
+from dataclasses import dataclass
+from typing import Any, cast
 
+from sqlalchemy import ColumnElement, Select, delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from streamward.audit.service import Actor, record
 from streamward.authn.password_policy import check_password
 from streamward.authn.passwords import hash_password
+from streamward.authz.permissions import ADMIN_ROLE, PREDEFINED_ROLES, Role
+from streamward.authz.policy import ensure_can_act_on, grantable_role, resolve_role
+from streamward.authz.principal import Principal
+from streamward.authz.scoping import get_scoped, scoped
+from streamward.errors import AppError, BadRequest, Forbidden
+from streamward.events.outbox import emit
 from streamward.orgs.models import Organisation
+from streamward.pagination import Page, keyset_page
 from streamward.users.models import Account, Membership, new_token_key, normalise_email
+
+
+class LastAdmin(AppError):
+    status_code = 409
+    code = "last_admin"
+    message = "The organisation must keep at least one nanoAdmin."
 
 
 async def find_account(session: AsyncSession, email: str) -> Account | None:
@@ -16,12 +35,17 @@ async def find_account(session: AsyncSession, email: str) -> Account | None:
     return (await session.execute(statement)).scalar_one_or_none()
 
 
-async def create_account(session: AsyncSession, *, email: str, password: str) -> Account:
-    check_password(password)
-    account = Account(email=normalise_email(email), password_hash=await hash_password(password))
+async def add_account(session: AsyncSession, *, email: str, password_hash: str) -> Account:
+    """An account from an already computed hash (hashing is slow: callers do it before taking locks)."""
+    account = Account(email=normalise_email(email), password_hash=password_hash)
     session.add(account)
     await session.flush()
     return account
+
+
+async def create_account(session: AsyncSession, *, email: str, password: str) -> Account:
+    check_password(password)
+    return await add_account(session, email=email, password_hash=await hash_password(password))
 
 
 async def add_membership(
@@ -33,3 +57,234 @@ async def add_membership(
     session.add(membership)
     await session.flush()
     return membership
+
+
+async def lock_organisation(session: AsyncSession, organisation_id: uuid.UUID) -> None:
+    """Serialise the membership changes of one organisation (role change, delete, joining,
+    role deletion), so that rules counting members, such as "at least one nanoAdmin", hold under
+    concurrent requests.
+
+    PostgreSQL: a row lock on the organisation, taken before anything is counted; a concurrent
+    request waits here and, under READ COMMITTED, counts again after the first one committed.
+    ``FOR NO KEY UPDATE`` rather than ``FOR UPDATE``: it does not block other transactions from
+    inserting rows that reference the organisation (audit entries, events). SQLite: a writing request
+    already holds the database's write lock from its first statement (BEGIN IMMEDIATE, see db.py).
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        return
+    await session.execute(
+        select(Organisation.id).where(Organisation.id == organisation_id).with_for_update(key_share=True)
+    )
+
+
+def email_prefix(column: InstrumentedAttribute[Any], prefix: str, dialect: str) -> ColumnElement[bool]:
+    """``column`` starts with ``prefix`` (emails are stored lower-cased), answered from an index.
+
+    PostgreSQL: ``LIKE 'prefix%'`` with the user's ``%``, ``_`` and ``\\`` escaped, served by the
+    text_pattern_ops index. SQLite compares text bytewise, so the same set is a range on the plain
+    index (its LIKE is case-insensitive and would not use it).
+    """
+    prefix = normalise_email(prefix)
+    if dialect == "sqlite":
+        return (column >= prefix) & (column < prefix + "\U0010ffff")
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.like(escaped + "%", escape="\\")
+
+
+def role_title(name: str) -> str:
+    """Predefined roles have titles; a custom role's title is its name."""
+    predefined = PREDEFINED_ROLES.get(name)
+    return predefined.title if predefined else name
+
+
+_USER_COLUMNS = (
+    Membership.id,
+    Account.email,
+    Membership.role,
+    Membership.token_key,
+    Membership.created_at,
+)
+
+
+async def list_users(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    role: str | None,
+    email_starts_with: str | None,
+    limit: int,
+    cursor: str | None,
+) -> Page[Any]:
+    """One page of the organisation's users, newest first; rows carry ``_USER_COLUMNS``."""
+    statement = scoped(
+        select(*_USER_COLUMNS).join(Account, Account.id == Membership.account_id), Membership, principal
+    )
+    if role is not None:
+        statement = statement.where(Membership.role == role)
+    if email_starts_with:
+        dialect = session.get_bind().dialect.name
+        statement = statement.where(email_prefix(Account.email, email_starts_with, dialect))
+    # cast: keyset_page is typed for one-column selects; this one has five, read by name from each row.
+    return await keyset_page(
+        session, cast("Select[Any]", statement), Membership.id, limit=limit, cursor=cursor, scalars=False
+    )
+
+
+@dataclass(frozen=True)
+class UserView:
+    membership: Membership
+    email: str
+    role: Role | None  # None only for a role name that no longer resolves
+
+
+async def get_user(session: AsyncSession, principal: Principal, user_id: uuid.UUID) -> UserView:
+    membership = await get_scoped(session, Membership, user_id, principal, what="user")
+    return await _view(session, membership)
+
+
+async def _view(session: AsyncSession, membership: Membership) -> UserView:
+    email = (
+        await session.execute(select(Account.email).where(Account.id == membership.account_id))
+    ).scalar_one()
+    return UserView(
+        membership, email, await resolve_role(session, membership.organisation_id, membership.role)
+    )
+
+
+async def _ensure_another_admin(session: AsyncSession, membership: Membership) -> None:
+    """Refuse when ``membership`` is the organisation's only nanoAdmin (call under lock_organisation)."""
+    if membership.role != ADMIN_ROLE:
+        return
+    others = await session.scalar(
+        select(func.count())
+        .select_from(Membership)
+        .where(
+            Membership.organisation_id == membership.organisation_id,
+            Membership.role == ADMIN_ROLE,
+            Membership.id != membership.id,
+        )
+    )
+    if not others:
+        raise LastAdmin()
+
+
+async def _member_under_lock(session: AsyncSession, principal: Principal, user_id: uuid.UUID) -> Membership:
+    """The target membership, read after lock_organisation. The caller's own membership was loaded
+    while authenticating, before the lock: it is read again, so the rules see what is committed now."""
+    membership = await get_scoped(session, Membership, user_id, principal, what="user")
+    if membership.id == principal.membership_id:
+        await session.refresh(membership)
+    return membership
+
+
+def _user_payload(membership: Membership, email: str) -> dict[str, Any]:
+    return {"userId": str(membership.id), "email": email}
+
+
+async def change_role(
+    session: AsyncSession, principal: Principal, user_id: uuid.UUID, role_name: str
+) -> UserView:
+    """Give a member another role. Renews their token key: their bintu tokens end, and the new
+    permissions apply from their next login (and to anyone's next request, since roles are
+    resolved per request)."""
+    await lock_organisation(session, principal.organisation_id)
+    membership = await _member_under_lock(session, principal, user_id)
+    new_role = await grantable_role(session, principal, role_name)
+    current = await _view(session, membership)
+    ensure_can_act_on(principal, current.role)
+    if membership.role == new_role.name:
+        return current
+    if new_role.name != ADMIN_ROLE:
+        await _ensure_another_admin(session, membership)
+    before = membership.role
+    membership.role = new_role.name
+    membership.token_key = new_token_key()
+    await session.flush()
+    record(
+        session,
+        Actor.of(principal),
+        "user.role_changed",
+        organisation_id=principal.organisation_id,
+        target_type="user",
+        target_id=membership.id,
+        before={"role": before},
+        after={"role": new_role.name},
+    )
+    emit(
+        session,
+        "user.role_changed",
+        _user_payload(membership, current.email) | {"from": before, "to": new_role.name},
+        organisation_id=principal.organisation_id,
+    )
+    return UserView(membership, current.email, new_role)
+
+
+async def reset_token_key(
+    session: AsyncSession, principal: Principal, user_id: uuid.UUID | None
+) -> Membership:
+    """A new token key for a member: every bintu token of theirs ends at once (one UPDATE,
+    whatever their number). Anyone may renew their own; others' need ``user:token_reset``.
+    Playback tokens are not tied to the token key and stay valid."""
+    target_id = user_id or principal.membership_id
+    if target_id is None:
+        raise BadRequest("Say whose token key to reset (userId).", code="user_id_required")
+    if target_id != principal.membership_id and not principal.can("user:token_reset"):
+        raise Forbidden(
+            "Your role only allows resetting your own token.", details={"permission": "user:token_reset"}
+        )
+    membership = await get_scoped(session, Membership, target_id, principal, what="user")
+    membership.token_key = new_token_key()
+    await session.flush()
+    email = (
+        await session.execute(select(Account.email).where(Account.id == membership.account_id))
+    ).scalar_one()
+    # The token key itself stays out of the audit log and the event: it is a credential's scope.
+    record(
+        session,
+        Actor.of(principal),
+        "user.token_reset",
+        organisation_id=principal.organisation_id,
+        target_type="user",
+        target_id=membership.id,
+    )
+    emit(
+        session,
+        "user.token_reset",
+        _user_payload(membership, email),
+        organisation_id=principal.organisation_id,
+    )
+    return membership
+
+
+async def delete_user(session: AsyncSession, principal: Principal, user_id: uuid.UUID) -> None:
+    """Remove a member: their sessions go with the membership (foreign key cascade), and the
+    account too when it belongs to no other organisation. Playback tokens they issued stay valid."""
+    await lock_organisation(session, principal.organisation_id)
+    membership = await _member_under_lock(session, principal, user_id)
+    view = await _view(session, membership)
+    ensure_can_act_on(principal, view.role)
+    await _ensure_another_admin(session, membership)
+    account_id = membership.account_id
+    await session.delete(membership)
+    await session.flush()
+    remaining = await session.scalar(
+        select(func.count()).select_from(Membership).where(Membership.account_id == account_id)
+    )
+    if not remaining:
+        await session.execute(delete(Account).where(Account.id == account_id))
+    record(
+        session,
+        Actor.of(principal),
+        "user.deleted",
+        organisation_id=principal.organisation_id,
+        target_type="user",
+        target_id=membership.id,
+        before={"email": view.email, "role": membership.role},
+        after={"accountDeleted": not remaining},
+    )
+    emit(
+        session,
+        "user.deleted",
+        _user_payload(membership, view.email) | {"role": membership.role},
+        organisation_id=principal.organisation_id,
+    )

@@ -1,0 +1,260 @@
+"""Sign-in and sign-out pages."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi.responses import Response
+
+from streamward.authn import service as authn
+from streamward.authn.mail import mail_backend, send_quietly
+from streamward.dashboard.core import PUBLIC_PAGE, CheckedForm, Viewer, page, redirect, render
+from streamward.dashboard.security import clear_session_cookie, is_https, session_token, set_session_cookie
+from streamward.db import DbSession
+from streamward.errors import AppError
+from streamward.invites import service as invites
+from streamward.runtime import Runtime, client_address, get_runtime
+
+router = APIRouter(include_in_schema=False)
+
+
+def safe_next(value: str | None) -> str:
+    """Only same-site paths: an open redirect after login would hand phishers a trusted link."""
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/organisation/overview"
+
+
+@router.get("/login", dependencies=[PUBLIC_PAGE])
+async def login_page(request: Request, next: str | None = None) -> Response:
+    return render(
+        request, "login.html", title="Sign in", next_url=safe_next(next), email="", organisations=[]
+    )
+
+
+@router.post("/login", dependencies=[PUBLIC_PAGE])
+async def login(
+    request: Request, form: CheckedForm, db: DbSession, runtime: Annotated[Runtime, Depends(get_runtime)]
+) -> Response:
+    settings = runtime.settings
+    email, password = form.get("email", "")[:320], form.get("password", "")
+    next_url = safe_next(form.get("next"))
+    organisation: uuid.UUID | None = None
+    if form.get("organisation"):
+        try:
+            organisation = uuid.UUID(form["organisation"])
+        except ValueError:
+            organisation = None
+
+    def again(error: str, organisations: list[dict[str, str]] | None = None, status: int = 400) -> Response:
+        return render(
+            request,
+            "login.html",
+            status_code=status,
+            title="Sign in",
+            next_url=next_url,
+            email=email,
+            error=error,
+            organisations=organisations or [],
+        )
+
+    if not email or not password or len(password) > 128:
+        return again("Enter your email and password.")
+    try:
+        result = await authn.login(
+            db,
+            runtime.login_throttle,
+            email=email,
+            password=password,
+            organisation_id=organisation,
+            client_address=client_address(request, trust_forwarded_for=settings.trust_forwarded_for),
+            lifetime=timedelta(seconds=settings.session_lifetime_seconds),
+        )
+    except authn.OrganisationChoiceRequired as choice:
+        organisations = (choice.details or {}).get("organisations", [])
+        return again("Choose the organisation to sign in to.", organisations, status=200)
+    except AppError as refused:
+        # The refusal's own side effects (audit of a failed attempt) are still committed.
+        return again(refused.message, status=refused.status_code)
+    response = redirect(next_url)
+    set_session_cookie(
+        response,
+        result.issued.token,
+        max_age=settings.session_lifetime_seconds,
+        secure=is_https(request, trust_forwarded=settings.trust_forwarded_for),
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout(viewer: Annotated[Viewer, page()], form: CheckedForm, db: DbSession) -> Response:
+    await authn.logout(db, viewer.principal)
+    response = redirect("/login")
+    clear_session_cookie(response)
+    return response
+
+
+def _signed_in_response(request: Request, runtime: Runtime, token: str, target: str) -> Response:
+    response = redirect(target)
+    set_session_cookie(
+        response,
+        token,
+        max_age=runtime.settings.session_lifetime_seconds,
+        secure=is_https(request, trust_forwarded=runtime.settings.trust_forwarded_for),
+    )
+    return response
+
+
+async def _current_member_token(request: Request, db: DbSession, runtime: Runtime) -> tuple[str, str] | None:
+    """(bintu token, email) of whoever is signed in on this browser, if anyone."""
+    token = session_token(request)
+    if not token:
+        return None
+    principal = await authn.principal_from_token(db, runtime.database, token)
+    return (token, principal.email or "") if principal else None
+
+
+@router.get("/invite/{token}", dependencies=[PUBLIC_PAGE])
+async def invitation(
+    request: Request, token: str, db: DbSession, runtime: Annotated[Runtime, Depends(get_runtime)]
+) -> Response:
+    return await _invitation_page(request, token, db, runtime)
+
+
+async def _invitation_page(
+    request: Request,
+    token: str,
+    db: DbSession,
+    runtime: Runtime,
+    *,
+    error: str | None = None,
+    email: str = "",
+    status_code: int = 200,
+) -> Response:
+    try:
+        usable = await invites.preview_invitation(db, token)
+    except invites.InvalidInvite:
+        # Expired, revoked, used or unknown: one page, as the API gives one answer (a link must not
+        # reveal which invitations exist or were used).
+        return render(request, "invite_invalid.html", status_code=404, title="Invitation not valid")
+    signed_in = await _current_member_token(request, db, runtime)
+    return render(
+        request,
+        "invite_accept.html",
+        status_code=status_code,
+        title=f"Join {usable.organisation.name}",
+        invite=usable,
+        token=token,
+        signed_in_email=signed_in[1] if signed_in else None,
+        error=error,
+        email=email or (usable.invitation.email or ""),
+    )
+
+
+@router.post("/invite/{token}", dependencies=[PUBLIC_PAGE])
+async def accept_invitation(
+    request: Request,
+    token: str,
+    form: CheckedForm,
+    db: DbSession,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+) -> Response:
+    settings = runtime.settings
+    signed_in = await _current_member_token(request, db, runtime) if form.get("mode") == "join" else None
+    if form.get("mode") == "join" and signed_in is None:
+        return redirect(f"/login?next=/invite/{token}")
+    email = (form.get("email") or "").strip()[:320]
+    try:
+        result = await invites.accept_invitation(
+            db,
+            runtime.database,
+            token,
+            email=None if signed_in else email,
+            password=None if signed_in else form.get("password") or "",
+            bintu_token=signed_in[0] if signed_in else None,
+            client_address=client_address(request, trust_forwarded_for=settings.trust_forwarded_for),
+            lifetime=timedelta(seconds=settings.session_lifetime_seconds),
+        )
+    except invites.InvalidInvite:
+        return render(request, "invite_invalid.html", status_code=404, title="Invitation not valid")
+    except AppError as refused:
+        return await _invitation_page(
+            request, token, db, runtime, error=refused.message, email=email, status_code=refused.status_code
+        )
+    return _signed_in_response(request, runtime, result.issued.token, "/organisation/overview")
+
+
+@router.get("/password/reset", dependencies=[PUBLIC_PAGE])
+async def password_reset_request_page(request: Request) -> Response:
+    return render(request, "password_reset.html", title="Reset your password", sent=False)
+
+
+@router.post("/password/reset", dependencies=[PUBLIC_PAGE])
+async def password_reset_request(
+    request: Request,
+    form: CheckedForm,
+    db: DbSession,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+    background: BackgroundTasks,
+) -> Response:
+    settings = runtime.settings
+    email = (form.get("email") or "").strip()[:320]
+    if email:
+        message = await authn.request_password_reset(
+            db,
+            runtime.login_throttle,
+            email=email,
+            client_address=client_address(request, trust_forwarded_for=settings.trust_forwarded_for),
+            base_url=settings.base_url,
+        )
+        if message is not None:
+            background.add_task(send_quietly, mail_backend(settings), message)
+    # The same page whether or not the email has an account.
+    return render(request, "password_reset.html", title="Check your mail", sent=True)
+
+
+@router.get("/password/reset/{token}", dependencies=[PUBLIC_PAGE])
+async def password_reset_form(request: Request, token: str) -> Response:
+    return render(request, "password_new.html", title="Choose a new password", token=token)
+
+
+@router.post("/password/reset/{token}", dependencies=[PUBLIC_PAGE])
+async def password_reset_complete(
+    request: Request,
+    token: str,
+    form: CheckedForm,
+    db: DbSession,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+) -> Response:
+    password = form.get("password") or ""
+    if password != (form.get("password_again") or ""):
+        return render(
+            request,
+            "password_new.html",
+            status_code=400,
+            title="Choose a new password",
+            token=token,
+            error="The two passwords differ.",
+        )
+    try:
+        await authn.complete_password_reset(
+            db,
+            token,
+            new_password=password,
+            client_address=client_address(request, trust_forwarded_for=runtime.settings.trust_forwarded_for),
+        )
+    except AppError as refused:
+        return render(
+            request,
+            "password_new.html",
+            status_code=refused.status_code,
+            title="Choose a new password",
+            token=token,
+            error=refused.message,
+        )
+    response = redirect("/login?done=password")
+    clear_session_cookie(response)
+    return response

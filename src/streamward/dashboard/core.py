@@ -1,0 +1,208 @@
+"""What every dashboard page shares: the viewer, rendering, CSRF-checked forms, error pages.
+
+Pages call the same services as the JSON API, so every rule lives once; what a viewer may not do is
+not rendered, and the service refuses it anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from streamward.authn.service import principal_from_token
+from streamward.authz.deps import access_rule
+from streamward.authz.permissions import LABELS, PREDEFINED_ROLES, Role, ordered
+from streamward.authz.policy import resolve_role
+from streamward.authz.principal import Principal
+from streamward.dashboard.security import (
+    CSRF_FIELD,
+    check_csrf,
+    csrf_token,
+    is_https,
+    remember_anonymous_csrf,
+    session_token,
+)
+from streamward.db import DbSession
+from streamward.errors import AppError, Forbidden
+from streamward.runtime import Runtime, get_runtime
+
+HERE = Path(__file__).parent
+STATIC_DIR = HERE / "static"
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+
+def _static_version() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(STATIC_DIR.iterdir()):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
+_STATIC_VERSION = _static_version()
+templates.env.globals["static"] = lambda name: f"/static/{name}?v={_STATIC_VERSION}"
+templates.env.filters["utc"] = lambda value: (
+    value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if value else ""
+)
+templates.env.filters["label"] = lambda permission: LABELS.get(permission, permission)
+
+
+class LoginRequired(AppError):
+    status_code = 401
+    code = "login_required"
+    message = "Please sign in."
+
+
+@dataclass(frozen=True)
+class Viewer:
+    principal: Principal
+    token: str
+    role: Role | None
+
+    def can(self, permission: str) -> bool:
+        return self.principal.can(permission)
+
+    @property
+    def email(self) -> str | None:
+        return self.principal.email
+
+    @property
+    def role_title(self) -> str:
+        return self.role.title if self.role else (self.principal.role or "")
+
+    @property
+    def initials(self) -> str:
+        return (self.email or "?")[:1].upper()
+
+    @property
+    def organisation(self) -> Any:
+        return self.principal.organisation
+
+
+async def _viewer(
+    request: Request, db: DbSession, runtime: Annotated[Runtime, Depends(get_runtime)]
+) -> Viewer:
+    token = session_token(request)
+    principal = await principal_from_token(db, runtime.database, token) if token else None
+    if principal is None:
+        raise LoginRequired()
+    role = await resolve_role(db, principal.organisation_id, principal.role or "")
+    request.state.viewer = Viewer(principal, token or "", role)
+    return request.state.viewer  # type: ignore[no-any-return]
+
+
+_pages: dict[str, Any] = {}
+
+
+def page(permission: str | None = None) -> Any:
+    """Dependency of a dashboard page: a signed-in viewer (holding ``permission`` when given)."""
+    key = permission or "signed-in"
+    if key not in _pages:
+
+        @access_rule(f"dashboard:{key}")
+        async def dependency(viewer: Annotated[Viewer, Depends(_viewer)]) -> Viewer:
+            if permission and not viewer.can(permission):
+                raise Forbidden(f"Your role does not allow this ({LABELS[permission]}).")
+            return viewer
+
+        _pages[key] = Depends(dependency)
+    return _pages[key]
+
+
+@access_rule("dashboard-public")
+async def _public_page() -> None:
+    """Sign-in pages: login, invitation, password reset."""
+
+
+PUBLIC_PAGE = Depends(_public_page)
+
+
+async def checked_form(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> dict[str, str]:
+    """The submitted form, after its CSRF token was checked. State changes only ever come by POST."""
+    form = await request.form()
+    fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    check_csrf(request, runtime.settings.secret_key_bytes, fields.get(CSRF_FIELD))
+    return fields
+
+
+CheckedForm = Annotated[dict[str, str], Depends(checked_form)]
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    runtime: Runtime = request.app.state.runtime
+    viewer: Viewer | None = getattr(request.state, "viewer", None)
+    context.setdefault("viewer", viewer)
+    context.setdefault("title", "Streamward")
+    if viewer is not None:
+        context.setdefault("org", viewer.organisation)
+    context["csrf"] = csrf_token(request, runtime.settings.secret_key_bytes)
+    response = templates.TemplateResponse(request, template, context, status_code=status_code)
+    remember_anonymous_csrf(
+        request, response, secure=is_https(request, trust_forwarded=runtime.settings.trust_forwarded_for)
+    )
+    return response
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def role_catalogue(roles: list[Role]) -> str:
+    """Roles as JSON for the role-select preview (rendered into a <script type=application/json>)."""
+    return json.dumps(
+        {
+            role.name: {
+                "title": role.title,
+                "description": role.description,
+                "audiences": role.audiences,
+                "permissions": [LABELS[p] for p in ordered(role.permissions)],
+            }
+            for role in roles
+        }
+    )
+
+
+def predefined_roles() -> list[Role]:
+    return list(PREDEFINED_ROLES.values())
+
+
+_ERROR_HEADINGS = {
+    400: "That did not work",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Not allowed",
+    409: "That did not work",
+    413: "Too large",
+    422: "Please check your input",
+    429: "Slow down",
+    500: "Something went wrong",
+}
+
+
+async def render_error(request: Request, status: int, code: str, message: str, exc: Exception) -> Response:
+    """Errors on dashboard pages are pages, not JSON."""
+    if isinstance(exc, LoginRequired):
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return redirect(f"/login?next={quote(target, safe='')}")
+    if status == 500:
+        message = "Something went wrong on our side. Please try again."
+    return render(
+        request,
+        "error.html",
+        status_code=status,
+        title=_ERROR_HEADINGS.get(status, "Error"),
+        heading=_ERROR_HEADINGS.get(status, "Error"),
+        message=message,
+        status=status,
+        code=code,
+        back_url="/organisation" if getattr(request.state, "viewer", None) else "/login",
+        back_label="Back to the organisation" if getattr(request.state, "viewer", None) else "Sign in",
+    )

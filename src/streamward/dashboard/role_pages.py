@@ -1,0 +1,235 @@
+"""Custom roles: the list (predefined and custom, with member counts), create, edit, delete with
+reassignment. Every rule is the roles service's; this module only turns forms into its calls."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from streamward.authz.permissions import CATALOGUE, PermissionInfo, Role
+from streamward.authz.policy import Escalation, ensure_can_grant
+from streamward.dashboard.core import CheckedForm, Viewer, page, redirect, render
+from streamward.dashboard.page_tools import form_values, validation_message
+from streamward.db import DbSession
+from streamward.errors import AppError
+from streamward.roles import service as roles
+from streamward.roles.schemas import RoleCreate, RoleUpdate
+
+router = APIRouter(include_in_schema=False)
+
+RoleName = Annotated[str, Path(max_length=64)]
+
+DONE = {
+    "created": "The role was created. Invite users with it, or give it to members on their user page.",
+    "updated": "The role was saved. Its members have the new permissions from their next request on.",
+    "deleted": "The role was deleted.",
+}
+REASSIGN_WARNING = "They move to the role you choose: their bintu tokens end and they sign in again."
+DELETE_WARNING = "Pending invitations for this role are revoked: their links stop working."
+_LABELS = {"name": "Name", "description": "Description", "permissions": "Permissions"}
+_HINTS = {
+    "name": "start with a letter, then up to 63 letters, digits, '_', '-' or '.'",
+}
+
+
+def _permission_groups() -> list[tuple[str, list[PermissionInfo]]]:
+    """The catalogue grouped by resource (the part before ':'), both in catalogue order."""
+    groups: dict[str, list[PermissionInfo]] = {}
+    for info in CATALOGUE:
+        groups.setdefault(info.name.split(":", 1)[0], []).append(info)
+    return list(groups.items())
+
+
+PERMISSION_GROUPS = _permission_groups()
+
+
+def _may_grant(viewer: Viewer, role: Role) -> bool:
+    """The service's own no-escalation rule, asked in advance to decide which controls to show."""
+    try:
+        ensure_can_grant(viewer.principal, role.permissions, what=role.name)
+    except Escalation:
+        return False
+    return True
+
+
+async def _list_page(
+    request: Request,
+    viewer: Viewer,
+    db: DbSession,
+    *,
+    notice: str | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    listed = await roles.list_roles(db, viewer.principal)
+    manageable = {r.role.name for r in listed if not r.role.predefined and _may_grant(viewer, r.role)}
+    return render(
+        request,
+        "roles.html",
+        status_code=status_code,
+        title="Roles",
+        section="roles",
+        roles=listed,
+        catalogue=CATALOGUE,
+        manageable=manageable,
+        # Where members of a deleted role may go: any role the viewer could grant.
+        targets=[r.role for r in listed if _may_grant(viewer, r.role)],
+        notice=notice,
+        error=error,
+        reassign_warning=REASSIGN_WARNING,
+        delete_warning=DELETE_WARNING,
+    )
+
+
+@router.get("/roles")
+async def role_list(
+    request: Request, viewer: Annotated[Viewer, page("role:manage")], db: DbSession, done: str | None = None
+) -> Response:
+    return await _list_page(request, viewer, db, notice=DONE.get(done or ""))
+
+
+def _form_page(
+    request: Request,
+    *,
+    editing: Role | None,
+    name: str,
+    description: str,
+    permissions: set[str],
+    member_count: int = 0,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    return render(
+        request,
+        "role_form.html",
+        status_code=status_code,
+        title=f"Edit role {editing.name}" if editing else "New role",
+        section="roles",
+        editing=editing,
+        name=name,
+        description=description,
+        selected=permissions,
+        member_count=member_count,
+        groups=PERMISSION_GROUPS,
+        error=error,
+    )
+
+
+@router.get("/roles/new")
+async def role_new(request: Request, viewer: Annotated[Viewer, page("role:manage")]) -> Response:
+    return _form_page(request, editing=None, name="", description="", permissions=set())
+
+
+@router.post("/roles")
+async def role_create(
+    request: Request, viewer: Annotated[Viewer, page("role:manage")], form: CheckedForm, db: DbSession
+) -> Response:
+    name, description = form.get("name", "").strip(), form.get("description", "").strip()
+    permissions = await form_values(request, "permission")
+
+    def again(error: str, status_code: int) -> Response:
+        return _form_page(
+            request,
+            editing=None,
+            name=name,
+            description=description,
+            permissions=set(permissions),
+            error=error,
+            status_code=status_code,
+        )
+
+    try:
+        body = RoleCreate(name=name, description=description, permissions=permissions)
+    except ValidationError as invalid:
+        return again(validation_message(invalid, _LABELS, _HINTS), 422)
+    try:
+        async with db.begin_nested():  # a refusal undoes only what this call did
+            await roles.create_role(
+                db,
+                viewer.principal,
+                name=body.name,
+                description=body.description,
+                permissions=body.permissions,
+            )
+    except AppError as refused:
+        return again(refused.message, refused.status_code)
+    return redirect("/roles?done=created")
+
+
+@router.get("/roles/{name}/edit")
+async def role_edit(
+    request: Request, name: RoleName, viewer: Annotated[Viewer, page("role:manage")], db: DbSession
+) -> Response:
+    found = await roles.read_role(db, viewer.principal, name)
+    if found.role.predefined:
+        raise roles.PredefinedRole()
+    return _form_page(
+        request,
+        editing=found.role,
+        name=found.role.name,
+        description=found.role.description,
+        permissions=set(found.role.permissions),
+        member_count=found.member_count,
+    )
+
+
+@router.post("/roles/{name}/edit")
+async def role_update(
+    request: Request,
+    name: RoleName,
+    viewer: Annotated[Viewer, page("role:manage")],
+    form: CheckedForm,
+    db: DbSession,
+) -> Response:
+    found = await roles.read_role(db, viewer.principal, name)
+    if found.role.predefined:
+        raise roles.PredefinedRole()
+    description = form.get("description", "").strip()
+    permissions = await form_values(request, "permission")
+
+    def again(error: str, status_code: int) -> Response:
+        return _form_page(
+            request,
+            editing=found.role,
+            name=found.role.name,
+            description=description,
+            permissions=set(permissions),
+            member_count=found.member_count,
+            error=error,
+            status_code=status_code,
+        )
+
+    try:
+        body = RoleUpdate(description=description, permissions=permissions)
+    except ValidationError as invalid:
+        return again(validation_message(invalid, _LABELS), 422)
+    try:
+        async with db.begin_nested():
+            await roles.update_role(
+                db, viewer.principal, name, description=body.description, permissions=body.permissions
+            )
+    except AppError as refused:
+        return again(refused.message, refused.status_code)
+    return redirect("/roles?done=updated")
+
+
+@router.post("/roles/{name}/delete")
+async def role_delete(
+    request: Request,
+    name: RoleName,
+    viewer: Annotated[Viewer, page("role:manage")],
+    form: CheckedForm,
+    db: DbSession,
+) -> Response:
+    try:
+        async with db.begin_nested():
+            await roles.delete_role(db, viewer.principal, name, reassign_to=form.get("reassign_to") or None)
+    except roles.RoleInUse as refused:
+        message = "Members hold this role: choose the role to move them to."
+        return await _list_page(request, viewer, db, error=message, status_code=refused.status_code)
+    except AppError as refused:
+        return await _list_page(request, viewer, db, error=refused.message, status_code=refused.status_code)
+    return redirect("/roles?done=deleted")

@@ -1,0 +1,294 @@
+"""Streams: the list (tag and state filters, keyset pages), create, one stream with its tags, and
+the lifecycle buttons (stop, lock, unlock, delete). The lifecycle table and every check are the
+streams service's; this module only offers what that table allows from a stream's state."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from streamward.dashboard.core import CheckedForm, Viewer, page, redirect, render
+from streamward.dashboard.page_tools import form_values, lines, list_url, validation_message
+from streamward.db import DbSession
+from streamward.errors import AppError, NotFound
+from streamward.pagination import DEFAULT_LIMIT
+from streamward.runtime import Runtime
+from streamward.streams import service as streams
+from streamward.streams import tags as stream_tags
+from streamward.streams.models import Stream, StreamState
+from streamward.streams.schemas import StreamCreate, StreamTagsUpdate
+from streamward.streams.service import TRANSCODE_PROFILES, TRANSITIONS, StreamAction
+
+router = APIRouter(include_in_schema=False)
+
+MAX_TAG_OPTIONS = 200
+# The actions a person may take from the dashboard (publishing is the media server's).
+BUTTONS = (StreamAction.STOP, StreamAction.LOCK, StreamAction.UNLOCK, StreamAction.DELETE)
+STATE_BADGES = {
+    StreamState.CREATED: "badge-neutral",
+    StreamState.LIVE: "badge-ok",
+    StreamState.ENDED: "badge-neutral",
+    StreamState.LOCKED: "badge-warn",
+    StreamState.DELETED: "badge-danger",
+}
+DONE = {
+    "created": "The stream was created. Open it for its ingest and playout addresses.",
+    "tags": "The stream's tags were saved.",
+    "stop": "The stream was stopped.",
+    "lock": "The stream was locked: it cannot go live or be deleted until unlocked.",
+    "unlock": "The stream was unlocked.",
+    "delete": "The stream was deleted.",
+}
+FAILED = {
+    "state": "That action does not fit the stream's current state (it may have changed meanwhile).",
+}
+STOP_WARNING = "The broadcast ends now; viewers stop receiving it. The broadcaster can publish again later."
+DELETE_WARNING = (
+    "The stream is deleted for good: it cannot be published to any more and loses its tags. "
+    "Playback tokens for it stop being useful."
+)
+_LABELS = {"tags": "Tags", "transcodes": "Transcodes", "groupId": "Group id"}
+_HINTS = {"groupId": "1 to 64 letters, digits, '.', '_', ':' or '-'"}
+
+
+def _stream_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound("No such stream.") from None
+
+
+def _state(value: str | None) -> StreamState | None:
+    try:
+        return StreamState(value) if value else None
+    except ValueError:
+        return None
+
+
+def allowed_actions(stream: Stream) -> list[str]:
+    """The buttons the lifecycle table allows from the stream's state (the service decides anyway)."""
+    state = StreamState(stream.state)
+    return [action.value for action in BUTTONS if state in TRANSITIONS[action]]
+
+
+def _taggable(stream: Stream) -> bool:
+    return stream.state != StreamState.DELETED
+
+
+@router.get("/streams")
+async def stream_list(
+    request: Request,
+    viewer: Annotated[Viewer, page("stream:read")],
+    db: DbSession,
+    tag: Annotated[str | None, Query(max_length=64)] = None,
+    state: Annotated[str | None, Query(max_length=16)] = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    done: str | None = None,
+    failed: str | None = None,
+) -> Response:
+    tag = (tag or "").strip() or None
+    chosen = _state(state)
+    listed = await streams.list_streams(
+        db,
+        viewer.principal,
+        tags=[tag] if tag else [],
+        state=chosen,
+        group_id=None,
+        limit=DEFAULT_LIMIT,
+        cursor=cursor,
+    )
+    tag_options = (
+        (await stream_tags.list_tags(db, viewer.principal, limit=MAX_TAG_OPTIONS, cursor=None)).items
+        if viewer.can("tag:read")
+        else []
+    )
+    filters = {"tag": tag, "state": chosen.value if chosen else None}
+    return render(
+        request,
+        "streams.html",
+        title="Streams",
+        section="streams",
+        rows=listed.items,
+        actions={view.stream.id: allowed_actions(view.stream) for view in listed.items},
+        states=list(StreamState),
+        badges=STATE_BADGES,
+        tag_filter=tag or "",
+        state_filter=chosen.value if chosen else "",
+        tag_options=tag_options,
+        filtered=any(filters.values()),
+        cursor=cursor,
+        first_url=list_url("/streams", **filters),
+        next_url=list_url("/streams", **filters, cursor=listed.next_cursor) if listed.next_cursor else None,
+        notice=DONE.get(done or ""),
+        error=FAILED.get(failed or ""),
+        stop_warning=STOP_WARNING,
+        delete_warning=DELETE_WARNING,
+    )
+
+
+def _create_page(
+    request: Request,
+    viewer: Viewer,
+    *,
+    tags: str = "",
+    transcodes: list[str] | None = None,
+    group_id: str = "",
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    return render(
+        request,
+        "stream_new.html",
+        status_code=status_code,
+        title="New stream",
+        section="streams",
+        tags=tags,
+        transcodes=transcodes or [],
+        profiles=TRANSCODE_PROFILES,
+        can_transcode="transcoding" in viewer.organisation.packages,
+        group_id=group_id,
+        error=error,
+    )
+
+
+@router.get("/streams/new")
+async def stream_new(request: Request, viewer: Annotated[Viewer, page("stream:create")]) -> Response:
+    return _create_page(request, viewer)
+
+
+@router.post("/streams")
+async def stream_create(
+    request: Request, viewer: Annotated[Viewer, page("stream:create")], form: CheckedForm, db: DbSession
+) -> Response:
+    tags, group_id = form.get("tags", ""), form.get("group_id", "").strip()
+    transcodes = await form_values(request, "transcode")
+
+    def again(error: str, status_code: int) -> Response:
+        return _create_page(
+            request,
+            viewer,
+            tags=tags,
+            transcodes=transcodes,
+            group_id=group_id,
+            error=error,
+            status_code=status_code,
+        )
+
+    try:
+        body = StreamCreate.model_validate(
+            {"tags": lines(tags), "transcodes": transcodes, "group_id": group_id or None}
+        )
+    except ValidationError as invalid:
+        return again(validation_message(invalid, _LABELS, _HINTS), 422)
+    try:
+        async with db.begin_nested():  # a refusal undoes only what this call did
+            await streams.create_stream(
+                db, viewer.principal, tags=body.tags, transcodes=list(body.transcodes), group_id=body.group_id
+            )
+    except AppError as refused:
+        return again(refused.message, refused.status_code)
+    return redirect("/streams?done=created")
+
+
+async def _detail_page(
+    request: Request,
+    viewer: Viewer,
+    db: DbSession,
+    stream_id: uuid.UUID,
+    *,
+    tags: str | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    view = await streams.read_stream(db, viewer.principal, stream_id)
+    return render(
+        request,
+        "stream.html",
+        status_code=status_code,
+        title=f"Stream {view.stream.name}",
+        section="streams",
+        view=view,
+        stream=view.stream,
+        badges=STATE_BADGES,
+        actions=allowed_actions(view.stream),
+        taggable=_taggable(view.stream),
+        tags="\n".join(view.tags) if tags is None else tags,
+        ingest_url=runtime.settings.ingest_rtmp_url,
+        playout=streams.playout_of(runtime.settings, view.stream),
+        error=error,
+        stop_warning=STOP_WARNING,
+        delete_warning=DELETE_WARNING,
+    )
+
+
+@router.get("/streams/{stream_id}")
+async def stream_detail(
+    request: Request, stream_id: str, viewer: Annotated[Viewer, page("stream:read")], db: DbSession
+) -> Response:
+    return await _detail_page(request, viewer, db, _stream_id(stream_id))
+
+
+@router.post("/streams/{stream_id}/tags")
+async def stream_tags_update(
+    request: Request,
+    stream_id: str,
+    viewer: Annotated[Viewer, page("tag:write")],
+    form: CheckedForm,
+    db: DbSession,
+) -> Response:
+    target, tags = _stream_id(stream_id), form.get("tags", "")
+    try:
+        body = StreamTagsUpdate.model_validate({"tags": lines(tags)})
+    except ValidationError as invalid:
+        message = validation_message(invalid, _LABELS)
+        return await _detail_page(request, viewer, db, target, tags=tags, error=message, status_code=422)
+    try:
+        async with db.begin_nested():
+            await streams.set_stream_tags(db, viewer.principal, target, body.tags)
+    except AppError as refused:  # the page shows the refusal (a stream gone meanwhile: not found)
+        return await _detail_page(
+            request, viewer, db, target, tags=tags, error=refused.message, status_code=refused.status_code
+        )
+    return redirect("/streams?done=tags")
+
+
+async def _act(db: DbSession, viewer: Viewer, stream_id: str, action: StreamAction) -> Response:
+    try:
+        async with db.begin_nested():
+            await streams.act_on_stream(db, viewer.principal, _stream_id(stream_id), action)
+    except streams.StreamStateConflict:
+        return redirect("/streams?failed=state")
+    return redirect(f"/streams?done={action.value}")
+
+
+@router.post("/streams/{stream_id}/stop")
+async def stream_stop(
+    stream_id: str, viewer: Annotated[Viewer, page("stream:manage")], form: CheckedForm, db: DbSession
+) -> Response:
+    return await _act(db, viewer, stream_id, StreamAction.STOP)
+
+
+@router.post("/streams/{stream_id}/lock")
+async def stream_lock(
+    stream_id: str, viewer: Annotated[Viewer, page("stream:manage")], form: CheckedForm, db: DbSession
+) -> Response:
+    return await _act(db, viewer, stream_id, StreamAction.LOCK)
+
+
+@router.post("/streams/{stream_id}/unlock")
+async def stream_unlock(
+    stream_id: str, viewer: Annotated[Viewer, page("stream:manage")], form: CheckedForm, db: DbSession
+) -> Response:
+    return await _act(db, viewer, stream_id, StreamAction.UNLOCK)
+
+
+@router.post("/streams/{stream_id}/delete")
+async def stream_delete(
+    stream_id: str, viewer: Annotated[Viewer, page("stream:manage")], form: CheckedForm, db: DbSession
+) -> Response:
+    return await _act(db, viewer, stream_id, StreamAction.DELETE)

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from streamward.authz.deps import require
+from streamward.authz.principal import Principal
+from streamward.db import DbSession
+from streamward.events import service
+from streamward.events.schemas import (
+    DeliveryOut,
+    DeliveryPage,
+    DeliveryStatus,
+    RedeliveryOut,
+    TestDeliveryOut,
+)
+from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from streamward.runtime import Runtime, get_runtime
+
+router = APIRouter(prefix="/api/organisation/webhook", tags=["webhook deliveries"])
+
+
+@router.get("/deliveries", response_model=DeliveryPage, summary="The delivery log, newest first")
+async def list_deliveries(
+    principal: Annotated[Principal, require("webhook:read")],
+    db: DbSession,
+    status: DeliveryStatus | None = None,
+    event_type: Annotated[str | None, Query(alias="eventType", max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> DeliveryPage:
+    page = await service.list_deliveries(
+        db, principal, status=status, event_type=event_type, limit=limit, cursor=cursor
+    )
+    return DeliveryPage(
+        items=[DeliveryOut.model_validate(d) for d in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.post(
+    "/deliveries/{delivery_id}/redeliver",
+    response_model=RedeliveryOut,
+    status_code=202,
+    summary="Send a delivery's event again (same event id)",
+)
+async def redeliver(
+    delivery_id: uuid.UUID, principal: Annotated[Principal, require("webhook:write")], db: DbSession
+) -> RedeliveryOut:
+    event = await service.redeliver(db, principal, delivery_id)
+    return RedeliveryOut(event_id=event.id, status=event.status)
+
+
+@router.post("/test", response_model=TestDeliveryOut, summary="Send a signed test event now")
+async def send_test_event(
+    principal: Annotated[Principal, require("webhook:write")],
+    db: DbSession,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+) -> TestDeliveryOut:
+    event, result = await service.send_test_event(db, principal, runtime.secret_box, runtime.egress)
+    return TestDeliveryOut(
+        event_id=event.id,
+        delivered=result.ok,
+        response_code=result.status_code,
+        duration_ms=result.duration_ms,
+        error=None if result.ok else (result.error or f"HTTP {result.status_code}"),
+    )

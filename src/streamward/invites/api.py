@@ -1,0 +1,176 @@
+"""Invitations: managed under /api/user/invite; looked up and accepted, without credentials, under
+/api/invite/{token}."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from streamward.authn.dependencies import TOKEN_HEADER
+from streamward.authn.schemas import LoginResponse, OrganisationRef, RoleRef, UserRef
+from streamward.authz.deps import PUBLIC, require
+from streamward.authz.permissions import ordered
+from streamward.authz.principal import Principal
+from streamward.db import DbSession, utcnow
+from streamward.invites import service
+from streamward.invites.models import Invitation
+from streamward.invites.schemas import (
+    InviteAccept,
+    InviteCreate,
+    InviteIssued,
+    InviteOrganisation,
+    InviteOut,
+    InvitePage,
+    InvitePreview,
+    InviteRenew,
+    InviteRole,
+    InviteStatus,
+)
+from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from streamward.runtime import Runtime, client_address, get_runtime
+from streamward.users.service import role_title
+
+manage = APIRouter(prefix="/api/user/invite", tags=["invitations"])
+public = APIRouter(prefix="/api/invite", tags=["invitations"])
+
+
+def _out(invitation: Invitation) -> InviteOut:
+    return InviteOut(
+        id=invitation.id,
+        role=RoleRef(name=invitation.role, title=role_title(invitation.role)),
+        email=invitation.email,
+        status=service.status_of(invitation, utcnow()),
+        created_by=invitation.created_by,
+        created_at=invitation.created_at,
+        expires_at=invitation.expires_at,
+        accepted_at=invitation.accepted_at,
+        accepted_by=invitation.accepted_by_id,
+        revoked_at=invitation.revoked_at,
+    )
+
+
+def _issued(issued: service.IssuedInvite) -> InviteIssued:
+    return InviteIssued(**_out(issued.invitation).model_dump(), token=issued.token, url=issued.url)
+
+
+@manage.post(
+    "",
+    response_model=InviteIssued,
+    status_code=201,
+    summary="Invite someone; returns the link (its token is shown only now)",
+)
+async def create_invitation(
+    body: InviteCreate,
+    principal: Annotated[Principal, require("user:invite")],
+    db: DbSession,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+) -> InviteIssued:
+    issued = await service.create_invitation(
+        db,
+        principal,
+        role=body.role,
+        email=body.email,
+        expires_in_days=body.expires_in_days,
+        base_url=runtime.settings.base_url,
+    )
+    return _issued(issued)
+
+
+@manage.get("", response_model=InvitePage, summary="Invitations, newest first")
+async def list_invitations(
+    principal: Annotated[Principal, require("user:invite")],
+    db: DbSession,
+    status: InviteStatus | None = None,
+    role: Annotated[str | None, Query(max_length=64)] = None,
+    q: Annotated[str | None, Query(max_length=320, description="Bound email starts with.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> InvitePage:
+    page = await service.list_invitations(
+        db, principal, status=status, role=role, email_starts_with=q, limit=limit, cursor=cursor
+    )
+    return InvitePage(items=[_out(item) for item in page.items], next_cursor=page.next_cursor)
+
+
+@manage.delete("/{invite_id}", status_code=204, summary="Revoke an invitation")
+async def revoke_invitation(
+    invite_id: uuid.UUID, principal: Annotated[Principal, require("user:invite")], db: DbSession
+) -> Response:
+    await service.revoke_invitation(db, principal, invite_id)
+    return Response(status_code=204)
+
+
+@manage.post(
+    "/{invite_id}/renew",
+    response_model=InviteIssued,
+    summary="A fresh token (and expiry) for an invitation; the old link stops working",
+)
+async def renew_invitation(
+    invite_id: uuid.UUID,
+    principal: Annotated[Principal, require("user:invite")],
+    db: DbSession,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+    body: InviteRenew | None = None,
+) -> InviteIssued:
+    issued = await service.renew_invitation(
+        db,
+        principal,
+        invite_id,
+        expires_in_days=(body or InviteRenew()).expires_in_days,
+        base_url=runtime.settings.base_url,
+    )
+    return _issued(issued)
+
+
+@public.get(
+    "/{token}",
+    response_model=InvitePreview,
+    dependencies=[PUBLIC],
+    summary="What an invitation offers: organisation name, role, whether an email is bound",
+)
+async def preview_invitation(token: str, db: DbSession) -> InvitePreview:
+    usable = await service.preview_invitation(db, token)
+    return InvitePreview(
+        organisation=InviteOrganisation(name=usable.organisation.name),
+        role=InviteRole(title=usable.role.title, permissions=ordered(usable.role.permissions)),
+        email_bound=usable.invitation.email is not None,
+    )
+
+
+@public.post(
+    "/{token}/accept",
+    response_model=LoginResponse,
+    response_model_exclude_none=True,
+    dependencies=[PUBLIC],
+    summary="Accept: a new account (email, password) or an existing one (its X-BINTU-TOKEN)",
+)
+async def accept_invitation(
+    token: str,
+    request: Request,
+    db: DbSession,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+    body: InviteAccept | None = None,
+) -> LoginResponse:
+    settings = runtime.settings
+    result = await service.accept_invitation(
+        db,
+        runtime.database,
+        token,
+        email=body.email if body else None,
+        password=body.password if body else None,
+        bintu_token=request.headers.get(TOKEN_HEADER),
+        client_address=client_address(request, trust_forwarded_for=settings.trust_forwarded_for),
+        lifetime=timedelta(seconds=settings.session_lifetime_seconds),
+    )
+    return LoginResponse(
+        token=result.issued.token,
+        expires_at=result.issued.session.expires_at,
+        organisation=OrganisationRef(id=result.organisation.id, name=result.organisation.name),
+        role=RoleRef(
+            name=result.membership.role, title=result.role.title if result.role else result.membership.role
+        ),
+        user=UserRef(id=result.membership.id, email=result.account.email),
+    )

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from pydantic import EmailStr, Field
+
+from streamward.authn.schemas import RoleRef
+from streamward.schemas import ApiModel, UtcDatetime
+
+InviteStatus = Literal["pending", "accepted", "expired", "revoked"]
+
+ExpiresInDays = Field(default=7, ge=1, le=30, description="Days until the link stops working (1 to 30).")
+
+
+class InviteCreate(ApiModel):
+    role: str = Field(min_length=1, max_length=64, examples=["nanoUser"])
+    email: EmailStr | None = Field(default=None, description="Only this address may accept.")
+    expires_in_days: int = ExpiresInDays
+
+
+class InviteRenew(ApiModel):
+    expires_in_days: int = ExpiresInDays
+
+
+class InviteOut(ApiModel):
+    id: uuid.UUID
+    role: RoleRef
+    email: str | None
+    status: InviteStatus
+    created_by: str
+    created_at: UtcDatetime
+    expires_at: UtcDatetime
+    accepted_at: UtcDatetime | None
+    accepted_by: uuid.UUID | None = Field(description="The user (membership) who joined with it.")
+    revoked_at: UtcDatetime | None
+
+
+class InviteIssued(InviteOut):
+    token: str = Field(description="Shown once; only its SHA-256 is stored.")
+    url: str = Field(description="The invitation link to share.")
+
+
+class InvitePage(ApiModel):
+    items: list[InviteOut]
+    next_cursor: str | None
+
+
+class InviteOrganisation(ApiModel):
+    name: str
+
+
+class InviteRole(ApiModel):
+    title: str
+    permissions: list[str]
+
+
+class InvitePreview(ApiModel):
+    """What an invitation link shows before it is accepted; nothing more."""
+
+    organisation: InviteOrganisation
+    role: InviteRole
+    email_bound: bool
+
+
+class InviteAccept(ApiModel):
+    """A new account's credentials. Joining with an existing account sends its X-BINTU-TOKEN instead."""
+
+    email: EmailStr | None = None
+    # Longer than the policy allows, so that the policy (weak_password), not the schema, answers.
+    password: str | None = Field(default=None, min_length=1, max_length=1024)

@@ -1,0 +1,214 @@
+"""Routes of the token service (``/api/v1/splay``), the JWKS, and signing-key rotation.
+
+The token service keeps DOMAIN.md's envelope: ``{"success": true, "data": ...}`` on success and
+``{"success": false, "error": {"code": <number>, "reason": "...", "message": "..."}}`` on failure,
+whatever failed (credentials, validation, the token). ``SplayRoute`` turns every refusal on these
+routes into a ``SplayError``; ``install_splay_error_handler`` renders it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from streamward.audit.service import Actor
+from streamward.authn.dependencies import authenticate
+from streamward.authz.deps import PUBLIC, access_rule, require
+from streamward.authz.permissions import LABELS
+from streamward.authz.principal import Principal
+from streamward.db import DbSession
+from streamward.errors import AppError
+from streamward.playback import keys, service
+from streamward.playback.schemas import (
+    Jwk,
+    Jwks,
+    PlaybackKeyRotation,
+    PlaybackKeyRotationOut,
+    RevokeRequest,
+    SplayReply,
+    SplayRequest,
+    TokenData,
+    VerifyData,
+    VerifyReply,
+    VerifyRequest,
+)
+from streamward.playback.service import INVALID_CREDENTIALS, PARAMETER_MISSING, SplayError
+from streamward.runtime import Runtime, get_runtime
+
+
+def as_splay_error(exc: AppError | RequestValidationError) -> SplayError:
+    """Any refusal on a token-service route, in the service's terms."""
+    if isinstance(exc, SplayError):
+        return exc
+    if isinstance(exc, RequestValidationError):
+        fields = [
+            {
+                "field": ".".join(str(part) for part in err.get("loc", ()) if part != "body") or "body",
+                "problem": err.get("msg", "invalid"),
+            }
+            for err in exc.errors()
+        ]
+        return SplayError(
+            PARAMETER_MISSING,
+            "parameter_missing",
+            "Some parameters are missing or invalid.",
+            status_code=400,
+            details={"fields": fields},
+        )
+    number = INVALID_CREDENTIALS if exc.status_code in (401, 403) else PARAMETER_MISSING
+    converted = SplayError(number, exc.code, exc.message, status_code=exc.status_code, details=exc.details)
+    converted.headers = exc.headers
+    return converted
+
+
+class SplayRoute(APIRoute):
+    """A route whose refusals, from any dependency or from validation, become SplayErrors. They are
+    re-raised (not answered here) so that the request's transaction is rolled back as usual."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def splay_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except SplayError:
+                raise
+            except (AppError, RequestValidationError) as exc:
+                raise as_splay_error(exc) from exc
+
+        return splay_handler
+
+
+def install_splay_error_handler(app: FastAPI) -> None:
+    async def render(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, SplayError)
+        error: dict[str, Any] = {"code": exc.number, "reason": exc.code, "message": exc.message}
+        if exc.details:
+            error["details"] = exc.details
+        return JSONResponse(
+            {"success": False, "error": error}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    app.add_exception_handler(SplayError, render)
+
+
+def token_service(permission: str) -> Any:
+    """Access rule of the token service: a bintu token or the API key whose permissions include
+    ``permission`` (the role's audiences then include ``token-service``)."""
+
+    @access_rule("token-service")
+    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if permission not in principal.permissions:
+            raise SplayError(
+                INVALID_CREDENTIALS,
+                "forbidden",
+                f"Your role does not allow this ({LABELS[permission]}).",
+                status_code=403,
+                details={"permission": permission},
+            )
+        return principal
+
+    dependency.__name__ = f"token_service_{permission.replace(':', '_')}"
+    return Depends(dependency)
+
+
+splay_router = APIRouter(prefix="/api/v1/splay", tags=["playback tokens"], route_class=SplayRoute)
+
+
+@splay_router.post("", response_model=SplayReply, summary="Issue a playback token")
+async def issue_token(
+    body: SplayRequest,
+    principal: Annotated[Principal, token_service("playback:create")],
+    db: DbSession,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+) -> SplayReply:
+    request = service.TokenRequest(
+        streams=body.streams,
+        group_id=body.groupid,
+        org_wide=body.orgawide,
+        nbf=body.nbf,
+        exp=body.exp,
+        domain=body.domain,
+        ip=body.ip,
+        tag=body.tag,
+        user=body.user,
+        revocable=body.revocable,
+        force_disconnect=body.force_disconnect,
+    )
+    token = await service.issue(db, runtime.secret_box, principal, request, issuer=runtime.settings.base_url)
+    return SplayReply(data=TokenData(token=token))
+
+
+@splay_router.post(
+    "/verify", response_model=VerifyReply, dependencies=[PUBLIC], summary="Check a playback token"
+)
+async def verify_token(body: VerifyRequest, runtime: Annotated[Runtime, Depends(get_runtime)]) -> VerifyReply:
+    where = service.Presentation(stream=body.stream, domain=body.domain, ip=body.ip)
+    # Verifying only reads, and runs on every player start: a read-only session, not the writer a
+    # POST gets by default (on SQLite that would queue every verification behind every write).
+    async with runtime.database.session(write=False) as reader:
+        claims = await service.verify(reader, body.token, where, issuer=runtime.settings.base_url)
+    return VerifyReply(data=VerifyData(claims=claims))
+
+
+@splay_router.post("/revoke", status_code=204, summary="Revoke a revocable playback token")
+async def revoke_token(
+    body: RevokeRequest,
+    principal: Annotated[Principal, token_service("playback:revoke")],
+    db: DbSession,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+) -> Response:
+    await service.revoke(db, principal, body.token, issuer=runtime.settings.base_url)
+    return Response(status_code=204)
+
+
+jwks_router = APIRouter(tags=["playback tokens"])
+
+# Verifiers may cache the key set briefly; a rotation's new key is only used by new tokens.
+JWKS_CACHE_CONTROL = "public, max-age=300"
+
+
+@jwks_router.get(
+    "/.well-known/jwks.json",
+    response_model=Jwks,
+    dependencies=[PUBLIC],
+    summary="Public keys that verify playback tokens",
+)
+async def jwks(
+    response: Response,
+    db: DbSession,
+    organisation: Annotated[uuid.UUID | None, Query(description="Only this organisation's keys.")] = None,
+) -> Jwks:
+    response.headers["cache-control"] = JWKS_CACHE_CONTROL
+    published = await keys.published_keys(db, organisation)
+    return Jwks(keys=[Jwk.model_validate(keys.jwk_of(key)) for key in published])
+
+
+keys_router = APIRouter(prefix="/api/organisation/playback-keys", tags=["playback tokens"])
+
+
+@keys_router.post(
+    "/rotate",
+    response_model=PlaybackKeyRotationOut,
+    summary="New playback signing key; optionally revoke old ones",
+)
+async def rotate_keys(
+    principal: Annotated[Principal, require("apikey:rotate")],
+    db: DbSession,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+    body: Annotated[PlaybackKeyRotation, Body()] = PlaybackKeyRotation(),
+) -> PlaybackKeyRotationOut:
+    rotation = await keys.rotate(
+        db,
+        runtime.secret_box,
+        principal.organisation_id,
+        revoke_old=body.revoke_old,
+        actor=Actor.of(principal),
+    )
+    return PlaybackKeyRotationOut(kid=rotation.kid, retired=rotation.retired, revoked=rotation.revoked)

@@ -1,0 +1,338 @@
+"""The playback-token service (DOMAIN.md "Playback tokens"): issue, verify, revoke.
+
+Tokens are JWTs signed with the organisation's Ed25519 key (header ``alg: EdDSA`` and ``kid``). They
+are not tied to the issuer's bintu token or token key: a token reset or the deletion of the issuing
+user leaves them valid until they expire, as documented. Errors carry the documented numeric codes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from streamward.audit.service import Actor, record
+from streamward.authz.principal import Principal
+from streamward.authz.scoping import scoped
+from streamward.crypto import SecretBox
+from streamward.db import utcnow
+from streamward.errors import AppError
+from streamward.orgs.packages import require_package
+from streamward.playback import keys
+from streamward.playback.models import PlaybackRevocation, PlaybackSigningKey
+from streamward.streams.models import Stream, StreamState
+from streamward.streams.service import find_by_name
+
+ALGORITHM = "EdDSA"  # the only one accepted: no "none", no HMAC with a public key as secret
+AUDIENCE = "playback"
+TOKEN_TYPE = "playback"
+DEFAULT_LIFETIME = timedelta(hours=24)
+MAX_REVOCABLE_LIFETIME = timedelta(hours=24)  # bounds how long a revocation must be remembered
+MAX_LIFETIME = timedelta(days=365)
+REQUIRED_CLAIMS = ["iss", "aud", "jti", "iat", "nbf", "exp"]
+# Tokens are issued by one process and verified by another: tolerate small clock differences, or a
+# token issued "now" could be refused as not yet valid by a verifier a second behind.
+CLOCK_LEEWAY_SECONDS = 10
+
+# Documented error codes of the token service.
+PARAMETER_MISSING = 1000
+INVALID_CREDENTIALS = 1001
+TOKEN_EXPIRED = 1002
+MALFORMED_TOKEN = 2004
+NOT_REVOCABLE = 2011
+OTHER_ORGANISATION = 2012
+
+
+class SplayError(AppError):
+    """A token-service error: a documented numeric code, plus a stable ``reason`` string."""
+
+    def __init__(
+        self,
+        number: int,
+        reason: str,
+        message: str,
+        *,
+        status_code: int,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, code=reason, details=details)
+        self.number = number
+        self.status_code = status_code
+
+
+def _bad_parameter(message: str, **details: Any) -> SplayError:
+    return SplayError(
+        PARAMETER_MISSING, "invalid_parameter", message, status_code=400, details=details or None
+    )
+
+
+def _malformed(reason: str, message: str) -> SplayError:
+    return SplayError(MALFORMED_TOKEN, reason, message, status_code=400)
+
+
+@dataclass(frozen=True)
+class TokenRequest:
+    """What a caller asks for; exactly one of streams, group_id, org_wide."""
+
+    streams: list[str] | None = None
+    group_id: str | None = None
+    org_wide: bool = False
+    nbf: int | None = None
+    exp: int | None = None
+    domain: str | None = None
+    ip: str | None = None
+    tag: str | None = None
+    user: str | None = None
+    revocable: bool = False
+    force_disconnect: bool = False
+
+
+def _scope_claims(request: TokenRequest) -> dict[str, Any]:
+    scopes: dict[str, Any] = {}
+    if request.streams:
+        scopes["streams"] = request.streams
+    if request.group_id:
+        scopes["groupid"] = request.group_id
+    if request.org_wide:
+        scopes["orgawide"] = True
+    if len(scopes) != 1:
+        raise SplayError(
+            PARAMETER_MISSING,
+            "scope_required",
+            "Give exactly one scope: streams, groupid, or orgawide: true.",
+            status_code=400,
+        )
+    return scopes
+
+
+def _time_claims(request: TokenRequest, now: int) -> tuple[int, int]:
+    exp = request.exp if request.exp is not None else now + int(DEFAULT_LIFETIME.total_seconds())
+    nbf = request.nbf if request.nbf is not None else now
+    limit = MAX_REVOCABLE_LIFETIME if request.revocable else MAX_LIFETIME
+    if exp <= now:
+        raise _bad_parameter("exp must be in the future.", exp=exp)
+    if exp - now > limit.total_seconds():
+        what = "A revocable token" if request.revocable else "A token"
+        raise _bad_parameter(f"{what} may live at most {limit.days or 1} day(s).", exp=exp)
+    if nbf >= exp:
+        raise _bad_parameter("nbf must be before exp.", nbf=nbf)
+    return nbf, exp
+
+
+async def _check_streams(session: AsyncSession, principal: Principal, names: list[str]) -> None:
+    statement = scoped(select(Stream.name), Stream, principal).where(
+        Stream.name.in_(names), Stream.state != StreamState.DELETED.value
+    )
+    known = set((await session.execute(statement)).scalars())
+    missing = [name for name in names if name not in known]
+    if missing:
+        # Unknown and foreign streams get the same answer: the reply must not tell them apart.
+        raise SplayError(
+            OTHER_ORGANISATION,
+            "stream_not_in_organisation",
+            "Some streams are not streams of your organisation.",
+            status_code=403,
+            details={"streams": missing},
+        )
+
+
+async def issue(
+    session: AsyncSession, box: SecretBox, principal: Principal, request: TokenRequest, *, issuer: str
+) -> str:
+    require_package(principal.organisation.packages, "secure_playback")
+    scope = _scope_claims(request)
+    if request.streams:
+        await _check_streams(session, principal, request.streams)
+    now = int(time.time())
+    nbf, exp = _time_claims(request, now)
+    key = await keys.active_key(session, box, principal.organisation_id, actor=Actor.of(principal))
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "aud": AUDIENCE,
+        "typ": TOKEN_TYPE,
+        "jti": uuid.uuid4().hex,
+        "iat": now,
+        "nbf": nbf,
+        "exp": exp,
+        "org": str(principal.organisation_id),
+        **scope,
+        "revocable": request.revocable,
+        "forceDisconnect": request.force_disconnect,
+    }
+    for name in ("domain", "ip", "tag", "user"):
+        value = getattr(request, name)
+        if value is not None:
+            claims[name] = value
+    token = jwt.encode(claims, keys.private_key_of(box, key), algorithm=ALGORITHM, headers={"kid": key.kid})
+    await keys.note_token_expiry(session, key, datetime.fromtimestamp(exp, UTC))
+    return token
+
+
+async def _decode(
+    session: AsyncSession, token: str, *, issuer: str
+) -> tuple[dict[str, Any], PlaybackSigningKey]:
+    """Signature, algorithm, key, times, audience, issuer and type; raises SplayError."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError:
+        raise _malformed("malformed_token", "This is not a playback token.") from None
+    if header.get("alg") != ALGORITHM:
+        raise _malformed("algorithm_not_allowed", f"Playback tokens are signed with {ALGORITHM} only.")
+    kid = header.get("kid")
+    key = await keys.key_for_kid(session, kid) if isinstance(kid, str) and len(kid) <= 64 else None
+    if key is None:
+        raise _malformed("unknown_key", "The token was not signed by a key of this service.")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            keys.public_key_of(key),
+            algorithms=[ALGORITHM],
+            audience=AUDIENCE,
+            issuer=issuer,
+            leeway=CLOCK_LEEWAY_SECONDS,
+            options={"require": REQUIRED_CLAIMS},
+        )
+    except jwt.ExpiredSignatureError:
+        raise SplayError(TOKEN_EXPIRED, "token_expired", "The token has expired.", status_code=403) from None
+    except jwt.ImmatureSignatureError:
+        raise SplayError(
+            TOKEN_EXPIRED, "token_not_yet_valid", "The token is not valid yet.", status_code=403
+        ) from None
+    except jwt.InvalidAudienceError:
+        raise _malformed("wrong_audience", "The token is not meant for playback.") from None
+    except jwt.InvalidTokenError:
+        raise _malformed("invalid_token", "The token's signature or claims are not valid.") from None
+    if claims.get("typ") != TOKEN_TYPE or claims.get("org") != str(key.organisation_id):
+        raise _malformed("invalid_token", "The token's signature or claims are not valid.")
+    if key.revoked_at is not None:
+        raise SplayError(
+            TOKEN_EXPIRED, "key_revoked", "The token's signing key was revoked.", status_code=403
+        )
+    return claims, key
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """Where a token is being used, as far as the verifier (media server, player backend) tells."""
+
+    stream: str | None = None
+    domain: str | None = None
+    ip: str | None = None
+
+
+def _domain_matches(allowed: str, domain: str) -> bool:
+    allowed, domain = allowed.lower().rstrip("."), domain.lower().rstrip(".")
+    if allowed.startswith("*."):
+        return domain.endswith(allowed[1:])
+    return domain == allowed
+
+
+def _address_matches(allowed: str, address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address) in ipaddress.ip_network(allowed, strict=False)
+    except ValueError:
+        return False
+
+
+def _refused(reason: str, message: str) -> SplayError:
+    return SplayError(INVALID_CREDENTIALS, reason, message, status_code=403)
+
+
+async def _check_presentation(session: AsyncSession, claims: dict[str, Any], where: Presentation) -> None:
+    if where.stream is not None:
+        stream = await find_by_name(session, where.stream)
+        if stream is not None and str(stream.organisation_id) != claims["org"]:
+            raise SplayError(
+                OTHER_ORGANISATION,
+                "other_organisation",
+                "The token belongs to another organisation than the stream.",
+                status_code=403,
+            )
+        if stream is None or stream.state == StreamState.DELETED:
+            raise _refused("scope_mismatch", "The token does not grant this stream.")
+        granted = (
+            claims.get("orgawide") is True
+            or where.stream in (claims.get("streams") or [])
+            or ("groupid" in claims and claims["groupid"] == stream.group_id)
+        )
+        if not granted:
+            raise _refused("scope_mismatch", "The token does not grant this stream.")
+    # A restriction the token carries is checked whenever it exists: a verifier that does not say
+    # where the token is used cannot pass a restricted token (fail closed).
+    if "domain" in claims:
+        if where.domain is None:
+            raise _bad_parameter("This token is bound to a domain: send the domain it is used on.")
+        if not _domain_matches(claims["domain"], where.domain):
+            raise _refused("domain_mismatch", "The token is not valid on this domain.")
+    if "ip" in claims:
+        if where.ip is None:
+            raise _bad_parameter("This token is bound to a client address: send the ip it is used from.")
+        if not _address_matches(claims["ip"], where.ip):
+            raise _refused("ip_mismatch", "The token is not valid from this address.")
+
+
+async def verify(session: AsyncSession, token: str, where: Presentation, *, issuer: str) -> dict[str, Any]:
+    """The token's claims when it may be used as presented; raises SplayError otherwise."""
+    claims, _ = await _decode(session, token, issuer=issuer)
+    if claims.get("revocable"):
+        revoked = await session.get(PlaybackRevocation, str(claims["jti"]))
+        if revoked is not None:
+            raise SplayError(TOKEN_EXPIRED, "token_revoked", "The token was revoked.", status_code=403)
+    await _check_presentation(session, claims, where)
+    return claims
+
+
+async def revoke(session: AsyncSession, principal: Principal, token: str, *, issuer: str) -> None:
+    """Revoke a revocable token of the caller's organisation; revoking twice is not an error."""
+    claims, key = await _decode(session, token, issuer=issuer)
+    if key.organisation_id != principal.organisation_id:
+        raise SplayError(
+            OTHER_ORGANISATION,
+            "other_organisation",
+            "The token belongs to another organisation.",
+            status_code=403,
+        )
+    if not claims.get("revocable"):
+        raise SplayError(
+            NOT_REVOCABLE,
+            "not_revocable",
+            "The token was not issued as revocable; rotate the signing keys with revokeOld to end it.",
+            status_code=409,
+        )
+    jti = str(claims["jti"])
+    now = utcnow()
+    # Housekeeping: revocations of tokens that have expired anyway are no longer needed.
+    await session.execute(
+        scoped(delete(PlaybackRevocation), PlaybackRevocation, principal).where(
+            PlaybackRevocation.expires_at < now
+        )
+    )
+    if await session.get(PlaybackRevocation, jti) is not None:
+        return
+    expires_at = datetime.fromtimestamp(int(claims["exp"]), UTC)
+    try:
+        async with session.begin_nested():
+            session.add(
+                PlaybackRevocation(
+                    jti=jti, organisation_id=principal.organisation_id, expires_at=expires_at, revoked_at=now
+                )
+            )
+    except IntegrityError:
+        return  # revoked concurrently: the outcome is the same, and that request audits it
+    record(
+        session,
+        Actor.of(principal),
+        "playback.token_revoked",
+        organisation_id=principal.organisation_id,
+        target_type="playback_token",
+        target_id=jti,
+        after={"expiresAt": expires_at.isoformat()},
+    )

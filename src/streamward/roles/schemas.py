@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from streamward.authz.permissions import Role, ordered
+from streamward.schemas import ApiModel
+
+
+class RoleProfile(ApiModel):
+    """A role as the permission overview shows it."""
+
+    name: str
+    title: str
+    description: str
+    predefined: bool
+    audiences: list[str]
+    permissions: list[str] = Field(description="Permission names, in catalogue order.")
+
+    @classmethod
+    def of(cls, role: Role) -> RoleProfile:
+        return cls(
+            name=role.name,
+            title=role.title,
+            description=role.description,
+            predefined=role.predefined,
+            audiences=role.audiences,
+            permissions=ordered(role.permissions),
+        )
+
+    @classmethod
+    def unresolved(cls, name: str) -> RoleProfile:
+        """A role name that no longer resolves (it grants nothing)."""
+        return cls(name=name, title=name, description="", predefined=False, audiences=[], permissions=[])
+
+
+class RoleOut(RoleProfile):
+    member_count: int
+
+
+class PermissionInfoOut(ApiModel):
+    name: str
+    label: str
+
+
+class RoleList(ApiModel):
+    items: list[RoleOut]
+    catalogue: list[PermissionInfoOut] = Field(description="Every permission a custom role may hold.")
+
+
+# Letters first; then letters, digits, "_", "-", "." (role names appear in URLs and filters).
+ROLE_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+
+
+class RoleCreate(ApiModel):
+    name: str = Field(pattern=ROLE_NAME_PATTERN, examples=["streamOperator"])
+    description: str = Field(default="", max_length=500)
+    permissions: list[str] = Field(max_length=100, examples=[["stream:read", "stream:create"]])
+
+
+class RoleUpdate(ApiModel):
+    """Fields left out stay as they are."""
+
+    description: str | None = Field(default=None, max_length=500)
+    permissions: list[str] | None = Field(default=None, max_length=100)

@@ -1,0 +1,1 @@
+"""Streams, their lifecycle and their tags."""

@@ -1,0 +1,89 @@
+"""The users of an organisation (DOMAIN.md's "Users" tab), at the documented bintu paths."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from streamward.authz.deps import AUTHENTICATED, require
+from streamward.authz.principal import Principal
+from streamward.db import DbSession
+from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from streamward.users import service
+from streamward.users.schemas import (
+    PermissionChange,
+    TokenKeyOut,
+    TokenKeyReset,
+    UserDetail,
+    UserPage,
+    UserSummary,
+)
+
+router = APIRouter(prefix="/api/user", tags=["users"])
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Page size, at most {MAX_LIMIT}.")]
+Cursor = Annotated[str | None, Query(max_length=64, description="`nextCursor` of the previous page.")]
+
+
+@router.get("", response_model=UserPage, summary="Users of the organisation, newest first")
+async def list_users(
+    principal: Annotated[Principal, require("user:read")],
+    db: DbSession,
+    role: Annotated[
+        str | None, Query(max_length=64, description="Only this role (predefined or custom).")
+    ] = None,
+    q: Annotated[
+        str | None, Query(max_length=320, description="Email starts with (case-insensitive).")
+    ] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> UserPage:
+    page = await service.list_users(db, principal, role=role, email_starts_with=q, limit=limit, cursor=cursor)
+    return UserPage(items=[UserSummary.of_row(row) for row in page.items], next_cursor=page.next_cursor)
+
+
+@router.put(
+    "/permission",
+    response_model=UserDetail,
+    summary="Change a user's role; ends the user's bintu tokens",
+)
+async def change_permission(
+    body: PermissionChange, principal: Annotated[Principal, require("user:edit")], db: DbSession
+) -> UserDetail:
+    return UserDetail.of(await service.change_role(db, principal, body.user_id, body.role))
+
+
+@router.put(
+    "/tokenkey",
+    response_model=TokenKeyOut,
+    summary="Renew a user's token key: every bintu token of that user ends",
+    description="Your own with any role; another user's needs `user:token_reset`. "
+    "Playback tokens are not affected.",
+)
+async def reset_token_key(
+    body: TokenKeyReset, principal: Annotated[Principal, AUTHENTICATED], db: DbSession
+) -> TokenKeyOut:
+    membership = await service.reset_token_key(db, principal, body.user_id)
+    return TokenKeyOut(user_id=membership.id, token_key=membership.token_key)
+
+
+# The uuid converter keeps /api/user/{id} from swallowing /api/user/validate, /invite and the like.
+@router.get("/{user_id:uuid}", response_model=UserDetail, summary="One user, with the role's permissions")
+async def read_user(
+    user_id: uuid.UUID, principal: Annotated[Principal, require("user:read")], db: DbSession
+) -> UserDetail:
+    return UserDetail.of(await service.get_user(db, principal, user_id))
+
+
+@router.delete(
+    "/{user_id:uuid}",
+    status_code=204,
+    summary="Remove a user from the organisation; ends their bintu tokens",
+)
+async def delete_user(
+    user_id: uuid.UUID, principal: Annotated[Principal, require("user:delete")], db: DbSession
+) -> Response:
+    await service.delete_user(db, principal, user_id)
+    return Response(status_code=204)

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import Field
+
+from streamward.authn.schemas import RoleRef
+from streamward.roles.schemas import RoleProfile
+from streamward.schemas import ApiModel, UtcDatetime
+from streamward.users.service import UserView, role_title
+
+
+class UserSummary(ApiModel):
+    id: uuid.UUID
+    email: str
+    role: RoleRef
+    token_key: str
+    created_at: UtcDatetime
+
+    @classmethod
+    def of_row(cls, row: Any) -> UserSummary:
+        """From a users-list row (membership columns and the account's email)."""
+        return cls(
+            id=row.id,
+            email=row.email,
+            role=RoleRef(name=row.role, title=role_title(row.role)),
+            token_key=row.token_key,
+            created_at=row.created_at,
+        )
+
+
+class UserPage(ApiModel):
+    items: list[UserSummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
+
+
+class UserDetail(ApiModel):
+    id: uuid.UUID
+    email: str
+    role: RoleProfile
+    token_key: str
+    created_at: UtcDatetime
+
+    @classmethod
+    def of(cls, view: UserView) -> UserDetail:
+        membership = view.membership
+        return cls(
+            id=membership.id,
+            email=view.email,
+            role=RoleProfile.of(view.role) if view.role else RoleProfile.unresolved(membership.role),
+            token_key=membership.token_key,
+            created_at=membership.created_at,
+        )
+
+
+class PermissionChange(ApiModel):
+    user_id: uuid.UUID
+    role: str = Field(min_length=1, max_length=64, examples=["nanoUser"])
+
+
+class TokenKeyReset(ApiModel):
+    user_id: uuid.UUID | None = Field(default=None, description="Omitted: your own.")
+
+
+class TokenKeyOut(ApiModel):
+    user_id: uuid.UUID
+    token_key: str

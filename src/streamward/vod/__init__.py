@@ -1,0 +1,1 @@
+"""VOD assets and their public visibility."""

@@ -1,0 +1,579 @@
+"""The dashboard's roles, audit log, webhook deliveries and streams pages, driven over HTTP like a
+browser: sign in through /login, follow the pages, scrape each form's CSRF token, submit forms."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import itertools
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from streamward.audit.export import CSV_COLUMNS
+from streamward.authz.permissions import CATALOGUE, NANO_READ_ONLY
+from streamward.events.delivery import worker_for
+from streamward.events.models import OutboxEvent
+from streamward.roles.models import CustomRole
+from streamward.streams.models import Stream
+from tests.conftest import CreatedOrg, Env, Member
+from tests.overview_support import ALL_PACKAGES, create_stream, set_state
+from tests.receiver import Receiver, Reply
+from tests.test_delivery import configure_webhook, emit_event
+from tests.users_support import custom_role, role_of
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"allow_private_webhook_targets": True, "webhook_timeout_seconds": 1.0}
+
+
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+_addresses = itertools.count(1)
+
+SignIn = Callable[..., Awaitable[httpx.AsyncClient]]
+
+
+def csrf_of(page: str) -> str:
+    found = _CSRF.search(page)
+    assert found, "the page has no form with a CSRF token"
+    return html.unescape(found.group(1))
+
+
+def anonymous(env: Env) -> httpx.AsyncClient:
+    """A fresh browser: its own cookie jar and client address (the login throttle counts per address)."""
+    return env.client_from(f"198.51.100.{next(_addresses) % 250 + 1}")
+
+
+@pytest.fixture
+async def browsers(env: Env) -> AsyncIterator[tuple[SignIn, Callable[[], httpx.AsyncClient]]]:
+    opened: list[httpx.AsyncClient] = []
+
+    def fresh() -> httpx.AsyncClient:
+        client = anonymous(env)
+        opened.append(client)
+        return client
+
+    async def sign_in(member: Member) -> httpx.AsyncClient:
+        """Log in as ``member`` through the login form, as a browser does."""
+        client = fresh()
+        login = await client.get("/login")
+        assert login.status_code == 200
+        response = await client.post(
+            "/login",
+            data={
+                "csrf_token": csrf_of(login.text),
+                "email": member.email,
+                "password": member.password,
+                "organisation": str(member.organisation.id),
+                "next": "/organisation/overview",
+            },
+        )
+        assert response.status_code == 303, response.text
+        assert client.cookies.get("sw_session")
+        return client
+
+    yield sign_in, fresh
+    for client in opened:
+        await client.aclose()
+
+
+@pytest.fixture
+def sign_in(browsers: tuple[SignIn, Callable[[], httpx.AsyncClient]]) -> SignIn:
+    return browsers[0]
+
+
+@pytest.fixture
+def stranger(browsers: tuple[SignIn, Callable[[], httpx.AsyncClient]]) -> httpx.AsyncClient:
+    return browsers[1]()
+
+
+async def submit(
+    client: httpx.AsyncClient, page_url: str, action: str, data: dict[str, Any] | None = None
+) -> httpx.Response:
+    """Open ``page_url``, then post ``data`` to ``action`` with the CSRF token the page carries."""
+    page = await client.get(page_url)
+    assert page.status_code == 200, page.text
+    return await client.post(action, data={"csrf_token": csrf_of(page.text)} | (data or {}))
+
+
+def assert_page(response: httpx.Response, status: int = 200) -> str:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("text/html")
+    text = response.text
+    # CSP: no inline script, no style attributes.
+    assert re.findall(r"<script[^>]*>", text) == [re.search(r'<script src="[^"]+" defer>', text).group(0)]  # type: ignore[union-attr]
+    assert " style=" not in text
+    return text
+
+
+def assert_refused(response: httpx.Response, code: str = "forbidden") -> None:
+    text = assert_page(response, 403)
+    assert f"<code>{code}</code>" in text
+
+
+def redirected_to(response: httpx.Response, target: str) -> None:
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == target
+
+
+async def stream_state(env: Env, stream_id: str) -> str:
+    async with env.runtime.database.session(write=False) as session:
+        stream = await session.get(Stream, uuid.UUID(stream_id))
+        assert stream is not None
+        return stream.state
+
+
+async def streams_of(env: Env, org: CreatedOrg) -> list[Stream]:
+    async with env.runtime.database.session(write=False) as session:
+        rows = await session.execute(
+            select(Stream).where(Stream.organisation_id == org.id).order_by(Stream.id)
+        )
+        return list(rows.scalars())
+
+
+async def role_row(env: Env, org: CreatedOrg, name: str) -> CustomRole | None:
+    async with env.runtime.database.session(write=False) as session:
+        return (
+            await session.execute(
+                select(CustomRole).where(CustomRole.organisation_id == org.id, CustomRole.name == name)
+            )
+        ).scalar_one_or_none()
+
+
+# --- access ---------------------------------------------------------------------------------------
+
+PAGES = ["/roles", "/roles/new", "/audit", "/webhook/deliveries", "/streams", "/streams/new"]
+
+
+async def test_pages_render_for_permitted_roles_refuse_others_and_send_strangers_to_login(
+    env: Env, sign_in: SignIn, stranger: httpx.AsyncClient
+) -> None:
+    org = await env.org()
+    await custom_role(env, org, "orgOnly", {"org:read"})
+    admin = await sign_in(await env.member(org, "nanoAdmin", login=False))
+    operator = await sign_in(await env.member(org, "nanoUser", login=False))
+    observer = await sign_in(await env.member(org, "nanoReadOnly", login=False))
+    outsider = await sign_in(await env.member(org, "orgOnly", login=False))
+    lacking = {
+        "/roles": [operator, observer, outsider],
+        "/roles/new": [operator, observer, outsider],
+        "/audit": [operator, observer, outsider],
+        "/webhook/deliveries": [outsider],
+        "/streams": [outsider],
+        "/streams/new": [observer, outsider],
+    }
+    for path in PAGES:
+        text = assert_page(await admin.get(path))
+        assert "<h1>" in text
+        for client in lacking[path]:
+            assert_refused(await client.get(path))
+        response = await stranger.get(path)
+        assert response.status_code == 303
+        assert response.headers["location"].startswith("/login?next=")
+    assert_page(await operator.get("/webhook/deliveries"))
+    assert_page(await observer.get("/streams"))
+    assert (await admin.get("/audit/export.csv")).headers["content-type"].startswith("text/csv")
+    assert_refused(await operator.get("/audit/export.csv"))
+    assert (await stranger.get("/audit/export.csv")).status_code == 303
+    # The nav links to each page only for those who may open it.
+    nav = assert_page(await admin.get("/streams"))
+    for link in ('href="/roles"', 'href="/audit"', 'href="/webhook/deliveries"'):
+        assert link in nav
+    observed = assert_page(await observer.get("/streams"))
+    assert 'href="/roles"' not in observed and 'href="/audit"' not in observed
+
+
+async def test_every_post_needs_the_session_bound_csrf_token(env: Env, sign_in: SignIn) -> None:
+    org = await env.org()
+    await custom_role(env, org, "spare", {"org:read"})
+    stream = await create_stream(env, org, tags=["a"])
+    admin_member = await env.member(org, "nanoAdmin", login=False)
+    admin = await sign_in(admin_member)
+    other = await sign_in(await env.member(org, "nanoAdmin", login=False))
+    foreign_token = csrf_of((await other.get("/streams")).text)
+    posts = {
+        "/roles": {"name": "sneaky", "permission": "org:read"},
+        "/roles/spare/edit": {"description": "x", "permission": "org:read"},
+        "/roles/spare/delete": {},
+        f"/webhook/deliveries/{uuid.uuid4()}/redeliver": {},
+        "/streams": {"tags": "x"},
+        f"/streams/{stream['id']}/tags": {"tags": "b"},
+        f"/streams/{stream['id']}/lock": {},
+        f"/streams/{stream['id']}/unlock": {},
+        f"/streams/{stream['id']}/stop": {},
+        f"/streams/{stream['id']}/delete": {},
+    }
+    for path, data in posts.items():
+        assert_refused(await admin.post(path, data=data), "csrf_refused")
+        # Another session's token does not fit this session.
+        assert_refused(await admin.post(path, data=data | {"csrf_token": foreign_token}), "csrf_refused")
+    assert await role_row(env, org, "sneaky") is None
+    assert await role_row(env, org, "spare") is not None
+    assert len(await streams_of(env, org)) == 1
+    assert await stream_state(env, stream["id"]) == "created"
+
+
+async def test_forged_posts_from_roles_lacking_the_permission_are_refused(env: Env, sign_in: SignIn) -> None:
+    org = await env.org()
+    await custom_role(env, org, "spare", {"org:read"})
+    stream = await create_stream(env, org, tags=["a"])
+    observer = await sign_in(await env.member(org, "nanoReadOnly", login=False))
+    token = csrf_of((await observer.get("/streams")).text)  # a valid token of the observer's own session
+    for path, data in {
+        "/roles": {"name": "sneaky", "permission": "org:read"},
+        "/roles/spare/delete": {},
+        f"/webhook/deliveries/{uuid.uuid4()}/redeliver": {},
+        "/streams": {"tags": "x"},
+        f"/streams/{stream['id']}/tags": {"tags": "b"},
+        f"/streams/{stream['id']}/lock": {},
+        f"/streams/{stream['id']}/delete": {},
+    }.items():
+        assert_refused(await observer.post(path, data=data | {"csrf_token": token}))
+    assert await role_row(env, org, "sneaky") is None
+    assert await stream_state(env, stream["id"]) == "created"
+
+
+# --- streams --------------------------------------------------------------------------------------
+
+
+async def test_streams_create_tag_lock_unlock_delete_end_to_end(env: Env, sign_in: SignIn) -> None:
+    org = await env.org()
+    admin = await sign_in(await env.member(org, "nanoAdmin", login=False))
+    form = assert_page(await admin.get("/streams/new"))
+    assert 'name="transcode"' not in form  # the organisation has no Transcoding package
+    assert "Upgrade needed" in form
+
+    response = await submit(
+        admin, "/streams/new", "/streams", {"tags": "event:keynote\n lobby \n\nlobby", "group_id": "g-1"}
+    )
+    redirected_to(response, "/streams?done=created")
+    (stream,) = await streams_of(env, org)
+    stream_id = str(stream.id)
+    assert stream.group_id == "g-1"
+    listed = assert_page(await admin.get("/streams?done=created"))
+    assert "The stream was created." in listed
+    assert stream.name in listed and "event:keynote" in listed and "lobby" in listed
+    assert stream.name in assert_page(await admin.get("/streams?tag=lobby"))
+    assert stream.name not in assert_page(await admin.get("/streams?tag=elsewhere"))
+    assert stream.name not in assert_page(await admin.get("/streams?state=live"))
+
+    detail = assert_page(await admin.get(f"/streams/{stream_id}"))
+    assert "rtmp://" in detail and stream.name in detail
+    response = await submit(
+        admin, f"/streams/{stream_id}", f"/streams/{stream_id}/tags", {"tags": "lobby\nstage"}
+    )
+    redirected_to(response, "/streams?done=tags")
+    tagged = (await env.client.get(f"/api/stream/{stream_id}", headers=org.api_headers)).json()
+    assert tagged["tags"] == ["lobby", "stage"]
+
+    listed = assert_page(await admin.get("/streams"))
+    assert f'action="/streams/{stream_id}/lock"' in listed
+    assert f'data-dialog-open="delete-{stream_id}"' in listed
+    assert f'<dialog id="delete-{stream_id}"' in listed
+    assert f'action="/streams/{stream_id}/unlock"' not in listed
+    assert f'data-dialog-open="stop-{stream_id}"' not in listed  # not live
+
+    redirected_to(await submit(admin, "/streams", f"/streams/{stream_id}/lock"), "/streams?done=lock")
+    assert await stream_state(env, stream_id) == "locked"
+    listed = assert_page(await admin.get("/streams?done=lock"))
+    assert f'action="/streams/{stream_id}/unlock"' in listed
+    assert f'data-dialog-open="delete-{stream_id}"' not in listed  # a locked stream cannot be deleted
+    # A stale page's button meets the lifecycle table: refused, with a fixed message.
+    redirected_to(await submit(admin, "/streams", f"/streams/{stream_id}/delete"), "/streams?failed=state")
+    assert "does not fit the stream" in assert_page(await admin.get("/streams?failed=state"))
+    assert await stream_state(env, stream_id) == "locked"
+
+    redirected_to(await submit(admin, "/streams", f"/streams/{stream_id}/unlock"), "/streams?done=unlock")
+    assert await stream_state(env, stream_id) == "created"
+
+    await set_state(env, stream_id, "live")
+    listed = assert_page(await admin.get("/streams"))
+    assert f'<dialog id="stop-{stream_id}"' in listed
+    redirected_to(await submit(admin, "/streams", f"/streams/{stream_id}/stop"), "/streams?done=stop")
+    assert await stream_state(env, stream_id) == "ended"
+
+    redirected_to(await submit(admin, "/streams", f"/streams/{stream_id}/delete"), "/streams?done=delete")
+    assert await stream_state(env, stream_id) == "deleted"
+    assert stream.name not in assert_page(await admin.get("/streams"))
+    assert stream.name in assert_page(await admin.get("/streams?state=deleted"))
+    gone = assert_page(await admin.get(f"/streams/{stream_id}"))
+    assert f'action="/streams/{stream_id}/tags"' not in gone
+
+
+async def test_stream_forms_show_the_services_refusals(env: Env, sign_in: SignIn) -> None:
+    org = await env.org()
+    admin = await sign_in(await env.member(org, "nanoAdmin", login=False))
+    bad_group = await submit(admin, "/streams/new", "/streams", {"tags": "a", "group_id": "no spaces"})
+    text = assert_page(bad_group, 422)
+    assert "Group id" in text and "no spaces" in text  # the form keeps what was typed
+    too_long = await submit(admin, "/streams/new", "/streams", {"tags": "x" * 65})
+    assert "at most 64 characters" in assert_page(too_long, 422)
+    # A forged transcode: the package gate of the service refuses it.
+    upgrade = await submit(admin, "/streams/new", "/streams", {"tags": "a", "transcode": "720p"})
+    assert "Transcoding package" in assert_page(upgrade, 403)
+    assert await streams_of(env, org) == []
+
+
+async def test_transcodes_offered_with_the_package(env: Env, sign_in: SignIn) -> None:
+    org = await env.org(packages=ALL_PACKAGES)
+    admin = await sign_in(await env.member(org, "nanoAdmin", login=False))
+    form = assert_page(await admin.get("/streams/new"))
+    assert 'name="transcode" value="720p"' in form
+    page = await admin.get("/streams/new")
+    response = await admin.post(
+        "/streams",
+        data={"csrf_token": csrf_of(page.text), "tags": "", "transcode": ["720p", "360p"]},
+    )
+    redirected_to(response, "/streams?done=created")
+    (stream,) = await streams_of(env, org)
+    assert stream.transcodes == ["720p", "360p"]
+    assert "-720p/index.m3u8" in assert_page(await admin.get(f"/streams/{stream.id}"))
+
+
+async def test_stream_controls_follow_the_viewers_permissions(env: Env, sign_in: SignIn) -> None:
+    org = await env.org()
+    stream = await create_stream(env, org, tags=["a"])
+    observer = await sign_in(await env.member(org, "nanoReadOnly", login=False))
+    operator = await sign_in(await env.member(org, "nanoUser", login=False))
+
+    listed = assert_page(await observer.get("/streams"))
+    assert stream["name"] in listed
+    assert 'href="/streams/new"' not in listed
+    assert "<dialog" not in listed and 'method="post" action="/streams/' not in listed
+    detail = assert_page(await observer.get(f"/streams/{stream['id']}"))
+    assert f'action="/streams/{stream["id"]}/tags"' not in detail and "<dialog" not in detail
+
+    listed = assert_page(await operator.get("/streams"))
+    assert 'href="/streams/new"' in listed  # stream:create
+    assert "/lock" not in listed and "<dialog" not in listed  # no stream:manage
+    detail = assert_page(await operator.get(f"/streams/{stream['id']}"))
+    assert f'action="/streams/{stream["id"]}/tags"' in detail  # tag:write
+    redirected_to(
+        await submit(operator, f"/streams/{stream['id']}", f"/streams/{stream['id']}/tags", {"tags": "b"}),
+        "/streams?done=tags",
+    )
+
+
+async def test_streams_list_pages_by_keyset(
+    env: Env, sign_in: SignIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import streamward.dashboard.stream_pages as stream_pages
+
+    monkeypatch.setattr(stream_pages, "DEFAULT_LIMIT", 2)
+    org = await env.org()
+    names = [(await create_stream(env, org, tags=["paged"]))["name"] for _ in range(3)]
+    await create_stream(env, org, tags=["other"])
+    admin = await sign_in(await env.member(org, "nanoAdmin", login=False))
+    first = assert_page(await admin.get("/streams?tag=paged"))
+    assert names[2] in first and names[1] in first and names[0] not in first
+    older = re.search(r'href="([^"]+)">Older streams', first)
+    assert older
+    next_url = html.unescape(older.group(1))
+    assert "tag=paged" in next_url and "cursor=" in next_url
+    second = assert_page(await admin.get(next_url))
+    assert names[0] in second and names[1] not in second
+    assert "Older streams" not in second and 'href="/streams?tag=paged">Newest' in second
+
+
+# --- roles ----------------------------------------------------------------------------------------
+
+
+async def test_roles_create_edit_and_delete_with_reassignment(env: Env, sign_in: SignIn) -> None:
+    org = await env.org()
+    admin = await sign_in(await env.member(org, "nanoAdmin", login=False))
+    listed = assert_page(await admin.get("/roles"))
+    for title in ("Administrator", "Operator", "Observer"):
+        assert title in listed
+    assert "/roles/nanoAdmin/edit" not in listed  # predefined roles are fixed
+
+    form = assert_page(await admin.get("/roles/new"))
+    resources = list(dict.fromkeys(p.name.split(":")[0] for p in CATALOGUE))
+    assert re.findall(r"<legend>(\w+)</legend>", form) == resources
+    assert form.count('type="checkbox" name="permission"') == len(CATALOGUE)
+    page = await admin.get("/roles/new")
+    response = await admin.post(
+        "/roles",
+        data={
+            "csrf_token": csrf_of(page.text),
+            "name": "streamOps",
+            "description": "Runs streams",
+            "permission": ["stream:read", "stream:create", "org:read"],
+        },
+    )
+    redirected_to(response, "/roles?done=created")
+    row = await role_row(env, org, "streamOps")
+    assert row is not None and row.permissions == ["org:read", "stream:read", "stream:create"]
+
+    holder = await env.member(org, "streamOps", login=False)
+    listed = assert_page(await admin.get("/roles?done=created"))
+    assert "The role was created." in listed
+    assert re.search(r"streamOps.*?<td>1</td>", listed, re.S)  # one member
+
+    edit = assert_page(await admin.get("/roles/streamOps/edit"))
+    assert "Runs streams" in edit
+    assert 'value="stream:create" checked' in edit and 'value="tag:read" checked' not in edit
+    assert "1 member holds this role" in edit
+    page = await admin.get("/roles/streamOps/edit")
+    response = await admin.post(
+        "/roles/streamOps/edit",
+        data={
+            "csrf_token": csrf_of(page.text),
+            "description": "Runs streams and reads tags",
+            "permission": ["stream:read", "tag:read", "org:read"],
+        },
+    )
+    redirected_to(response, "/roles?done=updated")
+    row = await role_row(env, org, "streamOps")
+    assert row is not None and row.permissions == ["org:read", "stream:read", "tag:read"]
+    assert row.description == "Runs streams and reads tags"
+
+    listed = assert_page(await admin.get("/roles"))
+    assert 'action="/roles/streamOps/delete"' in listed
+    assert 'name="reassign_to" required' in listed
+    # Without a target the service refuses (members hold the role): the list says so.
+    refused = await submit(admin, "/roles", "/roles/streamOps/delete", {"reassign_to": ""})
+    assert "choose the role to move them to" in assert_page(refused, 409)
+    assert await role_row(env, org, "streamOps") is not None
+
+    response = await submit(admin, "/roles", "/roles/streamOps/delete", {"reassign_to": "nanoReadOnly"})
+    redirected_to(response, "/roles?done=deleted")
+    assert await role_row(env, org, "streamOps") is None
+    assert await role_of(env, holder.id) == "nanoReadOnly"
+    assert "streamOps" not in assert_page(await admin.get("/roles?done=deleted"))
+
+
+async def test_role_forms_show_validation_and_conflicts(env: Env, sign_in: SignIn) -> None:
+    org = await env.org()
+    await custom_role(env, org, "taken", {"org:read"})
+    admin = await sign_in(await env.member(org, "nanoAdmin", login=False))
+    bad = await submit(admin, "/roles/new", "/roles", {"name": "1bad", "permission": "org:read"})
+    text = assert_page(bad, 422)
+    assert "Name: start with a letter" in text and 'value="1bad"' in text
+    assert 'value="org:read" checked' in text  # the ticks survive the round trip
+    reserved = await submit(admin, "/roles/new", "/roles", {"name": "nanoAdmin"})
+    assert "predefined role" in assert_page(reserved, 409)
+    duplicate = await submit(admin, "/roles/new", "/roles", {"name": "taken"})
+    assert "already" in assert_page(duplicate, 409)
+    unknown = await submit(admin, "/roles/new", "/roles", {"name": "odd", "permission": "made:up"})
+    assert "not in the catalogue" in assert_page(unknown, 422)
+    assert await role_row(env, org, "odd") is None
+    assert_page(await admin.get("/roles/nanoUser/edit"), 409)
+    assert_page(await admin.get("/roles/nothing/edit"), 404)
+    # After a refused create the session still works (the refusal was rolled back cleanly).
+    redirected_to(await submit(admin, "/roles/new", "/roles", {"name": "fine"}), "/roles?done=created")
+
+
+async def test_a_role_manager_cannot_hand_out_what_they_lack(env: Env, sign_in: SignIn) -> None:
+    org = await env.org()
+    await custom_role(env, org, "roleManager", set(NANO_READ_ONLY.permissions) | {"role:manage"})
+    await custom_role(env, org, "auditor", {"audit:read"})
+    manager = await sign_in(await env.member(org, "roleManager", login=False))
+    form = assert_page(await manager.get("/roles/new"))
+    assert re.search(r'value="audit:read"\s+disabled', form)
+    assert re.search(r'value="stream:read"\s+>', form)
+    listed = assert_page(await manager.get("/roles"))
+    assert 'action="/roles/auditor/delete"' not in listed and "/roles/auditor/edit" not in listed
+    assert "Holds permissions you lack" in listed
+    forged = await submit(manager, "/roles/new", "/roles", {"name": "auditor2", "permission": "audit:read"})
+    assert "permissions you do not have" in assert_page(forged, 403)
+    assert await role_row(env, org, "auditor2") is None
+
+
+# --- audit log ------------------------------------------------------------------------------------
+
+
+async def test_audit_log_filters_pages_and_downloads_csv(
+    env: Env, sign_in: SignIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = await env.org()
+    admin_member = await env.member(org, "nanoAdmin", login=False)
+    admin = await sign_in(admin_member)
+    for tags in ("a", "b"):
+        redirected_to(
+            await submit(admin, "/streams/new", "/streams", {"tags": tags}), "/streams?done=created"
+        )
+
+    log = assert_page(await admin.get("/audit"))
+    assert "stream.created" in log and "user.login" in log and admin_member.email in log
+    assert 'href="/audit/export.csv"' in log
+    only = assert_page(await admin.get("/audit?action=stream.created"))
+    assert only.count(">stream.created</td>") == 2 and "user.login</td>" not in only
+    assert 'href="/audit/export.csv?action=stream.created"' in only
+    by_actor = assert_page(await admin.get(f"/audit?actor={admin_member.email}&target_type=stream"))
+    assert by_actor.count("stream.created</td>") == 2
+    today = datetime.now(UTC).date()
+    assert "stream.created" in assert_page(await admin.get(f"/audit?from={today}&to={today}"))
+    yesterday = today - timedelta(days=1)
+    assert "No entries match" in assert_page(await admin.get(f"/audit?to={yesterday}"))
+    assert "YYYY-MM-DD" in assert_page(await admin.get("/audit?from=soon"), 400)
+
+    monkeypatch.setattr("streamward.dashboard.audit_pages.DEFAULT_LIMIT", 1)
+    first = assert_page(await admin.get("/audit?action=stream.created"))
+    older = re.search(r'href="([^"]+)">Older entries', first)
+    assert older and "action=stream.created" in html.unescape(older.group(1))
+    second = assert_page(await admin.get(html.unescape(older.group(1))))
+    assert "stream.created</td>" in second and "Older entries" not in second
+
+    download = await admin.get("/audit/export.csv?action=stream.created")
+    assert download.status_code == 200
+    assert download.headers["content-type"].startswith("text/csv")
+    assert download.headers["content-disposition"].startswith('attachment; filename="audit-')
+    rows = list(csv.reader(io.StringIO(download.text)))
+    assert rows[0] == list(CSV_COLUMNS)
+    assert [row[CSV_COLUMNS.index("action")] for row in rows[1:]] == ["stream.created"] * 2
+    everything = list(csv.DictReader(io.StringIO((await admin.get("/audit/export.csv")).text)))
+    assert {"stream.created", "user.login"} <= {row["action"] for row in everything}
+    assert_page(await admin.get("/audit/export.csv?to=later"), 400)
+
+
+# --- webhook deliveries ---------------------------------------------------------------------------
+
+
+async def test_deliveries_list_filter_and_redeliver(env: Env, sign_in: SignIn) -> None:
+    org = await env.org()
+    admin = await sign_in(await env.member(org, "nanoAdmin", login=False))
+    observer = await sign_in(await env.member(org, "nanoReadOnly", login=False))
+    assert "No deliveries yet." in assert_page(await admin.get("/webhook/deliveries"))
+    async with Receiver(lambda _request, n: Reply(500 if n == 1 else 204)) as receiver:
+        await configure_webhook(env, org, receiver.url(), events=["user.invited"])
+        event_id = await emit_event(env, org, "user.invited", {"email": "x@example.com"})
+        await worker_for(env.runtime).drain()
+        assert len(receiver.requests) == 1
+
+        log = assert_page(await admin.get("/webhook/deliveries"))
+        assert "user.invited" in log and str(event_id) in log
+        assert '<span class="badge badge-danger">Failed</span>' in log and ">500<" in log
+        assert "Redeliver" in log
+        assert "Succeeded</span>" not in assert_page(await admin.get("/webhook/deliveries?status=succeeded"))
+        assert "No deliveries match" in assert_page(
+            await admin.get("/webhook/deliveries?event_type=stream.created")
+        )
+        seen = assert_page(await observer.get("/webhook/deliveries"))
+        assert "user.invited" in seen and "/redeliver" not in seen  # no webhook:write
+
+        delivery = re.search(r'action="/webhook/deliveries/([0-9a-f-]+)/redeliver"', log)
+        assert delivery
+        response = await submit(
+            admin, "/webhook/deliveries", f"/webhook/deliveries/{delivery.group(1)}/redeliver"
+        )
+        redirected_to(response, "/webhook/deliveries?done=redelivered")
+        async with env.runtime.database.session(write=False) as session:
+            assert (await session.get(OutboxEvent, event_id)).status == "pending"  # type: ignore[union-attr]
+        await worker_for(env.runtime).drain()
+        assert len(receiver.requests) == 2
+    assert receiver.requests[1].headers["webhook-id"] == str(event_id)
+    done = assert_page(await admin.get("/webhook/deliveries?done=redelivered"))
+    assert "queued for another attempt" in done
+    succeeded = assert_page(await admin.get("/webhook/deliveries?status=succeeded"))
+    assert '<span class="badge badge-ok">Succeeded</span>' in succeeded and ">204<" in succeeded
+    assert "Failed</span>" not in succeeded
+    missing = await submit(admin, "/webhook/deliveries", f"/webhook/deliveries/{uuid.uuid4()}/redeliver")
+    assert_page(missing, 404)

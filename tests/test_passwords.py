@@ -1,0 +1,205 @@
+"""Passwords: change one's own (ends the other sessions), reset by email (same answer for any address;
+single-use link valid one hour), the policy. Mail goes through the console backend here (the log);
+tests/test_mail_smtp.py covers SMTP."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from streamward.audit.models import AuditEntry
+from streamward.authn.models import PasswordReset
+from streamward.db import utcnow
+from tests.conftest import PASSWORD, Env
+from tests.users_support import audit_entries, member, token_for
+
+NEW_PASSWORD = "a completely new passphrase"
+RESET_LINK = re.compile(r"(http://\S+/password/reset/(swr_[A-Za-z0-9_-]{43}))")
+
+
+def mailed_links(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    """(link, token) of every reset mail the console backend logged."""
+    return [
+        m
+        for r in caplog.records
+        if r.name == "streamward.authn.mail"
+        for m in RESET_LINK.findall(r.getMessage())
+    ]
+
+
+async def login_status(env: Env, email: str, password: str) -> int:
+    response = await env.client.post("/api/user/validate", json={"email": email, "password": password})
+    return response.status_code
+
+
+async def test_change_password_ends_every_other_session_of_the_account(env: Env) -> None:
+    org, other_org = await env.org(), await env.org()
+    user = await member(env, org, "nanoUser", email="changer@example.com")
+    elsewhere = await member(env, other_org, "nanoReadOnly", email="changer@example.com")
+    second_token = await token_for(env, user)
+    response = await env.client.put(
+        "/api/user/password",
+        json={"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD},
+        headers=user.headers,
+    )
+    assert response.status_code == 204, response.text
+    assert (await env.client.get("/api/organisation", headers=user.headers)).status_code == 200
+    for ended in ({"X-BINTU-TOKEN": second_token}, elsewhere.headers):
+        assert (await env.client.get("/api/organisation", headers=ended)).status_code == 401
+    assert await login_status(env, user.email, PASSWORD) == 401
+    assert (
+        await env.client.post(
+            "/api/user/validate",
+            json={"email": user.email, "password": NEW_PASSWORD, "organisation": str(org.id)},
+        )
+    ).status_code == 200
+    [entry] = await audit_entries(env, AuditEntry.action == "user.password_changed")
+    assert (entry.target_id, entry.after) == (str(user.id), {"otherSessionsEnded": 2})
+
+
+async def test_change_password_refusals(env: Env) -> None:
+    org = await env.org()
+    user = await member(env, org, "nanoUser")
+    cases = [
+        ({"currentPassword": "not my password", "newPassword": NEW_PASSWORD}, 400, "wrong_password"),
+        ({"currentPassword": PASSWORD, "newPassword": "short"}, 400, "weak_password"),
+        ({"currentPassword": PASSWORD, "newPassword": "x" * 129}, 400, "weak_password"),
+        ({"currentPassword": PASSWORD, "newPassword": "Password123"}, 400, "weak_password"),
+        ({"currentPassword": PASSWORD}, 422, "validation_error"),
+    ]
+    for body, status, code in cases:
+        response = await env.client.put("/api/user/password", json=body, headers=user.headers)
+        assert (response.status_code, response.json()["error"]["code"]) == (status, code), body
+    keyed = await env.client.put(
+        "/api/user/password",
+        json={"currentPassword": "x", "newPassword": NEW_PASSWORD},
+        headers=org.api_headers,
+    )
+    assert (keyed.status_code, keyed.json()["error"]["code"]) == (400, "not_a_session")
+    assert await login_status(env, user.email, PASSWORD) == 200  # unchanged
+
+
+async def test_guessing_the_current_password_is_throttled_like_logins(env: Env) -> None:
+    env.runtime.login_throttle.failures_per_account.capacity = 2
+    org = await env.org()
+    user = await member(env, org, "nanoUser")
+    statuses = [
+        (
+            await env.client.put(
+                "/api/user/password",
+                json={"currentPassword": f"guess number {i}", "newPassword": NEW_PASSWORD},
+                headers=user.headers,
+            )
+        ).status_code
+        for i in range(3)
+    ]
+    assert statuses == [400, 400, 429]
+
+
+async def test_passwords_are_used_whole_without_truncation(env: Env) -> None:
+    org = await env.org()
+    user = await member(env, org, "nanoUser")
+    long_password = "l" * 100 + "-end"  # beyond bcrypt's 72 bytes, say
+    response = await env.client.put(
+        "/api/user/password",
+        json={"currentPassword": PASSWORD, "newPassword": long_password},
+        headers=user.headers,
+    )
+    assert response.status_code == 204
+    assert await login_status(env, user.email, long_password[:72]) == 401
+    assert await login_status(env, user.email, long_password) == 200
+
+
+async def test_reset_request_answers_the_same_for_any_email(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="streamward.authn.mail")
+    org = await env.org()
+    user = await member(env, org, "nanoUser", email="forgetful@example.com")
+    known = await env.client.post("/api/user/password/reset", json={"email": "Forgetful@Example.com"})
+    unknown = await env.client.post("/api/user/password/reset", json={"email": "nobody@example.com"})
+    assert known.status_code == unknown.status_code == 202
+    assert known.json() == unknown.json()
+    [(link, token)] = mailed_links(caplog)
+    assert link == f"{env.settings.base_url}/password/reset/{token}"
+    assert "To: forgetful@example.com" in caplog.text
+    # Stored only as its SHA-256, valid for one hour.
+    async with env.runtime.database.session(write=False) as session:
+        [reset] = (await session.execute(select(PasswordReset))).scalars().all()
+    assert token not in (reset.token_hash, str(reset.id))
+    assert reset.expires_at - reset.created_at == timedelta(hours=1)
+    [entry] = await audit_entries(env, AuditEntry.action == "user.password_reset_requested")
+    assert (entry.organisation_id, entry.target_id) == (org.id, str(user.id))
+    # A second request moments later sends nothing new (no inbox flooding), and still answers the same.
+    again = await env.client.post("/api/user/password/reset", json={"email": "forgetful@example.com"})
+    assert (again.status_code, again.json()) == (202, known.json())
+    assert len(mailed_links(caplog)) == 1
+
+
+async def test_reset_link_sets_a_new_password_once_and_ends_every_session(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="streamward.authn.mail")
+    org = await env.org()
+    user = await member(env, org, "nanoUser", email="resetter@example.com")
+    await env.client.post("/api/user/password/reset", json={"email": user.email})
+    [(_, token)] = mailed_links(caplog)
+
+    weak = await env.client.post(f"/api/user/password/reset/{token}", json={"password": "12345678"})
+    assert (weak.status_code, weak.json()["error"]["code"]) == (400, "weak_password")  # link still usable
+    done = await env.client.post(f"/api/user/password/reset/{token}", json={"password": NEW_PASSWORD})
+    assert done.status_code == 204, done.text
+    assert (await env.client.get("/api/organisation", headers=user.headers)).status_code == 401
+    assert await login_status(env, user.email, PASSWORD) == 401
+    assert await login_status(env, user.email, NEW_PASSWORD) == 200
+
+    reused = await env.client.post(
+        f"/api/user/password/reset/{token}", json={"password": "yet another passphrase"}
+    )
+    assert (reused.status_code, reused.json()["error"]["code"]) == (400, "reset_link_invalid")
+    unknown = await env.client.post("/api/user/password/reset/swr_nope", json={"password": NEW_PASSWORD})
+    assert unknown.json() == reused.json()
+    [entry] = await audit_entries(env, AuditEntry.action == "user.password_reset")
+    assert (entry.actor, entry.target_id) == (f"user:{user.id}", str(user.id))
+
+
+async def test_reset_link_expires_after_an_hour(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="streamward.authn.mail")
+    org = await env.org()
+    user = await member(env, org, "nanoUser")
+    await env.client.post("/api/user/password/reset", json={"email": user.email})
+    [(_, token)] = mailed_links(caplog)
+    async with env.runtime.database.session() as session:
+        await session.execute(
+            update(PasswordReset).values(
+                created_at=utcnow() - timedelta(minutes=61), expires_at=utcnow() - timedelta(minutes=1)
+            )
+        )
+        await session.commit()
+    late = await env.client.post(f"/api/user/password/reset/{token}", json={"password": NEW_PASSWORD})
+    assert (late.status_code, late.json()["error"]["code"]) == (400, "reset_link_invalid")
+    assert await login_status(env, user.email, PASSWORD) == 200
+
+
+async def test_changing_the_password_retires_outstanding_reset_links(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="streamward.authn.mail")
+    org = await env.org()
+    user = await member(env, org, "nanoUser")
+    await env.client.post("/api/user/password/reset", json={"email": user.email})
+    [(_, token)] = mailed_links(caplog)
+    await env.client.put(
+        "/api/user/password",
+        json={"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD},
+        headers=user.headers,
+    )
+    stale = await env.client.post(
+        f"/api/user/password/reset/{token}", json={"password": "attacker passphrase"}
+    )
+    assert stale.status_code == 400
+    assert await login_status(env, user.email, NEW_PASSWORD) == 200

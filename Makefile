@@ -18,7 +18,7 @@ install: $(STAMP)
 ## run: migrate, create the demo organisation on first start, serve on http://127.0.0.1:8000
 run: $(STAMP)
 	$(BIN)/streamward demo --if-missing
-	@echo "Log in at http://127.0.0.1:8000/api/docs (POST /api/user/validate) with one of the users above."
+	@echo "Open http://127.0.0.1:8000/ and sign in with one of the users above (API reference: /api/docs)."
 	$(BIN)/streamward serve
 
 ## test: the whole suite on SQLite, and on PostgreSQL when reachable (CI requires it)

@@ -42,7 +42,9 @@ from streamward.runtime import Runtime  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 PG_ADMIN = os.environ.get("STREAMWARD_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-CONCURRENCY = 32
+# One organisation's deliveries run at most STREAMWARD_WORKER_PER_ORGANISATION_CONCURRENCY (default 4)
+# at a time; the baseline gets the same number of concurrent requests.
+CONCURRENCY = Settings().worker_per_organisation_concurrency
 
 RECEIVER = r"""
 import json, sys, time
@@ -145,8 +147,6 @@ async def prepare(engine: str, workdir: Path, receiver_url: str) -> tuple[Runtim
         var_dir=workdir,
         secret_key="bench-secret-key-" + "y" * 32,  # type: ignore[arg-type]
         allow_private_webhook_targets=True,
-        worker_concurrency=CONCURRENCY,
-        worker_per_organisation_concurrency=CONCURRENCY,
     )
     await asyncio.to_thread(upgrade, settings.effective_database_url)
     runtime = Runtime.from_settings(settings)
@@ -177,7 +177,7 @@ async def throughput(runtime: Runtime, organisation_id: Any, count: int) -> floa
     await emit_many(runtime, organisation_id, count)
     worker = worker_for(runtime)
     started = time.perf_counter()
-    delivered = await worker.drain(max_rounds=10_000)
+    delivered = await worker.drain()
     elapsed = time.perf_counter() - started
     assert delivered == count, (delivered, count)
     return count / elapsed

@@ -248,3 +248,23 @@ async def test_login_rate_limit_per_client_address(env: Env) -> None:
         "/api/user/validate", json={"email": member.email, "password": member.password}
     )
     assert ok.status_code == 200
+
+
+async def test_api_key_in_the_login_answer_is_an_audited_reveal(env: Env) -> None:
+    from streamward.audit.models import AuditEntry
+
+    org = await env.org()
+    admin = await env.member(org, "nanoAdmin", login=False)
+    observer = await env.member(org, "nanoReadOnly", login=False)
+    for member in (admin, observer):
+        await env.client.post("/api/user/validate", json={"email": member.email, "password": member.password})
+    async with env.runtime.database.session() as session:
+        reveals = (
+            (await session.execute(select(AuditEntry).where(AuditEntry.action == "apikey.revealed")))
+            .scalars()
+            .all()
+        )
+    assert [(r.actor, r.actor_email, r.after) for r in reveals] == [
+        (f"user:{admin.id}", admin.email, {"via": "login"})
+    ]
+    assert org.api_key not in str([r.after for r in reveals])

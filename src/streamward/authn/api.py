@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
 
+from streamward.audit.service import Actor
 from streamward.authn import service
 from streamward.authn.mail import mail_backend, send_quietly
 from streamward.authn.schemas import (
@@ -22,7 +23,7 @@ from streamward.authz.deps import AUTHENTICATED, PUBLIC
 from streamward.authz.principal import Principal
 from streamward.db import DbSession
 from streamward.errors import BadRequest
-from streamward.orgs.service import reveal_api_key
+from streamward.orgs.service import api_key_for_login
 from streamward.runtime import Runtime, client_address, get_runtime
 
 router = APIRouter(prefix="/api/user", tags=["authentication"])
@@ -39,27 +40,26 @@ async def validate(
     body: LoginRequest, request: Request, db: DbSession, runtime: Annotated[Runtime, Depends(get_runtime)]
 ) -> LoginResponse:
     settings = runtime.settings
+    address = client_address(request, trust_forwarded_for=settings.trust_forwarded_for)
     result = await service.login(
         db,
         runtime.login_throttle,
         email=body.email,
         password=body.password,
         organisation_id=body.organisation,
-        client_address=client_address(request, trust_forwarded_for=settings.trust_forwarded_for),
+        client_address=address,
         lifetime=timedelta(seconds=settings.session_lifetime_seconds),
     )
     role = result.role
+    actor = Actor(f"user:{result.membership.id}", result.account.email, address)
+    api_key = await api_key_for_login(db, runtime.secret_box, result.organisation, role, actor)
     return LoginResponse(
         token=result.issued.token,
         expires_at=result.issued.session.expires_at,
         organisation=OrganisationRef(id=result.organisation.id, name=result.organisation.name),
         role=RoleRef(name=result.membership.role, title=role.title if role else result.membership.role),
         user=UserRef(id=result.membership.id, email=result.account.email),
-        api_key=(
-            reveal_api_key(runtime.secret_box, result.organisation)
-            if role and "apikey:read" in role.permissions
-            else None
-        ),
+        api_key=api_key,
     )
 
 

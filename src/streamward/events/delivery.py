@@ -170,17 +170,17 @@ class DeliveryWorker:
                 await asyncio.gather(*self._in_flight, return_exceptions=True)
             log.info("delivery worker stopped")
 
-    async def drain(self, max_rounds: int = 100) -> int:
-        """Deliver everything due now and wait for it (tests, `bench`). Returns the events claimed."""
+    async def drain(self) -> int:
+        """Deliver everything due now, the way ``run`` does, and return once nothing is due or in
+        flight (tests, benchmarks). Returns the number of events claimed."""
         total = 0
-        for _ in range(max_rounds):
+        while True:
             claimed = await self._claim_and_start()
             total += claimed
             if self._in_flight:
-                await asyncio.gather(*list(self._in_flight), return_exceptions=True)
+                await asyncio.wait(list(self._in_flight), return_when=asyncio.FIRST_COMPLETED)
             elif not claimed:
-                break
-        return total
+                return total
 
     async def _idle(self, stop: asyncio.Event) -> None:
         waiters: list[asyncio.Future[Any]] = [

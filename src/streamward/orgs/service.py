@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.audit.service import Actor, record
 from streamward.authn.service import IssuedToken, issue_token
-from streamward.authz.permissions import ADMIN_ROLE
+from streamward.authz.permissions import ADMIN_ROLE, Role
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import get_scoped
 from streamward.crypto import SecretBox, digest, new_token
@@ -134,6 +134,25 @@ async def reveal_api_key_audited(session: AsyncSession, box: SecretBox, principa
         target_id=principal.organisation_id,
     )
     return reveal_api_key(box, principal.organisation)
+
+
+async def api_key_for_login(
+    session: AsyncSession, box: SecretBox, organisation: Organisation, role: Role | None, actor: Actor
+) -> str | None:
+    """bintu's login answer carries the API key for roles holding ``apikey:read``. That is a reveal
+    like any other, so it is audited too."""
+    if role is None or "apikey:read" not in role.permissions:
+        return None
+    record(
+        session,
+        actor,
+        "apikey.revealed",
+        organisation_id=organisation.id,
+        target_type="organisation",
+        target_id=organisation.id,
+        after={"via": "login"},
+    )
+    return reveal_api_key(box, organisation)
 
 
 async def rotate_api_key(session: AsyncSession, box: SecretBox, principal: Principal) -> str:

@@ -7,6 +7,7 @@ response is sent (``scope="function"``), so a client never sees success for a ch
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -61,13 +62,26 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_id_lock = threading.Lock()
+_last_id_time = 0  # milliseconds << 12 | sequence, of the last id this process made
+
+
 def new_id() -> uuid.UUID:
-    """A UUIDv7: time-ordered, so primary-key order is creation order (keyset pagination, index locality)."""
-    millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    """A UUIDv7: time-ordered, so primary-key order is creation order (keyset pagination, index locality).
+
+    Within one process ids are strictly increasing (RFC 9562, method 3): the 12 bits after the
+    millisecond timestamp count up within a millisecond, so two rows made in the same millisecond
+    still sort in creation order.
+    """
+    global _last_id_time
+    with _id_lock:
+        stamp = (time.time_ns() // 1_000_000) << 12
+        _last_id_time = max(stamp, _last_id_time + 1)
+        millis, sequence = _last_id_time >> 12, _last_id_time & 0xFFF
+    rand = int.from_bytes(os.urandom(8), "big")
     value = (millis & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76  # version
-    value |= ((rand >> 62) & 0xFFF) << 64  # 12 random bits
+    value |= sequence << 64
     value |= 0b10 << 62  # RFC 4122 variant
     value |= rand & ((1 << 62) - 1)
     return uuid.UUID(int=value)

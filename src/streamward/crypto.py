@@ -38,10 +38,16 @@ class SecretBox:
 
     def __init__(self, secret_key: bytes) -> None:
         self._secret_key = secret_key
+        # One derived key per purpose, derived once: the delivery worker opens a secret per event.
+        self._aeads: dict[str, AESGCM] = {}
 
     def _aead(self, purpose: str) -> AESGCM:
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"streamward/secretbox", info=purpose.encode())
-        return AESGCM(key.derive(self._secret_key))
+        if purpose not in self._aeads:
+            kdf = HKDF(
+                algorithm=hashes.SHA256(), length=32, salt=b"streamward/secretbox", info=purpose.encode()
+            )
+            self._aeads[purpose] = AESGCM(kdf.derive(self._secret_key))
+        return self._aeads[purpose]
 
     def seal(self, plaintext: str, *, purpose: str) -> str:
         nonce = os.urandom(12)

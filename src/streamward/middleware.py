@@ -38,9 +38,7 @@ class SecurityHeaders:
             return
         path: str = scope["path"]
         extra = list(_COMMON_HEADERS)
-        if path.startswith("/static/"):
-            pass  # versioned URLs: the browser may cache them
-        else:
+        if not path.startswith("/static/"):  # static URLs are versioned: browsers may cache them
             extra.append((b"cache-control", b"no-store"))
             if not path.startswith("/api/docs"):
                 csp = _API_CSP if path.startswith(("/api/", "/.well-known/")) else _PAGE_CSP

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from streamward.dashboard.core import CheckedForm, Viewer, page, redirect, render
+from streamward.dashboard.page_tools import form_values
 from streamward.db import DbSession
 from streamward.errors import AppError
 from streamward.events import service as deliveries
@@ -98,8 +99,7 @@ async def save_webhook(
     runtime: Annotated[Runtime, Depends(get_runtime)],
     form: CheckedForm,
 ) -> Response:
-    submitted = await request.form()
-    events = [value for value in submitted.getlist("events") if isinstance(value, str)]
+    events = await form_values(request, "events")
     try:
         saved = await webhook.save(
             db,

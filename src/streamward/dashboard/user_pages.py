@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from streamward.dashboard.core import CheckedForm, Viewer, page, redirect, render, role_catalogue
+from streamward.dashboard.page_tools import list_url
 from streamward.db import DbSession
 from streamward.errors import AppError, NotFound
 from streamward.invites import service as invites
@@ -85,7 +86,11 @@ async def user_list(
         section="organisation",
         tab="users",
         rows=listed.items,
-        next_cursor=listed.next_cursor,
+        cursor=cursor,
+        first_url=list_url("/organisation/users", role=role, q=q),
+        next_url=list_url("/organisation/users", role=role, q=q, cursor=listed.next_cursor)
+        if listed.next_cursor
+        else None,
         roles=available,
         role_titles={r.role.name: r.role.title for r in available},
         role_filter=role or "",

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.audit.service import SYSTEM, record
 from streamward.crypto import SecretBox
@@ -109,7 +110,9 @@ def describe(result: SendResult) -> str:
     return f"HTTP {result.status_code}"
 
 
-async def load_target(session: Any, box: SecretBox, organisation_id: uuid.UUID) -> WebhookTarget | None:
+async def load_target(
+    session: AsyncSession, box: SecretBox, organisation_id: uuid.UUID
+) -> WebhookTarget | None:
     organisation = await session.get(Organisation, organisation_id)
     if organisation is None or not organisation.webhook_url or organisation.webhook_disabled_at is not None:
         return None
@@ -154,8 +157,8 @@ class DeliveryWorker:
     options: WorkerOptions = field(default_factory=WorkerOptions)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _in_flight: set[asyncio.Task[None]] = field(default_factory=set)
-    _per_organisation: Counter[uuid.UUID] = field(default_factory=Counter)  # claimed and not finished
-    _slots: dict[uuid.UUID, asyncio.Semaphore] = field(default_factory=dict)
+    # Claimed and not finished, per organisation; `claim` takes no more than the free slots.
+    _per_organisation: Counter[uuid.UUID] = field(default_factory=Counter)
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("delivery worker started")
@@ -218,17 +221,9 @@ class DeliveryWorker:
             task.add_done_callback(self._in_flight.discard)
         return len(events)
 
-    def _slot(self, organisation_id: uuid.UUID) -> asyncio.Semaphore:
-        if organisation_id not in self._slots:
-            self._slots[organisation_id] = asyncio.Semaphore(self.options.per_organisation_concurrency)
-        return self._slots[organisation_id]
-
     async def _deliver_and_release(self, event: ClaimedEvent) -> None:
-        # Events over their organisation's limit in one batch wait here for a slot; they keep their
-        # lease meanwhile, so nobody else sends them.
         try:
-            async with self._slot(event.organisation_id):
-                await self.deliver(event)
+            await self.deliver(event)
         except Exception:
             log.exception(
                 "delivering event %s failed unexpectedly; it will be retried after its lease", event.id
@@ -237,7 +232,6 @@ class DeliveryWorker:
             self._per_organisation[event.organisation_id] -= 1
             if self._per_organisation[event.organisation_id] <= 0:
                 del self._per_organisation[event.organisation_id]
-                self._slots.pop(event.organisation_id, None)
 
     async def claim(self, limit: int, *, exclude: list[uuid.UUID] | None = None) -> list[ClaimedEvent]:
         """Lease up to ``limit`` due events, at most as many per organisation as it has free slots here."""

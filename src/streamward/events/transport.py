@@ -98,9 +98,8 @@ class EgressClient:
         original = httpx.URL(url)
         pinned = original.copy_with(host=addresses[0])
         extensions = {"sni_hostname": host} if scheme == "https" else {}
-        host_header = host if original.port is None else f"{host}:{port}"
-        if ":" in host and not host.startswith("["):
-            host_header = f"[{host}]" if original.port is None else f"[{host}]:{port}"
+        netloc = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
+        host_header = netloc if original.port is None else f"{netloc}:{port}"
         try:
             async with asyncio.timeout(deadline):
                 request = self._client.build_request(
@@ -114,9 +113,7 @@ class EgressClient:
                 # Only the status line and headers matter; the body is not read at all.
                 response = await self._client.send(request, stream=True)
                 await response.aclose()
-        except TimeoutError:
-            return SendResult(None, elapsed(), error=f"timed out after {deadline:g} s")
-        except httpx.TimeoutException:
+        except (TimeoutError, httpx.TimeoutException):
             return SendResult(None, elapsed(), error=f"timed out after {deadline:g} s")
         except httpx.HTTPError as exc:
             return SendResult(None, elapsed(), error=f"connection failed: {type(exc).__name__}")

@@ -259,3 +259,15 @@ async def test_no_secret_reaches_the_audit_log_or_the_events(
     )
     leaked = sorted(s for s in secrets if s and s in written)
     assert not leaked, leaked
+
+
+async def test_a_flood_of_throttled_logins_leaves_one_audit_entry(env: Env) -> None:
+    env.runtime.login_throttle.per_address.capacity = 1
+    await env.client.post("/api/user/validate", json={"email": "x@example.com", "password": "wrong-password"})
+    for _ in range(5):
+        throttled = await env.client.post(
+            "/api/user/validate", json={"email": "x@example.com", "password": "wrong-password"}
+        )
+        assert throttled.status_code == 429
+    reasons = [e.after for e in await audit_entries(env, AuditEntry.action == "user.login_failed")]
+    assert reasons.count({"reason": "rate_limited"}) == 1

@@ -407,3 +407,27 @@ async def test_a_writing_request_with_a_long_idle_token_records_its_use_in_its_o
             select(BintuSession.last_used_at).where(BintuSession.membership_id == user.id)
         )
     assert used is not None and used > idle_since
+
+
+async def test_token_reset_of_a_member_whose_role_holds_more_is_refused(env: Env) -> None:
+    from tests.users_support import custom_role
+
+    org = await env.org()
+    admin = await member(env, org)
+    from streamward.authz.permissions import NANO_READ_ONLY
+
+    await custom_role(
+        env, org, "resetter", set(NANO_READ_ONLY.permissions) | {"user:read", "user:token_reset"}
+    )
+    resetter = await member(env, org, "resetter")
+    peer = await member(env, org, "nanoReadOnly")
+    refused = await env.client.put(
+        "/api/user/tokenkey", json={"userId": str(admin.id)}, headers=resetter.headers
+    )
+    assert refused.status_code == 403
+    assert (await env.client.get("/api/organisation", headers=admin.headers)).status_code == 200  # still in
+    # A member whose role holds no more than the resetter's can be reset.
+    allowed = await env.client.put(
+        "/api/user/tokenkey", json={"userId": str(peer.id)}, headers=resetter.headers
+    )
+    assert allowed.status_code == 200, allowed.text

@@ -39,6 +39,12 @@ def _settings() -> Settings:
     return settings
 
 
+def _is_local(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    return (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
+
+
 def _upgrade(settings: Settings) -> None:
     from streamward.migrate import upgrade
 
@@ -64,6 +70,13 @@ def serve(
     if port:
         settings.port = port
     _upgrade(settings)
+    if settings.mail_backend == "console" and not _is_local(settings.base_url):
+        # The console backend logs whole mails, password-reset links included: fine on a laptop.
+        logging.getLogger("streamward").warning(
+            "STREAMWARD_MAIL_BACKEND=console writes password-reset links to the log; "
+            "use smtp for a server others reach (%s)",
+            settings.base_url,
+        )
     typer.echo(f"Streamward on http://{settings.host}:{settings.port}  (API docs: /api/docs)")
     uvicorn.run(
         create_app(settings),

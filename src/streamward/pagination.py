@@ -31,15 +31,37 @@ class InvalidCursor(BadRequest):
     message = "The cursor is not one this list handed out."
 
 
+def _encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    except (binascii.Error, ValueError):
+        raise InvalidCursor() from None
+
+
 def encode_cursor(last_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(last_id.bytes).decode().rstrip("=")
+    return _encode(last_id.bytes)
 
 
 def decode_cursor(cursor: str) -> uuid.UUID:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        return uuid.UUID(bytes=raw)
-    except (binascii.Error, ValueError):
+        return uuid.UUID(bytes=_decode(cursor))
+    except ValueError:
+        raise InvalidCursor() from None
+
+
+def encode_text_cursor(last_key: str) -> str:
+    """For lists keyed by a name rather than an id (tags)."""
+    return _encode(last_key.encode())
+
+
+def decode_text_cursor(cursor: str) -> str:
+    try:
+        return _decode(cursor).decode()
+    except UnicodeDecodeError:
         raise InvalidCursor() from None
 
 

@@ -4,6 +4,7 @@ the outbound HTTP client and the delivery worker's wake-up signal."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -63,9 +64,12 @@ async def get_runtime(request: Request) -> Runtime:
 
 
 def client_address(request: Request, *, trust_forwarded_for: bool) -> str:
+    """The client's IP address; from X-Forwarded-For only behind a trusted proxy, and only when the
+    header holds an address (it is client-controlled text that ends up in rate-limit keys and logs)."""
     if trust_forwarded_for:
-        forwarded = request.headers.get("x-forwarded-for", "")
-        first = forwarded.split(",", 1)[0].strip()
-        if first:
-            return first
+        first = request.headers.get("x-forwarded-for", "").split(",", 1)[0].strip()
+        try:
+            return str(ipaddress.ip_address(first))
+        except ValueError:
+            pass
     return request.client.host if request.client else "unknown"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from streamward.config import Settings
 
@@ -57,6 +57,20 @@ class TokenBuckets:
 class LoginThrottle:
     per_address: TokenBuckets
     failures_per_account: TokenBuckets
+    # When each throttled key's refusal was last recorded: a flood of refused attempts leaves one
+    # audit entry per key and window, not one database write per request.
+    _noted: OrderedDict[str, float] = field(default_factory=OrderedDict)
+
+    def first_refusal(self, key: str, window_seconds: float) -> bool:
+        now = time.monotonic()
+        last = self._noted.get(key)
+        if last is not None and now - last < window_seconds:
+            return False
+        self._noted[key] = now
+        self._noted.move_to_end(key)
+        while len(self._noted) > 100_000:
+            self._noted.popitem(last=False)
+        return True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LoginThrottle:

@@ -24,6 +24,7 @@ from streamward.db import WRITE_OPTION, Database, UTCDateTime, utcnow
 from streamward.errors import AppError, BadRequest, InvalidCredentials, NotFound, RateLimited
 from streamward.orgs.models import Organisation
 from streamward.users.models import Account, Membership, normalise_email
+from streamward.users.service import find_account
 
 log = logging.getLogger(__name__)
 
@@ -147,12 +148,17 @@ async def login(
     anonymous = Actor("anonymous", email, client_address)
     wait = throttle.per_address.take(client_address) or throttle.failures_per_account.retry_after(email)
     if wait:
-        record(
-            session, anonymous, "user.login_failed", organisation_id=None, after={"reason": "rate_limited"}
-        )
+        if throttle.first_refusal(f"{client_address}|{email}", wait):
+            record(
+                session,
+                anonymous,
+                "user.login_failed",
+                organisation_id=None,
+                after={"reason": "rate_limited"},
+            )
         raise LoginRateLimited(wait)
 
-    account = (await session.execute(select(Account).where(Account.email == email))).scalar_one_or_none()
+    account = await find_account(session, email)
     # Unknown email and wrong password: same work, same answer.
     if not await verify_password(account.password_hash if account else None, password) or account is None:
         throttle.failures_per_account.take(email)

@@ -15,6 +15,7 @@ from streamward.dashboard.core import CheckedForm, Viewer, page, redirect, rende
 from streamward.dashboard.page_tools import form_values, lines, list_url, validation_message
 from streamward.db import DbSession
 from streamward.errors import AppError, NotFound
+from streamward.orgs.packages import has_package
 from streamward.pagination import DEFAULT_LIMIT
 from streamward.runtime import Runtime
 from streamward.streams import service as streams
@@ -149,7 +150,7 @@ def _create_page(
         tags=tags,
         transcodes=transcodes or [],
         profiles=TRANSCODE_PROFILES,
-        can_transcode="transcoding" in viewer.organisation.packages,
+        can_transcode=has_package(viewer.organisation.packages, "transcoding"),
         group_id=group_id,
         error=error,
     )

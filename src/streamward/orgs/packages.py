@@ -106,15 +106,19 @@ class UpgradeNeeded(Forbidden):
     message = "Your organisation's packages do not include this feature."
 
 
+def has_package(enabled: list[str], key: str) -> bool:
+    if key not in PACKAGE_KEYS:
+        raise ValueError(f"unknown package {key!r}")
+    return key in enabled
+
+
 def require_package(enabled: list[str], key: str) -> None:
     """The one gate for package features: refuse with 403 ``upgrade_needed`` naming the package.
 
     Raised after access control (a member who may not use the feature at all hears ``forbidden``,
     a stranger ``not_found``), so the answer only tells a permitted caller what to buy.
     """
-    if key not in PACKAGE_KEYS:
-        raise ValueError(f"unknown package {key!r}")
-    if key not in enabled:
+    if not has_package(enabled, key):
         raise UpgradeNeeded(
             f"This needs the {TITLES[key]} package, which your organisation does not have.",
             details={"package": key, "title": TITLES[key]},

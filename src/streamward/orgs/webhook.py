@@ -130,8 +130,8 @@ async def save(
     resolver: Resolver,
 ) -> SavedWebhook:
     """Set the webhook URL (and, when given, the subscribed events)."""
+    subscribed = _check_events(events) if events is not None else None  # cheap checks before DNS
     await check_webhook_url(url, allow_private=allow_private, resolver=resolver)
-    subscribed = _check_events(events) if events is not None else None
     organisation = principal.organisation
     before = _snapshot(organisation)
     organisation.webhook_url = url

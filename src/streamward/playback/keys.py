@@ -21,8 +21,8 @@ from streamward.audit.service import Actor, record
 from streamward.crypto import SecretBox
 from streamward.db import utcnow
 from streamward.events.outbox import emit
-from streamward.orgs.models import Organisation
 from streamward.playback.models import PlaybackSigningKey
+from streamward.users.service import lock_organisation
 
 SIGNING_KEY_PURPOSE = "playback.signing_key"
 # Slack added to a key's expiry bound, so that issuing tokens writes the bound at most once an hour.
@@ -72,12 +72,6 @@ def _active_key(organisation_id: uuid.UUID) -> Select[PlaybackSigningKey]:
     )
 
 
-async def _lock_organisation(session: AsyncSession, organisation_id: uuid.UUID) -> None:
-    """Serialise key creation and rotation per organisation (a row lock on PostgreSQL; SQLite's
-    writers are serialised already)."""
-    await session.execute(select(Organisation.id).where(Organisation.id == organisation_id).with_for_update())
-
-
 async def active_key(
     session: AsyncSession, box: SecretBox, organisation_id: uuid.UUID, *, actor: Actor
 ) -> PlaybackSigningKey:
@@ -86,7 +80,7 @@ async def active_key(
     key = (await session.execute(statement)).scalar_one_or_none()
     if key is not None:
         return key
-    await _lock_organisation(session, organisation_id)
+    await lock_organisation(session, organisation_id)
     key = (await session.execute(statement)).scalar_one_or_none()  # created meanwhile?
     if key is not None:
         return key
@@ -153,7 +147,7 @@ class Rotation:
 async def rotate(
     session: AsyncSession, box: SecretBox, organisation_id: uuid.UUID, *, revoke_old: bool, actor: Actor
 ) -> Rotation:
-    await _lock_organisation(session, organisation_id)
+    await lock_organisation(session, organisation_id)
     now = utcnow()
     older = list(
         (

@@ -29,6 +29,7 @@ from streamward.events.delivery import load_target, send_signed
 from streamward.events.outbox import emit
 from streamward.events.transport import EgressClient
 from streamward.orgs.models import Organisation
+from streamward.orgs.packages import has_package
 from streamward.streams.models import Stream, StreamState
 from streamward.streams.service import StreamAction, StreamStateConflict, apply_action, find_by_name
 from streamward.vod.service import create_recording
@@ -140,7 +141,7 @@ async def publish_done(session: AsyncSession, settings: Settings, report: Ingest
         await apply_action(session, stream, StreamAction.PUBLISH_DONE, actor=media_server(report))
     emit(session, "media.publish_done", {"fields": report.fields}, organisation_id=stream.organisation_id)
     organisation = await session.get(Organisation, stream.organisation_id)
-    if organisation is not None and "live_processing.recording" in organisation.packages:
+    if organisation is not None and has_package(organisation.packages, "live_processing.recording"):
         ended = utcnow()
         await create_recording(
             session,

@@ -6,8 +6,6 @@ a stream is tagged with it, a rename rewrites it on every stream, a delete takes
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,7 +18,7 @@ from streamward.authz.principal import Principal
 from streamward.authz.scoping import scoped
 from streamward.errors import NotFound
 from streamward.events.outbox import emit
-from streamward.pagination import InvalidCursor, Page
+from streamward.pagination import Page, decode_text_cursor, encode_text_cursor
 from streamward.streams.models import Stream, StreamTag
 
 MAX_TAG_LENGTH = 64
@@ -86,17 +84,6 @@ class TagCount:
     streams: int
 
 
-def _encode_cursor(tag: str) -> str:
-    return base64.urlsafe_b64encode(tag.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidCursor() from None
-
-
 async def list_tags(
     session: AsyncSession, principal: Principal, *, limit: int, cursor: str | None
 ) -> Page[TagCount]:
@@ -106,11 +93,11 @@ async def list_tags(
         StreamTag.tag
     )
     if cursor:
-        statement = statement.where(StreamTag.tag > _decode_cursor(cursor))
+        statement = statement.where(StreamTag.tag > decode_text_cursor(cursor))
     rows = (await session.execute(statement.order_by(StreamTag.tag).limit(limit + 1))).all()
     items = [TagCount(tag, count) for tag, count in rows[:limit]]
     more = len(rows) > limit
-    return Page(items, _encode_cursor(items[-1].name) if more and items else None)
+    return Page(items, encode_text_cursor(items[-1].name) if more and items else None)
 
 
 async def _streams_tagged(session: AsyncSession, principal: Principal, tag: str) -> list[Stream]:

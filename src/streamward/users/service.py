@@ -233,6 +233,9 @@ async def reset_token_key(
             "Your role only allows resetting your own token.", details={"permission": "user:token_reset"}
         )
     membership = await get_scoped(session, Membership, target_id, principal, what="user")
+    if membership.id != principal.membership_id:
+        # As for role changes and deletes: nobody logs out a member whose role holds more than theirs.
+        ensure_can_act_on(principal, await resolve_role(session, membership.organisation_id, membership.role))
     membership.token_key = new_token_key()
     await session.flush()
     email = (

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,24 @@ class RateLimited(AppError):
         )
 
 
+class InvalidText(BadRequest):
+    """Text the application never accepts: a control character (NUL and the rest of C0, DEL; line
+    breaks and TAB outside multi-line text), a lone surrogate, or bytes that are not UTF-8."""
+
+    code = "invalid_text"
+    message = "The request contains a control character or text that is not UTF-8."
+
+
+class TooDeep(BadRequest):
+    code = "too_deep"
+    message = "The JSON body is nested too deeply."
+
+
+class InvalidTime(BadRequest):
+    code = "invalid_time"
+    message = "Times are ISO 8601: YYYY-MM-DD, optionally with a time and an offset (UTC when none)."
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if details:
@@ -105,19 +124,22 @@ _HTTP_CODES = {
 }
 
 
-def _validation_details(exc: RequestValidationError) -> tuple[str, str, list[dict[str, Any]]]:
+def _validation_details(exc: RequestValidationError) -> tuple[int, str, str, list[dict[str, Any]]]:
     errors = exc.errors()
-    details = [
-        {
-            "field": ".".join(str(part) for part in err.get("loc", ()) if part != "body") or "body",
-            "problem": err.get("msg", "invalid"),
-        }
-        for err in errors
-    ]
+
+    def detail(err: Any) -> dict[str, Any]:
+        field = ".".join(str(part) for part in err.get("loc", ()) if part != "body") or "body"
+        return {"field": field, "problem": err.get("msg", "invalid")}
+
     # A body that is not JSON at all is a different mistake from a field of the wrong type.
     if any(err.get("type") == "json_invalid" for err in errors):
-        return "malformed_json", "The request body is not valid JSON.", []
-    return "validation_error", "Some fields are missing or invalid.", details
+        return 400, "malformed_json", "The request body is not valid JSON.", []
+    # Control characters are refused with one code wherever they are found (see streamward.edge):
+    # a field's own type finds those the edge lets through (a line break in one-line text).
+    invalid_text = [detail(err) for err in errors if err.get("type") == InvalidText.code]
+    if invalid_text:
+        return 400, InvalidText.code, InvalidText.message, invalid_text
+    return 422, "validation_error", "Some fields are missing or invalid.", [detail(err) for err in errors]
 
 
 # Renders a failure as a page for dashboard requests: (request, status, code, message, error) -> response.
@@ -131,6 +153,8 @@ def _is_page_request(request: Request) -> bool:
 
 def install_error_handlers(app: FastAPI, html: HtmlRenderer | None = None) -> None:
     """One JSON error shape for the API; friendly pages for the dashboard when ``html`` is given."""
+    # Kept for pure ASGI middleware, which answers before the exception handlers (send_app_error).
+    app.state.html_error_renderer = html
 
     async def respond(
         request: Request,
@@ -142,7 +166,11 @@ def install_error_handlers(app: FastAPI, html: HtmlRenderer | None = None) -> No
         headers: dict[str, str] | None = None,
     ) -> Response:
         if html is not None and _is_page_request(request):
-            return await html(request, status, code, message, exc)
+            page = await html(request, status, code, message, exc)
+            # A refusal's headers (Retry-After on a 429) belong on the page as much as on JSON.
+            for name, value in (headers or {}).items():
+                page.headers.setdefault(name, value)
+            return page
         return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
 
     @app.exception_handler(AppError)
@@ -151,8 +179,7 @@ def install_error_handlers(app: FastAPI, html: HtmlRenderer | None = None) -> No
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
-        code, message, details = _validation_details(exc)
-        status = 400 if code == "malformed_json" else 422
+        status, code, message, details = _validation_details(exc)
         return await respond(request, status, code, message, exc, details)
 
     @app.exception_handler(StarletteHTTPException)
@@ -170,3 +197,17 @@ def install_error_handlers(app: FastAPI, html: HtmlRenderer | None = None) -> No
         # The traceback goes to the log, never to the client.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return await respond(request, 500, "internal_error", "Something went wrong on our side.", exc)
+
+
+async def send_app_error(scope: Scope, receive: Receive, send: Send, error: AppError) -> None:
+    """Answer ``error`` from pure ASGI middleware (outside FastAPI's exception handlers) the way the
+    handlers would: a page for the dashboard, the JSON error shape for the API."""
+    request = Request(scope, receive)
+    html: HtmlRenderer | None = getattr(getattr(scope.get("app"), "state", None), "html_error_renderer", None)
+    response: Response
+    if html is not None and _is_page_request(request):
+        response = await html(request, error.status_code, error.code, error.message, error)
+    else:
+        body = error_body(error.code, error.message, error.details)
+        response = JSONResponse(body, status_code=error.status_code, headers=error.headers)
+    await response(scope, receive, send)

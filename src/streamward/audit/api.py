@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 
 from streamward.audit.export import csv_response
+from streamward.audit.models import AuditEntry
 from streamward.audit.schemas import AuditEntryOut, AuditPage
-from streamward.audit.service import AuditFilter, list_entries
+from streamward.audit.service import ACTOR_FILTER_LENGTH, AuditFilter, list_entries
 from streamward.authz.deps import require
 from streamward.authz.principal import Principal
 from streamward.db import DbSession
 from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from streamward.runtime import Runtime, get_runtime
+from streamward.schemas import column_query
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
-
-
-def _as_utc(value: datetime | None) -> datetime | None:
-    """A time without offset is taken as UTC (the log's time zone)."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 @router.get(
@@ -37,26 +31,40 @@ async def read_audit_log(
     db: DbSession,
     runtime: Annotated[Runtime, Depends(get_runtime)],
     actor: Annotated[
-        str | None, Query(max_length=320, description="Actor (user:<id>, apikey, anonymous) or their email.")
+        str | None,
+        Query(
+            max_length=ACTOR_FILTER_LENGTH,
+            description="Actor (user:<id>, apikey, anonymous) or their email.",
+        ),
     ] = None,
-    action: Annotated[str | None, Query(max_length=64, examples=["user.role_changed"])] = None,
-    target_type: Annotated[str | None, Query(alias="targetType", max_length=32, examples=["user"])] = None,
-    target: Annotated[str | None, Query(max_length=80, description="Target id.")] = None,
-    since: Annotated[datetime | None, Query(alias="from", description="From this time (inclusive).")] = None,
-    until: Annotated[datetime | None, Query(alias="to", description="Until this time (exclusive).")] = None,
+    action: Annotated[str | None, column_query(AuditEntry.action, examples=["user.role_changed"])] = None,
+    target_type: Annotated[
+        str | None, column_query(AuditEntry.target_type, alias="targetType", examples=["user"])
+    ] = None,
+    target: Annotated[str | None, column_query(AuditEntry.target_id, description="Target id.")] = None,
+    since: Annotated[
+        str | None,
+        Query(
+            alias="from",
+            description="From this time (inclusive), ISO 8601; UTC when no offset.",
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        Query(
+            alias="to",
+            description="Until this time (exclusive), ISO 8601; UTC when no offset.",
+        ),
+    ] = None,
     format: Annotated[
         Literal["json", "csv"], Query(description="csv: every matching entry, not one page.")
     ] = "json",
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> AuditPage | Response:
-    where = AuditFilter(
-        actor=actor,
-        action=action,
-        target_type=target_type,
-        target_id=target,
-        since=_as_utc(since),
-        until=_as_utc(until),
+    # Parsed (and refused) before anything is read: the CSV's 200 is sent before its first row.
+    where = AuditFilter.of(
+        actor=actor, action=action, target_type=target_type, target_id=target, since=since, until=until
     )
     if format == "csv":
         return csv_response(runtime.database, principal, where)

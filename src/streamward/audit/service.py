@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, or_, select
@@ -15,7 +15,9 @@ from streamward.audit.models import AuditEntry
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import scoped
 from streamward.db import Database
+from streamward.errors import InvalidTime
 from streamward.pagination import Page, keyset_page
+from streamward.schemas import column_length, fit_column
 
 
 @dataclass(frozen=True)
@@ -45,19 +47,58 @@ def record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> AuditEntry:
+    # What a client typed (the email of a failed login, a media server's address) is recorded
+    # whatever its length: cut to its column, marked as cut, rather than failing the request.
     entry = AuditEntry(
         organisation_id=organisation_id,
         actor=actor.name,
-        actor_email=actor.email,
+        actor_email=fit_column(actor.email, AuditEntry.actor_email),
         action=action,
         target_type=target_type,
-        target_id=str(target_id) if target_id is not None else None,
+        target_id=fit_column(str(target_id), AuditEntry.target_id) if target_id is not None else None,
         before=before,
         after=after,
-        client_address=actor.client_address,
+        client_address=fit_column(actor.client_address, AuditEntry.client_address),
     )
     session.add(entry)
     return entry
+
+
+# The actor filter matches the actor name or the actor's email: as long as the longer of the two.
+ACTOR_FILTER_LENGTH = max(column_length(AuditEntry.actor), column_length(AuditEntry.actor_email))
+# ISO 8601 with date, time, fractions and offset fits easily; anything longer is no time.
+MAX_TIME_LENGTH = 40
+_START_OF_TIME = datetime.min.replace(tzinfo=UTC)
+_END_OF_TIME = datetime.max.replace(tzinfo=UTC)
+
+
+def time_bound(value: str | None, *, name: str, whole_day: bool = False) -> datetime | None:
+    """A ``from``/``to`` filter as a UTC instant; None when empty.
+
+    ISO 8601; a time without offset is UTC. With ``whole_day`` a bare date ends at the next
+    midnight, so that "to 2024-05-01" includes that day (the dashboard's date fields). A bound that
+    an offset (or the day's end) pushes past year 9999 or before year 1 is clamped to the end or
+    the start of time rather than failing: ``to=9999-12-31`` means "no upper bound". Anything that
+    is no time at all is 400 ``invalid_time``.
+    """
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        if len(text) > MAX_TIME_LENGTH:
+            raise ValueError(text)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidTime(details={"field": name}) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        moment = moment.astimezone(UTC)
+        if whole_day and len(text) == len("YYYY-MM-DD"):
+            moment += timedelta(days=1)
+    except OverflowError:
+        return _END_OF_TIME if moment.year >= 9999 else _START_OF_TIME
+    return moment
 
 
 @dataclass(frozen=True)
@@ -85,6 +126,29 @@ class AuditFilter:
         if self.until:
             statement = statement.where(AuditEntry.created_at < self.until)
         return statement
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        target_type: str | None = None,
+        target_id: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        whole_days: bool = False,
+    ) -> AuditFilter:
+        """From the filters as a client sent them: blanks are no filter, times are parsed (and
+        refused) here, before anything is read or streamed."""
+        return cls(
+            actor=(actor or "").strip() or None,
+            action=(action or "").strip() or None,
+            target_type=(target_type or "").strip() or None,
+            target_id=(target_id or "").strip() or None,
+            since=time_bound(since, name="from"),
+            until=time_bound(until, name="to", whole_day=whole_days),
+        )
 
 
 async def list_entries(

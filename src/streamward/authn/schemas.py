@@ -1,14 +1,19 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
 from pydantic import Field
 
-from streamward.schemas import ApiModel, UtcDatetime
+from streamward.schemas import ApiModel, ColumnText, UtcDatetime
+from streamward.users.models import Account, normalise_email
+
+# An email as the account table holds it: normalised first, then no longer than the column.
+AccountEmail = Annotated[str, ColumnText(Account.email, normalise=normalise_email)]
 
 
 class LoginRequest(ApiModel):
-    email: str = Field(min_length=1, max_length=320)
+    email: AccountEmail
     # 128 is the password policy's ceiling; anything longer cannot be a valid password.
     password: str = Field(min_length=1, max_length=128)
     organisation: uuid.UUID | None = Field(default=None, description="Needed when the account has several.")
@@ -48,7 +53,7 @@ class PasswordChange(ApiModel):
 
 
 class PasswordResetRequest(ApiModel):
-    email: str = Field(min_length=1, max_length=320)
+    email: AccountEmail
 
 
 class PasswordResetRequested(ApiModel):

@@ -3,48 +3,32 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from streamward.audit import export
-from streamward.audit.service import AuditFilter, list_entries
+from streamward.audit.models import AuditEntry
+from streamward.audit.service import ACTOR_FILTER_LENGTH, AuditFilter, list_entries
 from streamward.dashboard.core import Viewer, page, render
 from streamward.dashboard.page_tools import list_url
 from streamward.db import DbSession
-from streamward.errors import BadRequest
+from streamward.errors import InvalidTime
 from streamward.pagination import DEFAULT_LIMIT
 from streamward.runtime import Runtime
+from streamward.schemas import column_query
 
 router = APIRouter(include_in_schema=False)
 
-Actor = Annotated[str | None, Query(max_length=320)]
-Action = Annotated[str | None, Query(max_length=64)]
-TargetType = Annotated[str | None, Query(alias="target_type", max_length=32)]
-Target = Annotated[str | None, Query(max_length=80)]
-Day = Annotated[str | None, Query(max_length=40)]
+Actor = Annotated[str | None, Query(max_length=ACTOR_FILTER_LENGTH)]
+Action = Annotated[str | None, column_query(AuditEntry.action)]
+TargetType = Annotated[str | None, column_query(AuditEntry.target_type, alias="target_type")]
+Target = Annotated[str | None, column_query(AuditEntry.target_id)]
+# Times are checked by the audit service (400 invalid_time), not here.
+Since = Annotated[str | None, Query(alias="from")]
+Until = Annotated[str | None, Query(alias="to")]
 Cursor = Annotated[str | None, Query(max_length=64)]
-
-
-class InvalidDate(BadRequest):
-    code = "invalid_date"
-    message = "Dates are YYYY-MM-DD (UTC)."
-
-
-def _moment(value: str | None, *, end_of_day: bool) -> datetime | None:
-    """A date filter as a UTC instant. A bare date covers its whole day: "from" starts at its
-    midnight, "to" ends at the next midnight (so both ends are inclusive days)."""
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise InvalidDate() from None
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-    bare_date = len(value.strip()) == len("YYYY-MM-DD")
-    return moment + timedelta(days=1) if end_of_day and bare_date else moment
 
 
 def _filter(
@@ -55,13 +39,15 @@ def _filter(
     since: str | None,
     until: str | None,
 ) -> AuditFilter:
-    return AuditFilter(
-        actor=(actor or "").strip() or None,
-        action=(action or "").strip() or None,
-        target_type=(target_type or "").strip() or None,
-        target_id=(target or "").strip() or None,
-        since=_moment(since, end_of_day=False),
-        until=_moment(until, end_of_day=True),
+    """The page's date fields are whole days: "to" includes its day."""
+    return AuditFilter.of(
+        actor=actor,
+        action=action,
+        target_type=target_type,
+        target_id=target,
+        since=since,
+        until=until,
+        whole_days=True,
     )
 
 
@@ -74,8 +60,8 @@ async def audit_log(
     action: Action = None,
     target_type: TargetType = None,
     target: Target = None,
-    since: Annotated[str | None, Query(alias="from", max_length=40)] = None,
-    until: Annotated[str | None, Query(alias="to", max_length=40)] = None,
+    since: Since = None,
+    until: Until = None,
     cursor: Cursor = None,
 ) -> Response:
     filters = {
@@ -90,7 +76,7 @@ async def audit_log(
     error: str | None = None
     try:
         where = _filter(actor, action, target_type, target, since, until)
-    except InvalidDate as invalid:
+    except InvalidTime as invalid:
         error = invalid.message
     entries = (
         await list_entries(db, viewer.principal, where, limit=DEFAULT_LIMIT, cursor=cursor)
@@ -124,8 +110,8 @@ async def audit_csv(
     action: Action = None,
     target_type: TargetType = None,
     target: Target = None,
-    since: Annotated[str | None, Query(alias="from", max_length=40)] = None,
-    until: Annotated[str | None, Query(alias="to", max_length=40)] = None,
+    since: Since = None,
+    until: Until = None,
 ) -> Response:
     """Every entry the filters select (not one page), streamed; the JSON API's writer."""
     runtime: Runtime = request.app.state.runtime

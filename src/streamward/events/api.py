@@ -9,6 +9,7 @@ from streamward.authz.deps import require
 from streamward.authz.principal import Principal
 from streamward.db import DbSession
 from streamward.events import service
+from streamward.events.models import WebhookDelivery
 from streamward.events.schemas import (
     DeliveryOut,
     DeliveryPage,
@@ -18,6 +19,7 @@ from streamward.events.schemas import (
 )
 from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from streamward.runtime import Runtime, get_runtime
+from streamward.schemas import column_query
 
 router = APIRouter(prefix="/api/organisation/webhook", tags=["webhook deliveries"])
 
@@ -27,7 +29,7 @@ async def list_deliveries(
     principal: Annotated[Principal, require("webhook:read")],
     db: DbSession,
     status: DeliveryStatus | None = None,
-    event_type: Annotated[str | None, Query(alias="eventType", max_length=64)] = None,
+    event_type: Annotated[str | None, column_query(WebhookDelivery.event_type, alias="eventType")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> DeliveryPage:

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import EmailStr, Field
 
 from streamward.authn.schemas import RoleRef
-from streamward.schemas import ApiModel, UtcDatetime
+from streamward.invites.models import Invitation
+from streamward.schemas import ApiModel, ColumnText, UtcDatetime
+from streamward.users.models import Account, normalise_email
 
 InviteStatus = Literal["pending", "accepted", "expired", "revoked"]
 
@@ -14,8 +16,10 @@ ExpiresInDays = Field(default=7, ge=1, le=30, description="Days until the link s
 
 
 class InviteCreate(ApiModel):
-    role: str = Field(min_length=1, max_length=64, examples=["nanoUser"])
-    email: EmailStr | None = Field(default=None, description="Only this address may accept.")
+    role: Annotated[str, ColumnText(Invitation.role)] = Field(examples=["nanoUser"])
+    email: Annotated[EmailStr, ColumnText(Invitation.email, normalise=normalise_email)] | None = Field(
+        default=None, description="Only this address may accept."
+    )
     expires_in_days: int = ExpiresInDays
 
 
@@ -66,6 +70,6 @@ class InvitePreview(ApiModel):
 class InviteAccept(ApiModel):
     """A new account's credentials. Joining with an existing account sends its X-BINTU-TOKEN instead."""
 
-    email: EmailStr | None = None
+    email: Annotated[EmailStr, ColumnText(Account.email, normalise=normalise_email)] | None = None
     # Longer than the policy allows, so that the policy (weak_password), not the schema, answers.
     password: str | None = Field(default=None, min_length=1, max_length=1024)

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from streamward.schemas import ApiModel, UtcDatetime
+from streamward.authn.models import BintuSession
+from streamward.orgs.models import Organisation
+from streamward.schemas import ApiModel, ColumnText, UtcDatetime
 
 SupportLevel = Literal["basic", "standard", "premium", "enterprise"]
 AnalyticsLevel = Literal["basic", "full", "premium"]
@@ -51,7 +53,9 @@ class PlayerKeyOut(ApiModel):
 
 
 class BintuTokenCreate(ApiModel):
-    name: str = Field(min_length=1, max_length=100, description="What the token is for, e.g. 'CI'.")
+    name: Annotated[str, ColumnText(BintuSession.name)] = Field(
+        description="What the token is for, e.g. 'CI'."
+    )
     expires_in_days: int = Field(ge=1, le=365)
 
 
@@ -71,7 +75,9 @@ class WebhookOut(ApiModel):
 
 
 class WebhookUpdate(ApiModel):
-    webhook: str = Field(min_length=1, max_length=2048, description="http(s) URL of a public host.")
+    webhook: Annotated[str, ColumnText(Organisation.webhook_url)] = Field(
+        description="http(s) URL of a public host."
+    )
     events: list[str] | None = Field(
         default=None, max_length=50, description="Management events to send; omitted: unchanged."
     )
@@ -109,7 +115,7 @@ class OperatorOrganisationPage(ApiModel):
 
 
 class OrganisationPatch(ApiModel):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Annotated[str, ColumnText(Organisation.name)] | None = None
     support_level: SupportLevel | None = None
     analytics_level: AnalyticsLevel | None = None
     trial: bool | None = None

@@ -26,6 +26,7 @@ from streamward.events.outbox import emit
 from streamward.events.service import WebhookNotConfigured
 from streamward.events.signing import SECRET_PREFIX
 from streamward.orgs.models import Organisation
+from streamward.schemas import ColumnText
 
 SECRET_BYTES = 32
 
@@ -130,6 +131,8 @@ async def save(
     resolver: Resolver,
 ) -> SavedWebhook:
     """Set the webhook URL (and, when given, the subscribed events)."""
+    # The dashboard's form reaches here without the API's request model: the column rule holds anyway.
+    url = ColumnText(Organisation.webhook_url).clean(url, field="webhook")
     subscribed = _check_events(events) if events is not None else None  # cheap checks before DNS
     await check_webhook_url(url, allow_private=allow_private, resolver=resolver)
     organisation = principal.organisation

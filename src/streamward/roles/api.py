@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Response
 
 from streamward.authz.deps import require
 from streamward.authz.permissions import CATALOGUE
 from streamward.authz.principal import Principal
 from streamward.db import DbSession
 from streamward.roles import service
+from streamward.roles.models import CustomRole
 from streamward.roles.schemas import (
     PermissionInfoOut,
     RoleCreate,
@@ -23,10 +24,12 @@ from streamward.roles.schemas import (
     RoleProfile,
     RoleUpdate,
 )
+from streamward.schemas import column_path, column_query
+from streamward.users.models import Membership
 
 router = APIRouter(prefix="/api/permission", tags=["roles"])
 
-RoleName = Annotated[str, Path(max_length=64)]
+RoleName = Annotated[str, column_path(CustomRole.name)]
 
 
 def _out(found: service.RoleWithCount) -> RoleOut:
@@ -45,7 +48,7 @@ async def list_roles(principal: Annotated[Principal, require("user:read")], db: 
 async def read_role(
     principal: Annotated[Principal, require("role:manage")],
     db: DbSession,
-    name: Annotated[str, Query(min_length=1, max_length=64)],
+    name: Annotated[str, column_query(CustomRole.name, min_length=1)],
 ) -> RoleOut:
     return _out(await service.read_role(db, principal, name))
 
@@ -81,7 +84,9 @@ async def delete_role(
     db: DbSession,
     reassign_to: Annotated[
         str | None,
-        Query(alias="reassignTo", max_length=64, description="Role for the members who hold this one."),
+        column_query(
+            Membership.role, alias="reassignTo", description="Role for the members who hold this one."
+        ),
     ] = None,
 ) -> Response:
     await service.delete_role(db, principal, name, reassign_to=reassign_to)

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 
 from streamward.authz.permissions import Role, ordered
-from streamward.schemas import ApiModel
+from streamward.roles.models import CustomRole
+from streamward.schemas import ApiModel, ColumnText, column_length
 
 
 class RoleProfile(ApiModel):
@@ -47,18 +50,21 @@ class RoleList(ApiModel):
     catalogue: list[PermissionInfoOut] = Field(description="Every permission a custom role may hold.")
 
 
-# Letters first; then letters, digits, "_", "-", "." (role names appear in URLs and filters).
-ROLE_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+# Letters first; then letters, digits, "_", "-", "." (role names appear in URLs and filters); as
+# long as the column allows.
+ROLE_NAME_PATTERN = rf"^[A-Za-z][A-Za-z0-9_.-]{{0,{column_length(CustomRole.name) - 1}}}$"
+# A description may run over several lines (TAB, LF and CR kept).
+Description = Annotated[str, ColumnText(CustomRole.description, multiline=True, min_length=0)]
 
 
 class RoleCreate(ApiModel):
     name: str = Field(pattern=ROLE_NAME_PATTERN, examples=["streamOperator"])
-    description: str = Field(default="", max_length=500)
+    description: Description = ""
     permissions: list[str] = Field(max_length=100, examples=[["stream:read", "stream:create"]])
 
 
 class RoleUpdate(ApiModel):
     """Fields left out stay as they are."""
 
-    description: str | None = Field(default=None, max_length=500)
+    description: Description | None = None
     permissions: list[str] | None = Field(default=None, max_length=100)

@@ -20,16 +20,18 @@ from urllib.parse import urlencode
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from streamward.audit.models import AuditEntry
 from streamward.audit.service import Actor, record
 from streamward.config import Settings
 from streamward.crypto import SecretBox
 from streamward.db import Database, utcnow
-from streamward.errors import AppError
+from streamward.errors import AppError, BadRequest
 from streamward.events.delivery import load_target, send_signed
 from streamward.events.outbox import emit
 from streamward.events.transport import EgressClient
 from streamward.orgs.models import Organisation
 from streamward.orgs.packages import has_package
+from streamward.schemas import column_length
 from streamward.streams.models import Stream, StreamState
 from streamward.streams.service import StreamAction, StreamStateConflict, apply_action, find_by_name
 from streamward.vod.service import create_recording
@@ -41,7 +43,10 @@ FORWARDED_FIELDS: dict[str, tuple[str, ...]] = {
     "update_publish": ("call", "name", "app", "addr", "clientid", "time", "timestamp"),
     "publish_done": ("call", "name", "app", "addr", "clientid", "bytes_in", "bytes_out"),
 }
+# Fields that go into a column are as long as the column (the stream name is looked up, the address
+# is the audit entry's client address); the others are only forwarded to the webhook.
 MAX_FIELD_LENGTH = 256
+FIELD_LENGTHS = {"name": column_length(Stream.name), "addr": column_length(AuditEntry.client_address)}
 
 
 class PublishRejected(AppError):
@@ -63,9 +68,17 @@ class IngestReport:
 
     @classmethod
     def of(cls, call: Call, raw: dict[str, str]) -> IngestReport:
-        fields = {
-            k: str(raw[k])[:MAX_FIELD_LENGTH] for k in FORWARDED_FIELDS[call] if raw.get(k) not in (None, "")
-        }
+        """The documented fields of ``call``; one longer than its limit is refused (400), not cut:
+        a cut name would look up another stream, a cut address would misreport the source."""
+        fields = {k: str(raw[k]) for k in FORWARDED_FIELDS[call] if raw.get(k) not in (None, "")}
+        for name, value in fields.items():
+            limit = FIELD_LENGTHS.get(name, MAX_FIELD_LENGTH)
+            if len(value) > limit:
+                raise BadRequest(
+                    f"'{name}' has more than {limit} characters.",
+                    code="validation_error",
+                    details={"field": name, "problem": f"at most {limit} characters"},
+                )
         fields["call"] = call
         return cls(call, fields)
 

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from streamward.authz.deps import access_rule
 from streamward.db import DbSession
-from streamward.errors import BadRequest, NotFound, Unauthenticated
+from streamward.errors import BadRequest, NotFound, TooDeep, Unauthenticated
 from streamward.runtime import Runtime, get_runtime
 from streamward.streams import ingest
 from streamward.streams.ingest import Call, IngestReport
@@ -37,8 +37,11 @@ router = APIRouter(prefix="/api/ingest", tags=["media-server ingest"], dependenc
 async def _fields(request: Request) -> dict[str, str]:
     """The documented form body, or the same fields as a JSON object."""
     if request.headers.get("content-type", "").startswith("application/json"):
+        # streamward.edge has refused deep or control-laden JSON already; parsed defensively anyway.
         try:
             body: Any = json.loads(await request.body())
+        except RecursionError:
+            raise TooDeep() from None
         except ValueError:
             raise BadRequest("The request body is not valid JSON.", code="malformed_json") from None
         if not isinstance(body, dict):

@@ -18,15 +18,17 @@ from streamward.authz.principal import Principal
 from streamward.authz.scoping import scoped
 from streamward.errors import NotFound
 from streamward.events.outbox import emit
-from streamward.pagination import Page, decode_text_cursor, encode_text_cursor
+from streamward.pagination import InvalidCursor, Page, decode_text_cursor, encode_text_cursor
+from streamward.schemas import column_length
 from streamward.streams.models import Stream, StreamTag
 
-MAX_TAG_LENGTH = 64
+MAX_TAG_LENGTH = column_length(StreamTag.tag)
 MAX_TAGS_PER_STREAM = 50
 
 
 def normalise_tag(value: str) -> str:
-    """A tag as stored: surrounding whitespace dropped, then 1 to 64 printable characters."""
+    """A tag as stored: surrounding whitespace dropped, then 1 to MAX_TAG_LENGTH (the column's)
+    printable characters (no control character, no lone surrogate)."""
     tag = value.strip()
     if not tag:
         raise ValueError("a tag cannot be empty")
@@ -93,7 +95,12 @@ async def list_tags(
         StreamTag.tag
     )
     if cursor:
-        statement = statement.where(StreamTag.tag > decode_text_cursor(cursor))
+        # The cursor is a tag name this list handed out: anything else (a NUL hidden in base64, say)
+        # is refused here, before the database sees it.
+        after = decode_text_cursor(cursor)
+        if len(after) > MAX_TAG_LENGTH or not after.isprintable():
+            raise InvalidCursor()
+        statement = statement.where(StreamTag.tag > after)
     rows = (await session.execute(statement.order_by(StreamTag.tag).limit(limit + 1))).all()
     items = [TagCount(tag, count) for tag, count in rows[:limit]]
     more = len(rows) > limit

@@ -11,7 +11,9 @@ from streamward.authz.deps import AUTHENTICATED, require
 from streamward.authz.principal import Principal
 from streamward.db import DbSession
 from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from streamward.schemas import column_query
 from streamward.users import service
+from streamward.users.models import Account, Membership
 from streamward.users.schemas import (
     PermissionChange,
     TokenKeyOut,
@@ -32,10 +34,10 @@ async def list_users(
     principal: Annotated[Principal, require("user:read")],
     db: DbSession,
     role: Annotated[
-        str | None, Query(max_length=64, description="Only this role (predefined or custom).")
+        str | None, column_query(Membership.role, description="Only this role (predefined or custom).")
     ] = None,
     q: Annotated[
-        str | None, Query(max_length=320, description="Email starts with (case-insensitive).")
+        str | None, column_query(Account.email, description="Email starts with (case-insensitive).")
     ] = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,

@@ -13,6 +13,9 @@ from streamward.db import Base, UTCDateTime, new_id, utcnow
 
 
 def normalise_email(email: str) -> str:
+    """An email as stored and looked up. Lower-casing may lengthen it ("İ".lower() is two
+    characters): check the length of the result, never of the input (``ColumnText`` with
+    ``normalise=normalise_email`` does)."""
     return email.strip().lower()
 
 

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
 from streamward.authn.schemas import RoleRef
 from streamward.roles.schemas import RoleProfile
-from streamward.schemas import ApiModel, UtcDatetime
+from streamward.schemas import ApiModel, ColumnText, UtcDatetime
+from streamward.users.models import Membership
 from streamward.users.service import UserView, role_title
 
 
@@ -56,7 +57,7 @@ class UserDetail(ApiModel):
 
 class PermissionChange(ApiModel):
     user_id: uuid.UUID
-    role: str = Field(min_length=1, max_length=64, examples=["nanoUser"])
+    role: Annotated[str, ColumnText(Membership.role)] = Field(examples=["nanoUser"])
 
 
 class TokenKeyReset(ApiModel):

@@ -5,7 +5,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
-from streamward.schemas import ApiModel, UtcDatetime
+from streamward.schemas import ApiModel, ColumnText, UtcDatetime
+from streamward.vod.models import VodAsset
 
 
 def _http_url(value: str) -> str:
@@ -14,12 +15,12 @@ def _http_url(value: str) -> str:
     return value
 
 
-HttpUrl = Annotated[str, Field(min_length=8, max_length=2048), AfterValidator(_http_url)]
+HttpUrl = Annotated[str, ColumnText(VodAsset.url, min_length=8), AfterValidator(_http_url)]
 
 
 class VodImport(ApiModel):
     stream_id: uuid.UUID | None = Field(default=None, description="The stream it was made from, if any.")
-    title: str = Field(min_length=1, max_length=200)
+    title: Annotated[str, ColumnText(VodAsset.title)]
     duration_seconds: float = Field(ge=0, le=366 * 86400)
     url: HttpUrl
 

@@ -207,10 +207,16 @@ async def test_existing_member_or_account_gets_a_clear_error_and_the_invitation_
     _, token = await invitation(env, org, "nanoUser")
     again = await env.client.post(f"/api/invite/{token}/accept", headers=insider.headers)
     assert (again.status_code, again.json()["error"]["code"]) == (409, "already_member")
-    exists = await env.client.post(
+    # An existing account's email with another password is a failed sign-in, not "account exists".
+    wrong = await env.client.post(
         f"/api/invite/{token}/accept", json={"email": "insider@example.com", "password": JOIN_PASSWORD}
     )
-    assert (exists.status_code, exists.json()["error"]["code"]) == (409, "account_exists")
+    assert (wrong.status_code, wrong.json()["error"]["code"]) == (401, "invalid_credentials")
+    # With its own password it signs in, and is told it is a member already.
+    member_again = await env.client.post(
+        f"/api/invite/{token}/accept", json={"email": "insider@example.com", "password": insider.password}
+    )
+    assert (member_again.status_code, member_again.json()["error"]["code"]) == (409, "already_member")
     assert (await env.client.get(f"/api/invite/{token}")).status_code == 200
     assert await count(env, Membership, Membership.organisation_id == org.id) == 1
 

@@ -156,7 +156,7 @@ async def test_invite_accept_role_change_token_reset_and_delete(
     assert "Join Demo Organisation" in await invitee.inner_text("h1")
     await invitee.fill("#signup-email", "newcomer@example.com")
     await invitee.fill("#signup-password", "a-long-new-password")
-    await invitee.click("text=Sign up and join")
+    await invitee.click("button:text-is('Join')")
     await invitee.wait_for_url("**/organisation/overview")
     assert await invitee.locator("text=User management").count() == 0  # Observers do not read users
     assert await invitee.locator("text=Reveal").count() == 0

@@ -5,6 +5,9 @@ continuously, so the worst an attacker can do to a real user is keep one account
 while they keep guessing, and it refills within one window after they stop: no long lockout.
 Accounts are keyed by the email as typed (normalised), known or not, so throttling does not tell
 which emails exist.
+
+The public routes behind a link token (an invitation's preview and acceptance, setting a password
+with a reset link) have per-address budgets of their own (``LinkThrottle``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from streamward.config import Settings
+from streamward.errors import RateLimited
 
 
 class TokenBuckets:
@@ -49,6 +53,12 @@ class TokenBuckets:
             self._buckets.popitem(last=False)
         return None
 
+    def charge(self, key: str) -> None:
+        """Spend one token, or refuse: 429 ``rate_limited`` with Retry-After."""
+        wait = self.take(key)
+        if wait:
+            raise RateLimited(wait)
+
     def clear(self) -> None:
         self._buckets.clear()
 
@@ -79,4 +89,30 @@ class LoginThrottle:
             failures_per_account=TokenBuckets(
                 settings.login_failures_per_account, settings.login_failures_per_account_window_seconds
             ),
+        )
+
+
+# Budgets of the link-token routes, per client address. Constants until config.py carries settings
+# for them. An invitee opens the page and submits the form once or a few times; someone completing
+# a reset submits a new password once or twice.
+INVITE_ATTEMPTS_PER_ADDRESS = 30
+INVITE_ATTEMPTS_WINDOW_SECONDS = 60
+RESET_COMPLETIONS_PER_ADDRESS = 10
+RESET_COMPLETIONS_WINDOW_SECONDS = 300
+
+
+@dataclass
+class LinkThrottle:
+    """Per client address budgets of the public routes that take a link token. Every request costs
+    a token, valid link or not: accepting an invitation and completing a reset hash a password (tens
+    of milliseconds of CPU, on purpose), and accepting may try an existing account's password."""
+
+    invitations: TokenBuckets  # GET and POST of /api/invite/{token}, /invite/{token}
+    password_resets: TokenBuckets  # POST /api/user/password/reset/{token}, /password/reset/{token}
+
+    @classmethod
+    def with_defaults(cls) -> LinkThrottle:
+        return cls(
+            invitations=TokenBuckets(INVITE_ATTEMPTS_PER_ADDRESS, INVITE_ATTEMPTS_WINDOW_SECONDS),
+            password_resets=TokenBuckets(RESET_COMPLETIONS_PER_ADDRESS, RESET_COMPLETIONS_WINDOW_SECONDS),
         )

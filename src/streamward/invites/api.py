@@ -31,6 +31,7 @@ from streamward.invites.schemas import (
 )
 from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from streamward.runtime import Runtime, client_address, get_runtime
+from streamward.schemas import column_query
 from streamward.users.service import role_title
 
 manage = APIRouter(prefix="/api/user/invite", tags=["invitations"])
@@ -84,8 +85,8 @@ async def list_invitations(
     principal: Annotated[Principal, require("user:invite")],
     db: DbSession,
     status: InviteStatus | None = None,
-    role: Annotated[str | None, Query(max_length=64)] = None,
-    q: Annotated[str | None, Query(max_length=320, description="Bound email starts with.")] = None,
+    role: Annotated[str | None, column_query(Invitation.role)] = None,
+    q: Annotated[str | None, column_query(Invitation.email, description="Bound email starts with.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> InvitePage:
@@ -131,7 +132,10 @@ async def renew_invitation(
     dependencies=[PUBLIC],
     summary="What an invitation offers: organisation name, role, whether an email is bound",
 )
-async def preview_invitation(token: str, db: DbSession) -> InvitePreview:
+async def preview_invitation(
+    token: str, request: Request, db: DbSession, runtime: Annotated[Runtime, Depends(get_runtime)]
+) -> InvitePreview:
+    runtime.link_throttle.invitations.charge(client_address(request))
     usable = await service.preview_invitation(db, token)
     return InvitePreview(
         organisation=InviteOrganisation(name=usable.organisation.name),
@@ -145,7 +149,8 @@ async def preview_invitation(token: str, db: DbSession) -> InvitePreview:
     response_model=LoginResponse,
     response_model_exclude_none=True,
     dependencies=[PUBLIC],
-    summary="Accept: a new account (email, password) or an existing one (its X-BINTU-TOKEN)",
+    summary="Accept with an email and password (a new account, or that email's account) or with an "
+    "existing account's X-BINTU-TOKEN",
 )
 async def accept_invitation(
     token: str,
@@ -155,14 +160,17 @@ async def accept_invitation(
     body: InviteAccept | None = None,
 ) -> LoginResponse:
     settings = runtime.settings
+    address = client_address(request, trust_forwarded_for=settings.trust_forwarded_for)
+    runtime.link_throttle.invitations.charge(address)
     result = await service.accept_invitation(
         db,
         runtime.database,
+        runtime.login_throttle,
         token,
         email=body.email if body else None,
         password=body.password if body else None,
         bintu_token=request.headers.get(TOKEN_HEADER),
-        client_address=client_address(request, trust_forwarded_for=settings.trust_forwarded_for),
+        client_address=address,
         lifetime=timedelta(seconds=settings.session_lifetime_seconds),
     )
     return LoginResponse(

@@ -3,6 +3,10 @@
 An invitation token has 256 random bits and is stored only as its SHA-256. Acceptance is decided by
 one conditional UPDATE (still pending?) whose row count says who won, so an invitation is used at
 most once however many requests race for it.
+
+Accepting with an email and a password never says whether that email has an account: a new email
+gets an account, an existing account's email is a sign-in with that account (its password joins,
+a wrong one is a failed login, counted like one). See ``accept_invitation``.
 """
 
 from __future__ import annotations
@@ -18,23 +22,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.audit.service import Actor, record
 from streamward.authn.password_policy import check_password
-from streamward.authn.passwords import hash_password
-from streamward.authn.service import LoginResult, issue_token, principal_from_token
+from streamward.authn.passwords import hash_password, verify_password
+from streamward.authn.ratelimit import LoginThrottle
+from streamward.authn.service import LoginFailed, LoginResult, issue_token, principal_from_token
 from streamward.authz.permissions import Role
 from streamward.authz.policy import grantable_role, resolve_role
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import get_scoped, scoped
 from streamward.crypto import digest, new_token
 from streamward.db import Database, utcnow
-from streamward.errors import AppError, BadRequest, Unauthenticated
+from streamward.errors import AppError, BadRequest, Conflict, RateLimited, Unauthenticated
 from streamward.events.outbox import emit
 from streamward.invites.models import Invitation
 from streamward.orgs.models import Organisation
 from streamward.pagination import Page, keyset_page
-from streamward.users.models import Account, Membership, normalise_email
+from streamward.users.models import Account, Membership
 from streamward.users.service import (
     add_account,
     add_membership,
+    checked_email,
     email_prefix,
     find_account,
     lock_organisation,
@@ -63,12 +69,6 @@ class AlreadyMember(AppError):
     status_code = 409
     code = "already_member"
     message = "This account is a member of the organisation already."
-
-
-class AccountExists(AppError):
-    status_code = 409
-    code = "account_exists"
-    message = "An account with this email exists: log in, then accept with your bintu token (X-BINTU-TOKEN)."
 
 
 class InviteNotPending(AppError):
@@ -144,7 +144,7 @@ async def create_invitation(
     base_url: str,
 ) -> IssuedInvite:
     granted = await grantable_role(session, principal, role)
-    bound_email = normalise_email(email) if email else None
+    bound_email = checked_email(email) if email else None
     if bound_email is not None:
         already = await session.scalar(
             scoped(select(Membership.id), Membership, principal)
@@ -282,9 +282,59 @@ async def preview_invitation(session: AsyncSession, token: str) -> UsableInvite:
     return await _usable(session, token)
 
 
+async def _signing_in(
+    session: AsyncSession,
+    throttle: LoginThrottle,
+    *,
+    email: str,
+    password: str,
+    client_address: str,
+) -> tuple[Account | None, str | None]:
+    """Who accepts with ``email`` and ``password``: (the existing account, None) when the password
+    is its password, or (None, the new account's password hash) when no account has the email.
+
+    Both answers, and the refusals, must not tell whether the email has an account: the failure
+    budget is checked for any email as typed (as login does), and each branch costs one argon2 run
+    (verifying the account's hash, or hashing the new account's password). A wrong password is a
+    failed login: the same 401 ``invalid_credentials``, spent from the same per-account budget, and
+    audited in the account's organisations.
+    """
+    wait = throttle.failures_per_account.retry_after(email)
+    if wait:
+        raise RateLimited(wait)
+    account = await find_account(session, email)
+    if account is None:
+        return None, await hash_password(password)
+    if await verify_password(account.password_hash, password):
+        return account, None
+    throttle.failures_per_account.take(email)
+    # Audited as login audits a failure: in each organisation of the account (none: outside any).
+    actor = Actor("anonymous", email, client_address)
+    failure = {"reason": "invalid_credentials", "via": "invitation"}
+    memberships = (
+        await session.execute(
+            select(Membership.id, Membership.organisation_id).where(Membership.account_id == account.id)
+        )
+    ).all()
+    if not memberships:
+        record(session, actor, "user.login_failed", organisation_id=None, after=failure)
+    for membership_id, organisation_id in memberships:
+        record(
+            session,
+            actor,
+            "user.login_failed",
+            organisation_id=organisation_id,
+            target_type="user",
+            target_id=membership_id,
+            after=failure,
+        )
+    raise LoginFailed()
+
+
 async def accept_invitation(
     session: AsyncSession,
     database: Database,
+    throttle: LoginThrottle,
     token: str,
     *,
     email: str | None,
@@ -293,16 +343,17 @@ async def accept_invitation(
     client_address: str,
     lifetime: timedelta,
 ) -> LoginResult:
-    """Join the invitation's organisation: as a new account (email and password) or, with the bintu
-    token of an existing account, as that account. Returns a bintu token for the new membership."""
+    """Join the invitation's organisation with an email and a password (a new account, or signing in
+    with the existing account of that email) or with the bintu token of an existing account.
+    Returns a bintu token for the new membership, the same answer in every case."""
     usable = await _usable(session, token)
     invitation, organisation = usable.invitation, usable.organisation
 
-    account: Account | None = None
+    password_hash: str | None = None
     if bintu_token:
         if email is not None or password is not None:
             raise BadRequest(
-                "Send either a new account's email and password or your bintu token, not both.",
+                "Send either an email and password or your bintu token, not both.",
                 code="ambiguous_credentials",
             )
         member = await principal_from_token(session, database, bintu_token)
@@ -312,20 +363,24 @@ async def accept_invitation(
         if account is None:
             raise Unauthenticated()
         joining_email = account.email
+        if invitation.email is not None and invitation.email != joining_email:
+            raise InviteEmailMismatch()
     else:
         if not email or not password:
             raise BadRequest(
-                "Give an email and a password for the new account, or send your bintu token "
-                "(X-BINTU-TOKEN) to join with an existing account.",
+                "Give an email and a password (your account's, or one for a new account), or send "
+                "your bintu token (X-BINTU-TOKEN) to join with the account you are signed in with.",
                 code="credentials_required",
             )
-        joining_email = normalise_email(email)
+        joining_email = checked_email(email)
+        # Everything that refuses before the account lookup answers alike for every email.
+        if invitation.email is not None and invitation.email != joining_email:
+            raise InviteEmailMismatch()
         check_password(password)
-
-    if invitation.email is not None and invitation.email != joining_email:
-        raise InviteEmailMismatch()
-    if account is None and await find_account(session, joining_email) is not None:
-        raise AccountExists()
+        # Hashing (or verifying) before taking the organisation lock: it takes tens of milliseconds.
+        account, password_hash = await _signing_in(
+            session, throttle, email=joining_email, password=password, client_address=client_address
+        )
     if account is not None:
         existing = await session.scalar(
             select(Membership.id).where(
@@ -334,8 +389,6 @@ async def accept_invitation(
         )
         if existing is not None:
             raise AlreadyMember()
-    # Hash before taking the organisation lock: it takes tens of milliseconds.
-    password_hash = await hash_password(password) if account is None and password else None
 
     await lock_organisation(session, organisation.id)
     now = utcnow()
@@ -348,14 +401,17 @@ async def accept_invitation(
     if consumed.rowcount != 1:  # type: ignore[attr-defined]
         raise InvalidInvite()  # another request accepted it (or it was revoked) meanwhile
 
+    new_account = account is None
     try:
         if account is None:
             assert password_hash is not None
             account = await add_account(session, email=joining_email, password_hash=password_hash)
         membership = await add_membership(session, organisation, account, usable.role.name)
     except IntegrityError:
-        # A concurrent request created the same account or membership first.
-        raise (AlreadyMember() if bintu_token else AccountExists()) from None
+        if not new_account:
+            raise AlreadyMember() from None  # a concurrent request joined the same account first
+        # A concurrent request created an account with this email first; trying again signs in.
+        raise Conflict("Another request used this email at the same moment; try again.") from None
     await session.execute(
         update(Invitation)
         .where(Invitation.id == invitation.id)

@@ -155,9 +155,27 @@ async def api_key_for_login(
     return reveal_api_key(box, organisation)
 
 
+async def _locked_for_rotation(session: AsyncSession, principal: Principal) -> Organisation:
+    """The caller's organisation, locked and read again before one of its keys is replaced.
+
+    The keys are unique columns: on PostgreSQL, updating one needs the row's strongest lock, which
+    waits for every transaction holding even the weakest (any insert of a row referencing the
+    organisation, such as an audit entry or an event). Two rotations that both got that far first
+    waited for each other: a deadlock, a 500. Taking the organisation lock before writing anything
+    makes concurrent rotations queue instead; the last one to commit wins, and the audit's
+    ``before`` is what the previous one committed.
+    """
+    from streamward.users.service import lock_organisation
+
+    await lock_organisation(session, principal.organisation_id)
+    organisation = principal.organisation
+    await session.refresh(organisation)
+    return organisation
+
+
 async def rotate_api_key(session: AsyncSession, box: SecretBox, principal: Principal) -> str:
     """A new API key, shown once to the caller; the old key stops working with this transaction."""
-    organisation = principal.organisation
+    organisation = await _locked_for_rotation(session, principal)
     api_key = _set_new_api_key(organisation, box)
     record(
         session,
@@ -178,7 +196,7 @@ async def rotate_api_key(session: AsyncSession, box: SecretBox, principal: Princ
 
 
 async def rotate_player_key(session: AsyncSession, principal: Principal) -> str:
-    organisation = principal.organisation
+    organisation = await _locked_for_rotation(session, principal)
     before = organisation.player_key
     organisation.player_key = new_player_key()
     # The player key is public by design (embedded in web pages), so it may be audited.

@@ -30,7 +30,8 @@ class PlaybackSigningKey(Base):
 
 
 class PlaybackRevocation(Base):
-    """A revoked (revocable) playback token, kept until the token would have expired anyway."""
+    """A revoked (revocable) playback token, kept until the token cannot verify anyway: past its
+    expiry (``expires_at``) plus the verification leeway (``service.REVOCATION_KEPT_AFTER_EXP_SECONDS``)."""
 
     __tablename__ = "playback_revocation"
     __table_args__ = (Index("ix_playback_revocation_expires", "expires_at"),)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +24,6 @@ from streamward.audit.service import Actor, record
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import scoped
 from streamward.crypto import SecretBox
-from streamward.db import utcnow
 from streamward.errors import AppError
 from streamward.orgs.packages import require_package
 from streamward.playback import keys
@@ -41,6 +41,14 @@ REQUIRED_CLAIMS = ["iss", "aud", "jti", "iat", "nbf", "exp"]
 # Tokens are issued by one process and verified by another: tolerate small clock differences, or a
 # token issued "now" could be refused as not yet valid by a verifier a second behind.
 CLOCK_LEEWAY_SECONDS = 10
+# A token verifies until exp + leeway, so its revocation must be remembered at least that long; the
+# leeway once more, because the process forgetting it may be ahead of a verifier's clock by as much
+# as the leeway tolerates. Derived from the leeway, so the two cannot drift apart.
+REVOCATION_KEPT_AFTER_EXP_SECONDS = 2 * CLOCK_LEEWAY_SECONDS
+
+# Where the service reads the time (Unix seconds), looked up at each use: tests replace it to step
+# through a token's life.
+clock: Callable[[], float] = time.time
 
 # Documented error codes of the token service.
 PARAMETER_MISSING = 1000
@@ -151,7 +159,7 @@ async def issue(
     scope = _scope_claims(request)
     if request.streams:
         await _check_streams(session, principal, request.streams)
-    now = int(time.time())
+    now = int(clock())
     nbf, exp = _time_claims(request, now)
     key = await keys.active_key(session, box, principal.organisation_id, actor=Actor.of(principal))
     claims: dict[str, Any] = {
@@ -197,26 +205,37 @@ async def _decode(
             algorithms=[ALGORITHM],
             audience=AUDIENCE,
             issuer=issuer,
-            leeway=CLOCK_LEEWAY_SECONDS,
-            options={"require": REQUIRED_CLAIMS},
+            # The times are checked below, against the service's clock.
+            options={
+                "require": REQUIRED_CLAIMS,
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+            },
         )
-    except jwt.ExpiredSignatureError:
-        raise SplayError(TOKEN_EXPIRED, "token_expired", "The token has expired.", status_code=403) from None
-    except jwt.ImmatureSignatureError:
-        raise SplayError(
-            TOKEN_EXPIRED, "token_not_yet_valid", "The token is not valid yet.", status_code=403
-        ) from None
     except jwt.InvalidAudienceError:
         raise _malformed("wrong_audience", "The token is not meant for playback.") from None
     except jwt.InvalidTokenError:
         raise _malformed("invalid_token", "The token's signature or claims are not valid.") from None
     if claims.get("typ") != TOKEN_TYPE or claims.get("org") != str(key.organisation_id):
         raise _malformed("invalid_token", "The token's signature or claims are not valid.")
+    _check_times(claims, clock())
     if key.revoked_at is not None:
         raise SplayError(
             TOKEN_EXPIRED, "key_revoked", "The token's signing key was revoked.", status_code=403
         )
     return claims, key
+
+
+def _check_times(claims: dict[str, Any], now: float) -> None:
+    times = [claims[name] for name in ("iat", "nbf", "exp")]
+    if not all(isinstance(value, int) and not isinstance(value, bool) for value in times):
+        raise _malformed("invalid_token", "The token's times must be whole Unix seconds.")
+    iat, nbf, exp = times
+    if now >= exp + CLOCK_LEEWAY_SECONDS:
+        raise SplayError(TOKEN_EXPIRED, "token_expired", "The token has expired.", status_code=403)
+    if max(iat, nbf) > now + CLOCK_LEEWAY_SECONDS:
+        raise SplayError(TOKEN_EXPIRED, "token_not_yet_valid", "The token is not valid yet.", status_code=403)
 
 
 @dataclass(frozen=True)
@@ -308,11 +327,14 @@ async def revoke(session: AsyncSession, principal: Principal, token: str, *, iss
             status_code=409,
         )
     jti = str(claims["jti"])
-    now = utcnow()
-    # Housekeeping: revocations of tokens that have expired anyway are no longer needed.
+    now_seconds = clock()
+    now = datetime.fromtimestamp(now_seconds, UTC)
+    # Housekeeping: forget revocations of tokens that can no longer verify anyway. Not at their exp:
+    # within the leeway after it a token still verifies, and without its revocation it would again.
+    forget_expired_before = datetime.fromtimestamp(now_seconds - REVOCATION_KEPT_AFTER_EXP_SECONDS, UTC)
     await session.execute(
         scoped(delete(PlaybackRevocation), PlaybackRevocation, principal).where(
-            PlaybackRevocation.expires_at < now
+            PlaybackRevocation.expires_at < forget_expired_before
         )
     )
     if await session.get(PlaybackRevocation, jti) is not None:

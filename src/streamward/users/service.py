@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, cast
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import ColumnElement, Select, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
@@ -21,6 +22,7 @@ from streamward.errors import AppError, BadRequest, Forbidden
 from streamward.events.outbox import emit
 from streamward.orgs.models import Organisation
 from streamward.pagination import Page, keyset_page
+from streamward.schemas import ColumnText
 from streamward.users.models import Account, Membership, new_token_key, normalise_email
 
 
@@ -30,6 +32,22 @@ class LastAdmin(AppError):
     message = "The organisation must keep at least one nanoAdmin."
 
 
+def checked_email(email: str, *, field: str = "email") -> str:
+    """The normalised form of an email a person gives us, or a 400/422 naming ``field``: the one
+    rule for what an account or invitation email is, whatever surface it came through (the JSON
+    API's models check the same, the dashboard's forms reach the services unchecked)."""
+    value = ColumnText(Account.email, normalise=normalise_email).clean(email, field=field)
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError:
+        raise BadRequest(
+            f"{field}: not a valid email address.",
+            code="validation_error",
+            details={"field": field, "problem": "not a valid email address"},
+        ) from None
+    return value
+
+
 async def find_account(session: AsyncSession, email: str) -> Account | None:
     statement = select(Account).where(Account.email == normalise_email(email))
     return (await session.execute(statement)).scalar_one_or_none()
@@ -37,7 +55,7 @@ async def find_account(session: AsyncSession, email: str) -> Account | None:
 
 async def add_account(session: AsyncSession, *, email: str, password_hash: str) -> Account:
     """An account from an already computed hash (hashing is slow: callers do it before taking locks)."""
-    account = Account(email=normalise_email(email), password_hash=password_hash)
+    account = Account(email=checked_email(email), password_hash=password_hash)
     session.add(account)
     await session.flush()
     return account

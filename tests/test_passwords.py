@@ -1,34 +1,21 @@
 """Passwords: change one's own (ends the other sessions), reset by email (same answer for any address;
-single-use link valid one hour), the policy. Mail goes through the console backend here (the log);
-tests/test_mail_smtp.py covers SMTP."""
+single-use link valid one hour), the policy. Mail goes through the console backend here (files
+under var_dir/mail); tests/test_mail_smtp.py covers SMTP."""
 
 from __future__ import annotations
 
-import logging
-import re
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select, update
 
 from streamward.audit.models import AuditEntry
 from streamward.authn.models import PasswordReset
 from streamward.db import utcnow
 from tests.conftest import PASSWORD, Env
+from tests.console_mail_support import filed_mails, mailed_reset_links
 from tests.users_support import audit_entries, member, token_for
 
 NEW_PASSWORD = "a completely new passphrase"
-RESET_LINK = re.compile(r"(http://\S+/password/reset/(swr_[A-Za-z0-9_-]{43}))")
-
-
-def mailed_links(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
-    """(link, token) of every reset mail the console backend logged."""
-    return [
-        m
-        for r in caplog.records
-        if r.name == "streamward.authn.mail"
-        for m in RESET_LINK.findall(r.getMessage())
-    ]
 
 
 async def login_status(env: Env, email: str, password: str) -> int:
@@ -114,19 +101,17 @@ async def test_passwords_are_used_whole_without_truncation(env: Env) -> None:
     assert await login_status(env, user.email, long_password) == 200
 
 
-async def test_reset_request_answers_the_same_for_any_email(
-    env: Env, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, logger="streamward.authn.mail")
+async def test_reset_request_answers_the_same_for_any_email(env: Env) -> None:
     org = await env.org()
     user = await member(env, org, "nanoUser", email="forgetful@example.com")
     known = await env.client.post("/api/user/password/reset", json={"email": "Forgetful@Example.com"})
     unknown = await env.client.post("/api/user/password/reset", json={"email": "nobody@example.com"})
     assert known.status_code == unknown.status_code == 202
     assert known.json() == unknown.json()
-    [(link, token)] = mailed_links(caplog)
+    [(link, token)] = mailed_reset_links(env)
     assert link == f"{env.settings.base_url}/password/reset/{token}"
-    assert "To: forgetful@example.com" in caplog.text
+    [mail] = filed_mails(env)
+    assert mail["To"] == "forgetful@example.com"
     # Stored only as its SHA-256, valid for one hour.
     async with env.runtime.database.session(write=False) as session:
         [reset] = (await session.execute(select(PasswordReset))).scalars().all()
@@ -137,17 +122,14 @@ async def test_reset_request_answers_the_same_for_any_email(
     # A second request moments later sends nothing new (no inbox flooding), and still answers the same.
     again = await env.client.post("/api/user/password/reset", json={"email": "forgetful@example.com"})
     assert (again.status_code, again.json()) == (202, known.json())
-    assert len(mailed_links(caplog)) == 1
+    assert len(mailed_reset_links(env)) == 1
 
 
-async def test_reset_link_sets_a_new_password_once_and_ends_every_session(
-    env: Env, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, logger="streamward.authn.mail")
+async def test_reset_link_sets_a_new_password_once_and_ends_every_session(env: Env) -> None:
     org = await env.org()
     user = await member(env, org, "nanoUser", email="resetter@example.com")
     await env.client.post("/api/user/password/reset", json={"email": user.email})
-    [(_, token)] = mailed_links(caplog)
+    [(_, token)] = mailed_reset_links(env)
 
     weak = await env.client.post(f"/api/user/password/reset/{token}", json={"password": "12345678"})
     assert (weak.status_code, weak.json()["error"]["code"]) == (400, "weak_password")  # link still usable
@@ -167,12 +149,11 @@ async def test_reset_link_sets_a_new_password_once_and_ends_every_session(
     assert (entry.actor, entry.target_id) == (f"user:{user.id}", str(user.id))
 
 
-async def test_reset_link_expires_after_an_hour(env: Env, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="streamward.authn.mail")
+async def test_reset_link_expires_after_an_hour(env: Env) -> None:
     org = await env.org()
     user = await member(env, org, "nanoUser")
     await env.client.post("/api/user/password/reset", json={"email": user.email})
-    [(_, token)] = mailed_links(caplog)
+    [(_, token)] = mailed_reset_links(env)
     async with env.runtime.database.session() as session:
         await session.execute(
             update(PasswordReset).values(
@@ -185,14 +166,11 @@ async def test_reset_link_expires_after_an_hour(env: Env, caplog: pytest.LogCapt
     assert await login_status(env, user.email, PASSWORD) == 200
 
 
-async def test_changing_the_password_retires_outstanding_reset_links(
-    env: Env, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, logger="streamward.authn.mail")
+async def test_changing_the_password_retires_outstanding_reset_links(env: Env) -> None:
     org = await env.org()
     user = await member(env, org, "nanoUser")
     await env.client.post("/api/user/password/reset", json={"email": user.email})
-    [(_, token)] = mailed_links(caplog)
+    [(_, token)] = mailed_reset_links(env)
     await env.client.put(
         "/api/user/password",
         json={"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD},

@@ -73,20 +73,3 @@ def test_secret_key_generated_once_with_mode_0600(tmp_path: Path, caplog: pytest
     assert "STREAMWARD_SECRET_KEY is not set" in caplog.text
     assert first.decode() not in caplog.text  # the key itself is never logged
     assert Settings(var_dir=tmp_path).secret_key_bytes == first
-
-
-@pytest.mark.parametrize(
-    ("forwarded", "expected"),
-    [("203.0.113.9, 10.0.0.1", "203.0.113.9"), ("x" * 500, "198.51.100.1"), ("", "198.51.100.1")],
-)
-def test_forwarded_for_is_used_only_when_it_holds_an_address(forwarded: str, expected: str) -> None:
-    from starlette.requests import Request
-
-    from streamward.runtime import client_address
-
-    scope = {
-        "type": "http",
-        "headers": [(b"x-forwarded-for", forwarded.encode())],
-        "client": ("198.51.100.1", 1234),
-    }
-    assert client_address(Request(scope), trust_forwarded_for=True) == expected

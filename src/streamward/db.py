@@ -6,22 +6,28 @@ response is sent (``scope="function"``), so a client never sees success for a ch
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, event
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
+from streamward.config import make_private_dir
 from streamward.errors import AppError
+
+log = logging.getLogger(__name__)
 
 EMITTED = "streamward.events_emitted"  # set by events.outbox.emit
 
@@ -90,8 +96,32 @@ def new_id() -> uuid.UUID:
 WRITE_OPTION = "streamward_write"
 
 
+def prepare_sqlite_file(url: str) -> None:
+    """Create the SQLite database file, and its folder, for this user only (0600 / 0700) before
+    SQLite first opens it: SQLite would create it with the umask's mode (commonly 0644), and it holds
+    password hashes, token digests and sealed secrets. SQLite gives its -wal and -shm files the
+    database file's mode. A file that exists keeps its mode; a warning says when others can read it."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    make_private_dir(path.parent)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            log.warning(
+                "the database file %s can be read by other users (mode %o): chmod 600 it and its "
+                "-wal and -shm files",
+                path,
+                mode,
+            )
+
+
 def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
     if url.startswith("sqlite"):
+        prepare_sqlite_file(url)
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine

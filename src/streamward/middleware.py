@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+from collections.abc import Iterable
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from streamward.config import IPNetwork
 from streamward.errors import error_body
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -24,10 +27,92 @@ _PAGE_CSP = (
 )
 
 
+_FORWARDED_SCHEMES = {"http": {"http", "https"}, "websocket": {"ws", "wss"}}
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+class ForwardedClient:
+    """The one place that decides a request's client address and scheme.
+
+    By default they are the connection's own: ``scope["client"]`` and ``scope["scheme"]`` as the
+    server set them (``streamward serve`` turns uvicorn's proxy-header handling off, so the server
+    does not rewrite them either). Only when ``trust_forwarded_for`` is on and the connection comes
+    from one of ``trusted_proxies`` does this rewrite them from what that proxy added:
+
+    - the client is the right-most ``X-Forwarded-For`` hop that is not itself a trusted proxy. Each
+      proxy appends the address it was connected from, so everything left of that hop was written
+      by the client and proves nothing. Text that is no IP address ends the walk: the nearest
+      address the proxies vouched for stands instead (it ends up in rate-limit keys and the audit log);
+    - the scheme is the right-most ``X-Forwarded-Proto`` value (the nearest proxy's), when it is one.
+
+    Everything downstream (rate limits, audit, cookies' Secure flag, HSTS) reads
+    ``request.client.host`` and ``request.url.scheme`` and nothing else. Add it outermost.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, trust_forwarded_for: bool, trusted_proxies: Iterable[IPNetwork]
+    ) -> None:
+        self.app = app
+        self.enabled = trust_forwarded_for
+        self.trusted = tuple(trusted_proxies)
+
+    def _is_trusted(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.trusted)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.enabled and scope["type"] in _FORWARDED_SCHEMES:
+            peer = scope.get("client")
+            peer_address = _address(peer[0]) if peer else None
+            if peer_address is not None and self._is_trusted(peer_address):
+                scope = self._forwarded(scope)
+        await self.app(scope, receive, send)
+
+    def _forwarded(self, scope: Scope) -> Scope:
+        forwarded_for: list[str] = []
+        forwarded_proto = ""
+        for name, value in scope["headers"]:
+            if name == b"x-forwarded-for":
+                forwarded_for += value.decode("latin-1").split(",")
+            elif name == b"x-forwarded-proto":
+                forwarded_proto = value.decode("latin-1")
+        scope = dict(scope)
+        client = self._client(reversed(forwarded_for))
+        if client is not None:
+            scope["client"] = (client, 0)
+        scheme = forwarded_proto.rsplit(",", 1)[-1].strip().lower()
+        if scheme in _FORWARDED_SCHEMES[scope["type"]]:
+            scope["scheme"] = scheme
+        return scope
+
+    def _client(self, hops_right_to_left: Iterable[str]) -> str | None:
+        client = None
+        for hop in hops_right_to_left:
+            address = _address(hop)
+            if address is None:
+                break
+            client = str(address)
+            if not self._is_trusted(address):
+                break
+        return client
+
+
+_HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+
+
 class SecurityHeaders:
     """Security headers on every response: a strict CSP (no inline script) for dashboard pages, an
     even stricter one for the JSON API; ``no-store`` for anything but static files. ``/api/docs``
-    loads Swagger UI from its CDN and gets no CSP."""
+    loads Swagger UI from its CDN and gets no CSP. ``Strict-Transport-Security`` on responses to
+    HTTPS requests only, by the scheme ForwardedClient decided: browsers ignore it over plain HTTP
+    (RFC 6797), and a site served over plain HTTP alone must not be told to require HTTPS."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -43,6 +128,8 @@ class SecurityHeaders:
             if not path.startswith("/api/docs"):
                 csp = _API_CSP if path.startswith(("/api/", "/.well-known/")) else _PAGE_CSP
                 extra.append((b"content-security-policy", csp))
+        if scope.get("scheme") == "https":
+            extra.append(_HSTS)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

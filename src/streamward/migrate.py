@@ -8,6 +8,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from streamward.db import prepare_sqlite_file
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -21,9 +23,7 @@ def alembic_config(database_url: str) -> Config:
 def upgrade(database_url: str, revision: str = "heads") -> None:
     """Bring the schema up to date. Blocking: call from a thread when inside an event loop."""
     if database_url.startswith("sqlite"):
-        path = database_url.split(":///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        prepare_sqlite_file(database_url)  # folder 0700, file 0600, before SQLite creates them
     command.upgrade(alembic_config(database_url), revision)
 
 

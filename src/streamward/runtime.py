@@ -4,12 +4,11 @@ the outbound HTTP client and the delivery worker's wake-up signal."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from dataclasses import dataclass, field
 
 from fastapi import Request
 
-from streamward.authn.ratelimit import LoginThrottle
+from streamward.authn.ratelimit import LinkThrottle, LoginThrottle
 from streamward.config import Settings
 from streamward.crypto import SecretBox
 from streamward.db import Database
@@ -23,6 +22,8 @@ class Runtime:
     database: Database
     secret_box: SecretBox
     login_throttle: LoginThrottle = field(init=False)
+    # Invitation and reset links, per client address.
+    link_throttle: LinkThrottle = field(default_factory=LinkThrottle.with_defaults)
     # How webhook hosts are resolved; tests replace it to simulate DNS (rebinding included).
     webhook_resolver: Resolver = system_resolver
     # Set after a request commits events, so an in-process worker sends them without waiting to poll.
@@ -63,13 +64,8 @@ async def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-def client_address(request: Request, *, trust_forwarded_for: bool) -> str:
-    """The client's IP address; from X-Forwarded-For only behind a trusted proxy, and only when the
-    header holds an address (it is client-controlled text that ends up in rate-limit keys and logs)."""
-    if trust_forwarded_for:
-        first = request.headers.get("x-forwarded-for", "").split(",", 1)[0].strip()
-        try:
-            return str(ipaddress.ip_address(first))
-        except ValueError:
-            pass
+def client_address(request: Request, *, trust_forwarded_for: bool | None = None) -> str:
+    """The client's IP address, as ForwardedClient decided it (the connection's peer, or what a
+    trusted proxy forwarded). ``trust_forwarded_for`` is ignored: kept only so that callers written
+    before that middleware keep working; the setting is honoured in the middleware, once."""
     return request.client.host if request.client else "unknown"

@@ -1,26 +1,33 @@
 """Outgoing mail, through the backend the settings choose.
 
-``console`` (the default) writes each message, link included, to the log: that is its purpose in
-development, and why it is not for production. ``smtp`` sends through a relay; smtplib blocks, so
-it runs in a worker thread, never on the event loop.
+``console`` (the default, for development) sends nothing: it files each message as a file of its
+own under ``<var_dir>/mail/`` (folder 0700, files 0600) and logs only recipient, subject and file.
+The messages hold working links (a password reset link is a credential), and logs are read by many
+and kept long: they never see a body. ``smtp`` sends through a relay; smtplib blocks, so it runs in
+a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import smtplib
 import ssl
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import make_msgid
+from pathlib import Path
 from typing import Protocol
 
-from streamward.config import Settings
+from streamward.config import Settings, make_private_dir
 
 log = logging.getLogger(__name__)
 
 SMTP_TIMEOUT_SECONDS = 15
+MAIL_FOLDER = "mail"  # under var_dir: where the console backend files mails
 
 
 @dataclass(frozen=True)
@@ -35,17 +42,33 @@ class MailBackend(Protocol):
 
 
 class ConsoleMail:
-    def __init__(self, sender: str) -> None:
+    """Files each mail under ``<var_dir>/mail`` (one ``.eml`` file each, named so that they sort by
+    time)."""
+
+    def __init__(self, sender: str, var_dir: Path) -> None:
         self.sender = sender
+        self.var_dir = var_dir
+        self.folder = var_dir / MAIL_FOLDER
+
+    def _file_blocking(self, message: MailMessage) -> Path:
+        make_private_dir(self.var_dir)
+        make_private_dir(self.folder)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        path = self.folder / f"{stamp}-{secrets.token_hex(4)}.eml"
+        # O_EXCL: never write into a file (or through a link) someone else put there first.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            # Plain headers and the body as written (no MIME transfer encoding): a developer opens
+            # the file and follows the link in it.
+            handle.write(
+                f"From: {self.sender}\nTo: {message.to}\nSubject: {message.subject}\n"
+                f"Content-Type: text/plain; charset=utf-8\n\n{message.body}\n"
+            )
+        return path
 
     async def send(self, message: MailMessage) -> None:
-        log.info(
-            "mail (console backend)\nFrom: %s\nTo: %s\nSubject: %s\n\n%s",
-            self.sender,
-            message.to,
-            message.subject,
-            message.body,
-        )
+        path = await asyncio.to_thread(self._file_blocking, message)
+        log.info("mail to %s (%r) not sent (console backend): filed as %s", message.to, message.subject, path)
 
 
 class SmtpMail:
@@ -82,7 +105,7 @@ class SmtpMail:
 def mail_backend(settings: Settings) -> MailBackend:
     if settings.mail_backend == "smtp":
         return SmtpMail(settings)
-    return ConsoleMail(settings.smtp_from)
+    return ConsoleMail(settings.smtp_from, settings.var_dir)
 
 
 async def send_quietly(backend: MailBackend, message: MailMessage) -> None:

@@ -11,10 +11,11 @@ from fastapi.responses import Response
 
 from streamward.authn import service as authn
 from streamward.authn.mail import mail_backend, send_quietly
-from streamward.dashboard.core import PUBLIC_PAGE, CheckedForm, Viewer, page, redirect, render
+from streamward.authn.ratelimit import TokenBuckets
+from streamward.dashboard.core import PUBLIC_PAGE, CheckedForm, Viewer, page, redirect, render, render_error
 from streamward.dashboard.security import clear_session_cookie, is_https, session_token, set_session_cookie
 from streamward.db import DbSession
-from streamward.errors import AppError
+from streamward.errors import AppError, RateLimited
 from streamward.invites import service as invites
 from streamward.runtime import Runtime, client_address, get_runtime
 
@@ -70,7 +71,7 @@ async def login(
             email=email,
             password=password,
             organisation_id=organisation,
-            client_address=client_address(request, trust_forwarded_for=settings.trust_forwarded_for),
+            client_address=client_address(request),
             lifetime=timedelta(seconds=settings.session_lifetime_seconds),
         )
     except authn.OrganisationChoiceRequired as choice:
@@ -84,7 +85,7 @@ async def login(
         response,
         result.issued.token,
         max_age=settings.session_lifetime_seconds,
-        secure=is_https(request, trust_forwarded=settings.trust_forwarded_for),
+        secure=is_https(request),
     )
     return response
 
@@ -103,7 +104,7 @@ def _signed_in_response(request: Request, runtime: Runtime, token: str, target: 
         response,
         token,
         max_age=runtime.settings.session_lifetime_seconds,
-        secure=is_https(request, trust_forwarded=runtime.settings.trust_forwarded_for),
+        secure=is_https(request),
     )
     return response
 
@@ -117,10 +118,24 @@ async def _current_member_token(request: Request, db: DbSession, runtime: Runtim
     return (token, principal.email or "") if principal else None
 
 
+async def _over_budget(request: Request, buckets: TokenBuckets) -> Response | None:
+    """The 429 page, with Retry-After, when this client address has used up ``buckets`` (the same
+    per-address budgets as the link routes of the API); None when it may go on."""
+    try:
+        buckets.charge(client_address(request))
+    except RateLimited as limited:
+        response = await render_error(request, limited.status_code, limited.code, limited.message, limited)
+        response.headers.update(limited.headers or {})
+        return response
+    return None
+
+
 @router.get("/invite/{token}", dependencies=[PUBLIC_PAGE])
 async def invitation(
     request: Request, token: str, db: DbSession, runtime: Annotated[Runtime, Depends(get_runtime)]
 ) -> Response:
+    if limited := await _over_budget(request, runtime.link_throttle.invitations):
+        return limited
     return await _invitation_page(request, token, db, runtime)
 
 
@@ -162,20 +177,23 @@ async def accept_invitation(
     db: DbSession,
     runtime: Annotated[Runtime, Depends(get_runtime)],
 ) -> Response:
+    if limited := await _over_budget(request, runtime.link_throttle.invitations):
+        return limited
     settings = runtime.settings
     signed_in = await _current_member_token(request, db, runtime) if form.get("mode") == "join" else None
     if form.get("mode") == "join" and signed_in is None:
         return redirect(f"/login?next=/invite/{token}")
-    email = (form.get("email") or "").strip()[:320]
+    email = (form.get("email") or "").strip()
     try:
         result = await invites.accept_invitation(
             db,
             runtime.database,
+            runtime.login_throttle,
             token,
             email=None if signed_in else email,
             password=None if signed_in else form.get("password") or "",
             bintu_token=signed_in[0] if signed_in else None,
-            client_address=client_address(request, trust_forwarded_for=settings.trust_forwarded_for),
+            client_address=client_address(request),
             lifetime=timedelta(seconds=settings.session_lifetime_seconds),
         )
     except invites.InvalidInvite:
@@ -207,7 +225,7 @@ async def password_reset_request(
             db,
             runtime.login_throttle,
             email=email,
-            client_address=client_address(request, trust_forwarded_for=settings.trust_forwarded_for),
+            client_address=client_address(request),
             base_url=settings.base_url,
         )
         if message is not None:
@@ -229,6 +247,8 @@ async def password_reset_complete(
     db: DbSession,
     runtime: Annotated[Runtime, Depends(get_runtime)],
 ) -> Response:
+    if limited := await _over_budget(request, runtime.link_throttle.password_resets):
+        return limited
     password = form.get("password") or ""
     if password != (form.get("password_again") or ""):
         return render(
@@ -244,7 +264,7 @@ async def password_reset_complete(
             db,
             token,
             new_password=password,
-            client_address=client_address(request, trust_forwarded_for=runtime.settings.trust_forwarded_for),
+            client_address=client_address(request),
         )
     except AppError as refused:
         return render(
@@ -256,5 +276,5 @@ async def password_reset_complete(
             error=refused.message,
         )
     response = redirect("/login?done=password")
-    clear_session_cookie(response)
+    clear_session_cookie(response)  # and the anonymous CSRF token: the login page hands out a fresh one
     return response

@@ -142,9 +142,10 @@ def drop_database(env: dict[str, str]) -> None:
         )
 
 
-def create_org_and_login(env: dict[str, str], base_url: str) -> str:
+def create_org_and_login(env: dict[str, str], base_url: str) -> tuple[str, str]:
+    """The Bench organisation (with Transcoding) and its nanoAdmin: (bintu token, API key)."""
     password = "bench-password-1234"
-    subprocess.run(
+    created = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -157,17 +158,35 @@ def create_org_and_login(env: dict[str, str], base_url: str) -> str:
             "bench@example.com",
             "--admin-password",
             password,
+            "--package",
+            "transcoding",
         ],
         env={**os.environ, **env},
         check=True,
         capture_output=True,
+        text=True,
         cwd=ROOT,
     )
+    api_key = re.search(r"API key \(shown once\): (\S+)", created.stdout)
+    assert api_key, created.stdout
     response = httpx.post(
         f"{base_url}/api/user/validate", json={"email": "bench@example.com", "password": password}, timeout=10
     )
     response.raise_for_status()
-    return str(response.json()["token"])
+    return str(response.json()["token"]), api_key.group(1)
+
+
+STREAM_LIST_SIZE = 50
+
+
+def create_transcoded_streams(base_url: str, api_key: str) -> str:
+    """50 streams with two transcoded renditions each; returns the path of the list read."""
+    headers = {"X-BINTU-APIKEY": api_key}
+    for _ in range(STREAM_LIST_SIZE):
+        body = {"transcodes": [{"profile": "vtrans2-852x480x800x25"}, {"profile": "vtrans2-640x360x400x25"}]}
+        response = httpx.post(f"{base_url}/api/stream", json=body, headers=headers, timeout=10)
+        response.raise_for_status()
+    return f"/api/stream?quantity={STREAM_LIST_SIZE}"
 
 
 def main() -> None:
@@ -208,12 +227,23 @@ def main() -> None:
                     cwd=ROOT,
                 )
                 with server("streamward.app:app_from_environment", env, factory=True) as url:
-                    token = create_org_and_login(env, url)
-                    measured = wrk(binary, url + "/api/organisation", {"X-BINTU-TOKEN": token}, args)
+                    token, api_key = create_org_and_login(env, url)
+                    measured = {
+                        f"organisation_{engine}": wrk(
+                            binary, url + "/api/organisation", {"X-BINTU-TOKEN": token}, args
+                        )
+                    }
+                    if engine == "postgres":
+                        # The bintu stream list: 50 transcoded streams, read with the API key.
+                        path = create_transcoded_streams(url, api_key)
+                        measured["stream_list_postgres"] = wrk(
+                            binary, url + path, {"X-BINTU-APIKEY": api_key}, args
+                        )
             finally:
                 drop_database(env)
-        measured["ratio_to_hello"] = round(measured["rps"] / baseline["rps"], 3)
-        results["runs"][f"organisation_{engine}"] = measured
+        for name, run in measured.items():
+            run["ratio_to_hello"] = round(run["rps"] / baseline["rps"], 3)
+            results["runs"][name] = run
 
     print(f"\n{'run':<24}{'req/s':>10}{'p99 ms':>10}{'ratio':>8}")
     for name, run in results["runs"].items():

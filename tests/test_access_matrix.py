@@ -25,6 +25,9 @@ KNOWN_SCHEMES = {
     "dashboard-public",
     "ingest",
     "operator",
+    # bintu stream reads: credentials holding stream:read, the player key, or anonymous players
+    # (streams/player.py); its matrix is in test_player_access.py.
+    "player",
     "token-service",
     "vod-visibility",
 }

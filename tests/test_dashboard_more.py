@@ -317,7 +317,9 @@ async def test_stream_forms_show_the_services_refusals(env: Env, sign_in: SignIn
     too_long = await submit(admin, "/streams/new", "/streams", {"tags": "x" * 65})
     assert "at most 64 characters" in assert_page(too_long, 422)
     # A forged transcode: the package gate of the service refuses it.
-    upgrade = await submit(admin, "/streams/new", "/streams", {"tags": "a", "transcode": "720p"})
+    upgrade = await submit(
+        admin, "/streams/new", "/streams", {"tags": "a", "transcode": "vtrans2-852x480x800x25"}
+    )
     assert "Transcoding package" in assert_page(upgrade, 403)
     assert await streams_of(env, org) == []
 
@@ -326,16 +328,20 @@ async def test_transcodes_offered_with_the_package(env: Env, sign_in: SignIn) ->
     org = await env.org(packages=ALL_PACKAGES)
     admin = await sign_in(await env.member(org, "nanoAdmin", login=False))
     form = assert_page(await admin.get("/streams/new"))
-    assert 'name="transcode" value="720p"' in form
+    assert 'name="transcode" value="vtrans2-852x480x800x25"' in form
     page = await admin.get("/streams/new")
     response = await admin.post(
         "/streams",
-        data={"csrf_token": csrf_of(page.text), "tags": "", "transcode": ["720p", "360p"]},
+        data={
+            "csrf_token": csrf_of(page.text),
+            "tags": "",
+            "transcode": ["vtrans2-852x480x800x25", "vtrans2-640x360x400x25"],
+        },
     )
     redirected_to(response, "/streams?done=created")
     (stream,) = await streams_of(env, org)
-    assert stream.transcodes == ["720p", "360p"]
-    assert "-720p/index.m3u8" in assert_page(await admin.get(f"/streams/{stream.id}"))
+    assert [t["profile"] for t in stream.transcodes] == ["vtrans2-852x480x800x25", "vtrans2-640x360x400x25"]
+    assert f"{stream.name}-1/index.m3u8" in assert_page(await admin.get(f"/streams/{stream.id}"))
 
 
 async def test_stream_controls_follow_the_viewers_permissions(env: Env, sign_in: SignIn) -> None:

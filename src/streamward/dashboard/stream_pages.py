@@ -5,6 +5,7 @@ streams service's; this module only offers what that table allows from a stream'
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -21,8 +22,9 @@ from streamward.runtime import Runtime
 from streamward.streams import service as streams
 from streamward.streams import tags as stream_tags
 from streamward.streams.models import Stream, StreamState
+from streamward.streams.playout import Addresses, renditions_of
 from streamward.streams.schemas import StreamCreate, StreamTagsUpdate
-from streamward.streams.service import TRANSCODE_PROFILES, TRANSITIONS, StreamAction
+from streamward.streams.service import COMMON_PROFILES, TRANSITIONS, StreamAction
 
 router = APIRouter(include_in_schema=False)
 
@@ -54,6 +56,22 @@ DELETE_WARNING = (
 )
 _LABELS = {"tags": "Tags", "transcodes": "Transcodes", "groupId": "Group id"}
 _HINTS = {"groupId": "1 to 64 letters, digits, '.', '_', ':' or '-'"}
+
+
+@dataclass(frozen=True)
+class PlayoutLink:
+    name: str
+    url: str
+
+
+def playout_links(stream: Stream, addresses: Addresses) -> list[PlayoutLink]:
+    """What the page offers to copy: each rendition's HLS and RTMP playout (the bintu object's
+    playout.hls[i] and playout.rtmp[i]), passthrough first."""
+    links = []
+    for r in renditions_of(stream):
+        links.append(PlayoutLink(f"HLS, {r.label}", f"{addresses.hls_base}/{r.streamname}/index.m3u8"))
+        links.append(PlayoutLink(f"RTMP, {r.label}", f"{addresses.playout_rtmp}/{r.streamname}"))
+    return links
 
 
 def _stream_id(value: str) -> uuid.UUID:
@@ -149,7 +167,7 @@ def _create_page(
         section="streams",
         tags=tags,
         transcodes=transcodes or [],
-        profiles=TRANSCODE_PROFILES,
+        profiles=COMMON_PROFILES,
         can_transcode=has_package(viewer.organisation.packages, "transcoding"),
         group_id=group_id,
         error=error,
@@ -188,7 +206,11 @@ async def stream_create(
     try:
         async with db.begin_nested():  # a refusal undoes only what this call did
             await streams.create_stream(
-                db, viewer.principal, tags=body.tags, transcodes=list(body.transcodes), group_id=body.group_id
+                db,
+                viewer.principal,
+                tags=body.tags,
+                transcodes=body.transcode_requests(),
+                group_id=body.group_id,
             )
     except AppError as refused:
         return again(refused.message, refused.status_code)
@@ -220,7 +242,8 @@ async def _detail_page(
         taggable=_taggable(view.stream),
         tags="\n".join(view.tags) if tags is None else tags,
         ingest_url=runtime.settings.ingest_rtmp_url,
-        playout=streams.playout_of(runtime.settings, view.stream),
+        playout=playout_links(view.stream, Addresses.of(runtime.settings)),
+        profiles=[t["profile"] for t in view.stream.transcodes],
         error=error,
         stop_warning=STOP_WARNING,
         delete_warning=DELETE_WARNING,

@@ -4,9 +4,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, Boolean, Index, String, false
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
+from streamward.crypto import digest
 from streamward.db import Base, UTCDateTime, new_id, utcnow
 
 SUPPORT_LEVELS = ("basic", "standard", "premium", "enterprise")
@@ -15,6 +16,7 @@ ANALYTICS_LEVELS = ("basic", "full", "premium")
 
 class Organisation(Base):
     __tablename__ = "organisation"
+    __table_args__ = (Index("ix_organisation_player_key_hash", "player_key_hash", unique=True),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200))
@@ -33,7 +35,18 @@ class Organisation(Base):
     api_key_sealed: Mapped[str] = mapped_column(String(512))
     # The player key is embedded in public web pages; it identifies, it does not authorise.
     player_key: Mapped[str] = mapped_column(String(64), unique=True)
+    # Players present the key (X-BINTU-PLAYERKEY); it is looked up by its SHA-256, like the API
+    # key, so the lookup is an index probe on a digest, not a comparison with the key itself.
+    # Kept in step with player_key by the validator below, whoever sets the key.
+    player_key_hash: Mapped[str] = mapped_column(String(64))
+    # Secure Playback: anonymous and player-key reads of stream info need a playback token.
+    player_token_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @validates("player_key")
+    def _hash_player_key(self, _: str, value: str) -> str:
+        self.player_key_hash = digest(value)
+        return value
 
     def to_log(self) -> dict[str, Any]:
         return {"id": str(self.id), "name": self.name}

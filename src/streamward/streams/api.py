@@ -1,24 +1,37 @@
+"""The bintu stream API (BINTU-WIRE.md): every success is 200 with a JSON body, lists are bare
+arrays paged by an RFC 8288 ``Link: <...>; rel="next"`` header, and the read paths follow the
+``player`` access rule (streams/player.py). Stream objects are built as dicts (streams/playout.py)
+and sent as they are; the response models document them and the tests hold them to it."""
+
 from __future__ import annotations
 
-import uuid
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+import pydantic_core
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
 from streamward.authz.deps import require
 from streamward.authz.principal import Principal
-from streamward.config import Settings
 from streamward.db import DbSession
-from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from streamward.errors import BadRequest, NotFound, Unauthenticated
+from streamward.orgs.packages import has_package
+from streamward.orgs.player_access import set_player_token_required
+from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from streamward.runtime import Runtime, get_runtime
 from streamward.streams import service, tags
 from streamward.streams.models import StreamState
+from streamward.streams.player import STREAM_READER, StreamReader, check_player_read, playable_for_token
+from streamward.streams.playout import Addresses, group_object, player_object, stream_object
 from streamward.streams.schemas import (
-    Ingest,
-    PlayoutRendition,
+    GroupIdQuery,
+    PlayerAccess,
+    PlayerAccessOut,
+    PlayerStreamOut,
+    PushUrlUpdate,
     StreamCreate,
+    StreamGroupOut,
     StreamOut,
-    StreamPage,
     StreamTagsUpdate,
     TagOut,
     TagPage,
@@ -26,136 +39,410 @@ from streamward.streams.schemas import (
 )
 from streamward.streams.service import StreamAction, StreamView
 
-router = APIRouter(prefix="/api/stream", tags=["streams"])
+stream_routes = APIRouter(prefix="/api/stream", tags=["streams"])
+player_access_routes = APIRouter(prefix="/api/organisation/player-access", tags=["organisation"])
 tag_router = APIRouter(prefix="/api/tag", tags=["tags"])
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(max_length=512)]
+# bintu's paging: `quantity` newest streams (default 50); more than the maximum is read as the maximum.
+Quantity = Annotated[
+    int, Query(ge=1, description=f"How many streams (default {DEFAULT_LIMIT}, at most {MAX_LIMIT}).")
+]
+AssetLimit = Annotated[
+    int, Query(ge=0, le=100, description="Recorded assets listed per stream in playout.web (default 10).")
+]
+DEFAULT_ASSET_LIMIT = 10
+BracketTags = Annotated[
+    list[str] | None,
+    Query(
+        alias="tags[]", max_length=20, description="bintu's filter, repeated: streams carrying all of them."
+    ),
+]
+TagFilter = Annotated[list[str] | None, Query(max_length=20, description="Same as tags[].")]
+StateFilter = Annotated[
+    StreamState | None, Query(description="Deleted streams are listed only when asked for.")
+]
+Profile = Annotated[str | None, Query(max_length=16, description="`player`: the player profile.")]
+PLAYER_PROFILE = "player"
+# Lists are bare arrays (what bintu clients read); the next page is announced in a header.
+PAGED = {
+    200: {
+        "headers": {
+            "Link": {
+                "description": 'RFC 8288: `<...>; rel="next"`, the same request with the next '
+                "page's cursor; absent on the last page.",
+                "schema": {"type": "string"},
+            }
+        }
+    }
+}
+Endpoint = Callable[..., Awaitable[Response]]
 
 
-def stream_out(view: StreamView, settings: Settings) -> StreamOut:
-    stream = view.stream
-    return StreamOut(
-        id=stream.id,
-        name=stream.name,
-        state=StreamState(stream.state),
-        group_id=stream.group_id,
-        transcodes=list(stream.transcodes),
-        tags=view.tags,
-        ingest=Ingest(rtmp_url=settings.ingest_rtmp_url, stream_name=stream.name),
-        playout=[
-            PlayoutRendition(rendition=r.name, stream_name=r.stream_name, url=r.url)
-            for r in service.playout_of(settings, stream)
-        ],
-        created_at=stream.created_at,
-        updated_at=stream.updated_at,
+def json_response(content: Any, *, headers: dict[str, str] | None = None) -> Response:
+    """200 with ``content`` serialised as it is (already in its wire shape)."""
+    return Response(pydantic_core.to_json(content), media_type="application/json", headers=headers)
+
+
+def next_link(request: Request, cursor: str | None) -> dict[str, str] | None:
+    """RFC 8288 paging that leaves the body a bare array: the same request with the next cursor."""
+    if cursor is None:
+        return None
+    url = request.url.include_query_params(cursor=cursor)
+    target = url.path + ("?" + url.query if url.query else "")
+    return {"Link": f'<{target}>; rel="next"'}
+
+
+async def _with_vod(
+    db: DbSession, reader: StreamReader, views: list[StreamView], asset_limit: int
+) -> list[StreamView]:
+    if not views:
+        return views
+    organisation_id = views[0].stream.organisation_id
+    organisation = reader.principal.organisation if reader.principal else reader.player_organisation
+    if organisation is None or not reader.may_read_vod(organisation):
+        return views
+    assets = await service.recorded_assets(
+        db, organisation_id, [v.stream.id for v in views], per_stream=asset_limit
     )
+    return [StreamView(v.stream, v.tags, assets[v.stream.id]) for v in views]
 
 
-@router.post("", response_model=StreamOut, status_code=201, summary="Create a stream")
+def _present(
+    view: StreamView, reader: StreamReader, addresses: Addresses, profile: str | None
+) -> dict[str, Any]:
+    principal = reader.principal
+    if principal is None or profile == PLAYER_PROFILE:
+        return player_object(view, addresses)
+    return stream_object(view, addresses, show_push_url=principal.can("stream:manage"))
+
+
+def _full(view: StreamView, principal: Principal, runtime: Runtime) -> Response:
+    shown = stream_object(view, Addresses.of(runtime.settings), show_push_url=principal.can("stream:manage"))
+    return json_response(shown)
+
+
+@stream_routes.post(
+    "",
+    response_model=StreamOut,
+    summary="Create a stream (200, the stream object)",
+    response_description="The stream",
+)
 async def create_stream(
-    body: StreamCreate,
     principal: Annotated[Principal, require("stream:create")],
     db: DbSession,
     runtime: Annotated[Runtime, Depends(get_runtime)],
-) -> StreamOut:
+    body: Annotated[StreamCreate | None, Body()] = None,
+) -> Response:
+    body = body or StreamCreate()
     view = await service.create_stream(
-        db, principal, tags=body.tags, transcodes=list(body.transcodes), group_id=body.group_id
+        db,
+        principal,
+        tags=body.tags,
+        transcodes=body.transcode_requests(),
+        group_id=body.group_id,
+        stream_type=body.type,
     )
-    return stream_out(view, runtime.settings)
+    return _full(view, principal, runtime)
 
 
-@router.get("", response_model=StreamPage, summary="Streams, newest first; filter by tags, state, group")
+async def _list(
+    request: Request,
+    reader: StreamReader,
+    db: DbSession,
+    runtime: Runtime,
+    *,
+    tag_filter: list[str],
+    state: StreamState | None,
+    group_id: str | None,
+    quantity: int,
+    cursor: str | None,
+    asset_limit: int,
+    profile: str | None,
+) -> Response:
+    tenant = reader.tenant
+    if tenant is None:
+        raise Unauthenticated(
+            "Send credentials (X-BINTU-APIKEY, X-BINTU-TOKEN) or the player key (X-BINTU-PLAYERKEY)."
+        )
+    if reader.is_player and "tags[]" not in request.query_params and "tag" not in request.query_params:
+        raise BadRequest(
+            "A player-key listing needs tags: send tags[]=<tag> (tags[]= for every stream).",
+            code="tags_required",
+        )
+    page: Page[StreamView] = await service.list_streams(
+        db,
+        tenant,
+        tags=[t.strip() for t in tag_filter if t.strip()],
+        state=state,
+        group_id=group_id,
+        limit=min(quantity, MAX_LIMIT),
+        cursor=cursor,
+        playable_only=reader.is_player,
+    )
+    views = list(page.items)
+    if reader.player_organisation is not None:
+        allowed = await playable_for_token(
+            db,
+            reader,
+            reader.player_organisation,
+            [v.stream for v in views],
+            issuer=runtime.settings.base_url,
+        )
+        views = [v for v in views if v.stream in allowed]
+    views = await _with_vod(db, reader, views, asset_limit)
+    addresses = Addresses.of(runtime.settings)
+    body = [_present(view, reader, addresses, profile) for view in views]
+    return json_response(body, headers=next_link(request, page.next_cursor))
+
+
+@stream_routes.get(
+    "",
+    response_model=list[StreamOut | PlayerStreamOut],
+    responses=PAGED,  # type: ignore[arg-type]
+    summary="Streams, newest first, as a bare array; next page in the Link header",
+    description="With credentials: stream objects. With the player key (X-BINTU-PLAYERKEY, tags "
+    "required): the player profile of the organisation's playable streams.",
+)
 async def list_streams(
-    principal: Annotated[Principal, require("stream:read")],
+    request: Request,
+    reader: Annotated[StreamReader, STREAM_READER],
     db: DbSession,
     runtime: Annotated[Runtime, Depends(get_runtime)],
-    tag: Annotated[
-        list[str] | None,
-        Query(max_length=20, description="Repeat for several: streams carrying all of them."),
-    ] = None,
-    state: Annotated[
-        StreamState | None, Query(description="Deleted streams are listed only when asked for.")
-    ] = None,
-    group_id: Annotated[str | None, Query(alias="groupId", max_length=64)] = None,
-    limit: Limit = DEFAULT_LIMIT,
+    tags_brackets: BracketTags = None,
+    tag: TagFilter = None,
+    state: StateFilter = None,
+    group_id: Annotated[str | None, GroupIdQuery] = None,
+    quantity: Quantity = DEFAULT_LIMIT,
     cursor: Cursor = None,
-) -> StreamPage:
-    page = await service.list_streams(
-        db, principal, tags=tag or [], state=state, group_id=group_id, limit=limit, cursor=cursor
-    )
-    return StreamPage(
-        items=[stream_out(view, runtime.settings) for view in page.items], next_cursor=page.next_cursor
+    asset_limit: AssetLimit = DEFAULT_ASSET_LIMIT,
+    profile: Profile = None,
+) -> Response:
+    return await _list(
+        request,
+        reader,
+        db,
+        runtime,
+        tag_filter=(tags_brackets or []) + (tag or []),
+        state=state,
+        group_id=group_id,
+        quantity=quantity,
+        cursor=cursor,
+        asset_limit=asset_limit,
+        profile=profile,
     )
 
 
-@router.get("/{stream_id}", response_model=StreamOut, summary="One stream")
-async def read_stream(
-    stream_id: uuid.UUID,
-    principal: Annotated[Principal, require("stream:read")],
+@stream_routes.get(
+    "/public",
+    response_model=list[PlayerStreamOut],
+    responses=PAGED,  # type: ignore[arg-type]
+    summary="Player-key listing: the player profile of the organisation's playable streams",
+)
+async def list_public_streams(
+    request: Request,
+    reader: Annotated[StreamReader, STREAM_READER],
     db: DbSession,
     runtime: Annotated[Runtime, Depends(get_runtime)],
-) -> StreamOut:
-    return stream_out(await service.read_stream(db, principal, stream_id), runtime.settings)
+    tags_brackets: BracketTags = None,
+    tag: TagFilter = None,
+    state: StateFilter = None,
+    quantity: Quantity = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    asset_limit: AssetLimit = DEFAULT_ASSET_LIMIT,
+) -> Response:
+    return await _list(
+        request,
+        reader,
+        db,
+        runtime,
+        tag_filter=(tags_brackets or []) + (tag or []),
+        state=state,
+        group_id=None,
+        quantity=quantity,
+        cursor=cursor,
+        asset_limit=asset_limit,
+        profile=PLAYER_PROFILE,
+    )
 
 
-@router.put("/{stream_id}/tag", response_model=StreamOut, summary="Replace the stream's tags")
+@stream_routes.get(
+    "/{stream_id}",
+    response_model=StreamOut | PlayerStreamOut,
+    summary="One stream; without credentials (or with ?profile=player) its player profile",
+)
+async def read_stream(
+    stream_id: str,
+    reader: Annotated[StreamReader, STREAM_READER],
+    db: DbSession,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+    profile: Profile = None,
+    asset_limit: AssetLimit = DEFAULT_ASSET_LIMIT,
+) -> Response:
+    if reader.principal is not None:
+        view = await service.read_stream(db, reader.principal, stream_id)
+    else:
+        stream, organisation = await service.find_for_player(db, stream_id)
+        if reader.player_organisation is not None and reader.player_organisation.id != organisation.id:
+            raise NotFound("No such stream.")
+        await check_player_read(db, reader, organisation, stream, issuer=runtime.settings.base_url)
+        reader = StreamReader(player_organisation=organisation)  # VOD visibility: the stream's organisation
+        view = StreamView(stream, [])
+    (view,) = await _with_vod(db, reader, [view], asset_limit)
+    return json_response(_present(view, reader, Addresses.of(runtime.settings), profile))
+
+
+@stream_routes.get(
+    "/{stream_id}/group",
+    response_model=StreamGroupOut,
+    summary="The stream group: every rendition in playout.h5live, with playout.hls at the same index",
+    description="`stream_id` is a stream id or a stream name; with credentials or the player key "
+    "also a group id of the organisation.",
+)
+async def read_stream_group(
+    stream_id: str,
+    reader: Annotated[StreamReader, STREAM_READER],
+    db: DbSession,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+    profile: Profile = None,
+) -> Response:
+    head, organisation = await service.find_group_head(
+        db, stream_id, tenant=reader.tenant, playable_only=reader.is_player
+    )
+    await check_player_read(db, reader, organisation, head, issuer=runtime.settings.base_url)
+    members = await service.group_members(db, head)
+    return json_response(group_object(members, Addresses.of(runtime.settings)))
+
+
+@stream_routes.put("/{stream_id}/tag", response_model=StreamOut, summary="Replace the stream's tags")
 async def set_stream_tags(
-    stream_id: uuid.UUID,
-    body: StreamTagsUpdate,
+    stream_id: str,
     principal: Annotated[Principal, require("tag:write")],
     db: DbSession,
     runtime: Annotated[Runtime, Depends(get_runtime)],
-) -> StreamOut:
-    return stream_out(await service.set_stream_tags(db, principal, stream_id, body.tags), runtime.settings)
+    body: Annotated[StreamTagsUpdate | None, Body()] = None,
+) -> Response:
+    # SDKs send no body at all to clear the tags.
+    new_tags = body.tags if body is not None else []
+    return _full(await service.set_stream_tags(db, principal, stream_id, new_tags), principal, runtime)
+
+
+@stream_routes.put(
+    "/{stream_id}/push_url",
+    response_model=StreamOut,
+    summary="Set the restream target (rtmp/rtmps, public hosts only); null or empty removes it",
+)
+async def set_push_url(
+    stream_id: str,
+    body: PushUrlUpdate,
+    principal: Annotated[Principal, require("stream:manage")],
+    db: DbSession,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+) -> Response:
+    view = await service.set_push_url(
+        db,
+        principal,
+        stream_id,
+        body.url.strip() if body.url and body.url.strip() else None,
+        allow_private=runtime.settings.allow_private_webhook_targets,
+        resolver=runtime.webhook_resolver,
+    )
+    return _full(view, principal, runtime)
 
 
 async def _act(
-    stream_id: uuid.UUID, action: StreamAction, principal: Principal, db: DbSession, runtime: Runtime
-) -> StreamOut:
-    return stream_out(await service.act_on_stream(db, principal, stream_id, action), runtime.settings)
+    stream_id: str, action: StreamAction, principal: Principal, db: DbSession, runtime: Runtime
+) -> Response:
+    return _full(await service.act_on_stream(db, principal, stream_id, action), principal, runtime)
 
 
-@router.post("/{stream_id}/stop", response_model=StreamOut, summary="End a live stream")
+def lifecycle_route(path: str, summary: str) -> Callable[[Endpoint], Endpoint]:
+    """bintu clients PUT the lifecycle actions; the first Streamward API POSTed them: both work
+    (POST documented as deprecated)."""
+
+    def register(endpoint: Endpoint) -> Endpoint:
+        stream_routes.put(path, response_model=StreamOut, summary=summary)(endpoint)
+        stream_routes.post(
+            path,
+            response_model=StreamOut,
+            summary=f"{summary} (POST: as PUT)",
+            operation_id=f"{endpoint.__name__}_post",
+            deprecated=True,
+        )(endpoint)
+        return endpoint
+
+    return register
+
+
+@lifecycle_route("/{stream_id}/stop", "End a live stream")
 async def stop_stream(
-    stream_id: uuid.UUID,
+    stream_id: str,
     principal: Annotated[Principal, require("stream:manage")],
     db: DbSession,
     runtime: Annotated[Runtime, Depends(get_runtime)],
-) -> StreamOut:
+) -> Response:
     return await _act(stream_id, StreamAction.STOP, principal, db, runtime)
 
 
-@router.post(
-    "/{stream_id}/lock", response_model=StreamOut, summary="Lock a stream: no publishing, no deleting"
-)
+@lifecycle_route("/{stream_id}/lock", "Lock a stream: no publishing, no deleting")
 async def lock_stream(
-    stream_id: uuid.UUID,
+    stream_id: str,
     principal: Annotated[Principal, require("stream:manage")],
     db: DbSession,
     runtime: Annotated[Runtime, Depends(get_runtime)],
-) -> StreamOut:
+) -> Response:
     return await _act(stream_id, StreamAction.LOCK, principal, db, runtime)
 
 
-@router.post("/{stream_id}/unlock", response_model=StreamOut, summary="Unlock a stream")
+@lifecycle_route("/{stream_id}/unlock", "Unlock a stream")
 async def unlock_stream(
-    stream_id: uuid.UUID,
+    stream_id: str,
     principal: Annotated[Principal, require("stream:manage")],
     db: DbSession,
     runtime: Annotated[Runtime, Depends(get_runtime)],
-) -> StreamOut:
+) -> Response:
     return await _act(stream_id, StreamAction.UNLOCK, principal, db, runtime)
 
 
-@router.delete(
-    "/{stream_id}", status_code=204, summary="Delete a stream (it keeps its record, state deleted)"
+@stream_routes.delete(
+    "/{stream_id}",
+    response_model=StreamOut,
+    summary="Delete a stream: 200 with the stream, state deleted (the record stays)",
 )
 async def delete_stream(
-    stream_id: uuid.UUID, principal: Annotated[Principal, require("stream:manage")], db: DbSession
+    stream_id: str,
+    principal: Annotated[Principal, require("stream:manage")],
+    db: DbSession,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
 ) -> Response:
-    await service.act_on_stream(db, principal, stream_id, StreamAction.DELETE)
-    return Response(status_code=204)
+    return await _act(stream_id, StreamAction.DELETE, principal, db, runtime)
+
+
+@player_access_routes.get(
+    "", response_model=PlayerAccessOut, summary="Whether player reads of stream info need a playback token"
+)
+async def read_player_access(principal: Annotated[Principal, require("org:read")]) -> PlayerAccessOut:
+    organisation = principal.organisation
+    return PlayerAccessOut(
+        token_required=organisation.player_token_required,
+        secure_playback=has_package(organisation.packages, "secure_playback"),
+    )
+
+
+@player_access_routes.put(
+    "",
+    response_model=PlayerAccessOut,
+    summary="Require a playback token for anonymous and player-key stream reads (Secure Playback)",
+)
+async def set_player_access(
+    body: PlayerAccess, principal: Annotated[Principal, require("apikey:rotate")], db: DbSession
+) -> PlayerAccessOut:
+    required = await set_player_token_required(db, principal, body.token_required)
+    return PlayerAccessOut(
+        token_required=required,
+        secure_playback=has_package(principal.organisation.packages, "secure_playback"),
+    )
 
 
 @tag_router.get("", response_model=TagPage, summary="Tags in use, by name, with their stream counts")
@@ -186,3 +473,10 @@ async def delete_tag(
 ) -> Response:
     await tags.delete_tag(db, principal, name)
     return Response(status_code=204)
+
+
+# What app.py includes: the stream routes and the organisation's player-access setting, which is
+# part of the same feature (who may read stream info without credentials).
+router = APIRouter()
+router.include_router(stream_routes)
+router.include_router(player_access_routes)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -37,7 +38,13 @@ class Stream(Base):
     # Where an unlock returns to (created or ended); set only while locked.
     state_before_lock: Mapped[str | None] = mapped_column(String(16), default=None)
     group_id: Mapped[str | None] = mapped_column(String(64), default=None)
-    transcodes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The transcoded renditions, in order (the passthrough is the stream itself): one object each,
+    # {id, profile, width, height, bitrate (kbps), fps, streamname, tags}; written once at creation.
+    transcodes: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # What the creator called the stream's type (bintu's `type`, e.g. "low-latency"); not interpreted.
+    type: Mapped[str] = mapped_column(String(32), default="live", server_default="live")
+    # Restream target (rtmp/rtmps), set with PUT /stream/{id}/push_url; checked like a webhook URL.
+    push_url: Mapped[str | None] = mapped_column(String(2048), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -7,33 +7,49 @@ the JSON API uses it for stop/lock/unlock/delete, and media-server ingest uses i
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal, get_args
+from typing import Any
+from urllib.parse import urlsplit
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.audit.service import Actor, record
 from streamward.authz.principal import Principal
-from streamward.authz.scoping import get_scoped, scoped
-from streamward.config import Settings
+from streamward.authz.scoping import Tenant, get_scoped, scoped
 from streamward.db import utcnow
-from streamward.errors import Conflict
+from streamward.errors import BadRequest, Conflict, NotFound
+from streamward.events.egress import Resolver, UnsafeTarget, resolve_public
 from streamward.events.outbox import emit
+from streamward.orgs.models import Organisation
 from streamward.orgs.packages import require_package
 from streamward.pagination import Page, keyset_page
 from streamward.streams.models import Stream, StreamState, StreamTag
 from streamward.streams.tags import replace_tags, tags_of
+from streamward.vod.models import VodAsset
 
-# Renditions a stream can be transcoded into (Transcoding package); each is played out under
-# "<stream name>-<profile>".
-TranscodeProfile = Literal["1080p", "720p", "480p", "360p", "240p"]
-TRANSCODE_PROFILES: tuple[str, ...] = get_args(TranscodeProfile)
+# bintu's transcoding profile names: "vtrans2-852x480x800x25" (width x height x kbps x fps) or
+# "vtrans2-800k" (a bitrate only); "vtrans-" without the 2 is the older spelling of the same.
+_PROFILE = re.compile(r"vtrans2?-(?:(\d{1,5})x(\d{1,5})x(\d{1,6})x(\d{1,3})|(\d{1,6})k)")
+MAX_DIMENSION = 8192
+MAX_BITRATE_KBPS = 100_000
+MAX_FPS = 240
+MAX_TRANSCODES = 8
+# Offered by the dashboard; any name of the grammar above is accepted by the API.
+COMMON_PROFILES: tuple[str, ...] = (
+    "vtrans2-1280x720x2500x30",
+    "vtrans2-852x480x800x25",
+    "vtrans2-640x360x400x25",
+    "vtrans2-426x240x200x25",
+)
+# Streams a player may see; locked and deleted ones do not exist for it.
+PLAYABLE_STATES = (StreamState.CREATED.value, StreamState.LIVE.value, StreamState.ENDED.value)
 
 _NAME_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 _NAME_ATTEMPTS = 3
@@ -167,6 +183,79 @@ def new_stream_name() -> str:
 class StreamView:
     stream: Stream
     tags: list[str]
+    # Recorded assets of the stream, newest first, when the reader may see them (playout.web).
+    vod: Sequence[VodAsset] = field(default=())
+
+
+class InvalidTranscodeProfile(BadRequest):
+    code = "invalid_transcode_profile"
+
+
+@dataclass(frozen=True)
+class TranscodeRequest:
+    """One entry of ``transcodes`` as a client sends it: ``{"profile": "vtrans2-...", "tags": [...]}``."""
+
+    profile: str
+    tags: list[str] = field(default_factory=list)
+
+
+def parse_profile(profile: str) -> tuple[int, int, int, int]:
+    """(width, height, bitrate in kbps, fps) of a bintu profile name; 0 where the name says nothing
+    (a bitrate-only profile keeps the source's size and frame rate). Raises InvalidTranscodeProfile."""
+    match = _PROFILE.fullmatch(profile)
+    if match is None:
+        raise InvalidTranscodeProfile(
+            f"Unknown transcode profile {profile[:80]!r}: use vtrans2-<width>x<height>x<kbps>x<fps> "
+            "(e.g. vtrans2-852x480x800x25) or vtrans2-<kbps>k.",
+            details={"profile": profile[:80]},
+        )
+    if match.group(5) is not None:
+        width, height, bitrate, fps = 0, 0, int(match.group(5)), 0
+    else:
+        width, height, bitrate, fps = (int(group) for group in match.groups()[:4])
+        if not (0 < width <= MAX_DIMENSION and 0 < height <= MAX_DIMENSION and 0 < fps <= MAX_FPS):
+            raise InvalidTranscodeProfile(
+                f"Transcode profile {profile!r} is out of range (size up to {MAX_DIMENSION}, "
+                f"frame rate up to {MAX_FPS}).",
+                details={"profile": profile},
+            )
+    if not 0 < bitrate <= MAX_BITRATE_KBPS:
+        raise InvalidTranscodeProfile(
+            f"Transcode profile {profile!r}: the bitrate must be 1 to {MAX_BITRATE_KBPS} kbps.",
+            details={"profile": profile},
+        )
+    return width, height, bitrate, fps
+
+
+def plan_renditions(stream_name: str, requests: Sequence[TranscodeRequest]) -> list[dict[str, Any]]:
+    """The stored rendition objects for ``requests``, in order; each plays out as
+    "<stream name>-<position>" (the passthrough, position 0, is the stream itself)."""
+    if len(requests) > MAX_TRANSCODES:
+        raise InvalidTranscodeProfile(
+            f"A stream has at most {MAX_TRANSCODES} transcoded renditions.", details={"max": MAX_TRANSCODES}
+        )
+    seen: set[str] = set()
+    renditions = []
+    for position, request in enumerate(requests, start=1):
+        width, height, bitrate, fps = parse_profile(request.profile)
+        if request.profile in seen:
+            raise InvalidTranscodeProfile(
+                f"Transcode profile {request.profile!r} is given twice.", details={"profile": request.profile}
+            )
+        seen.add(request.profile)
+        renditions.append(
+            {
+                "id": str(uuid.uuid4()),
+                "profile": request.profile,
+                "width": width,
+                "height": height,
+                "bitrate": bitrate,
+                "fps": fps,
+                "streamname": f"{stream_name}-{position}",
+                "tags": list(request.tags),
+            }
+        )
+    return renditions
 
 
 async def create_stream(
@@ -174,12 +263,16 @@ async def create_stream(
     principal: Principal,
     *,
     tags: list[str],
-    transcodes: list[str],
+    transcodes: Sequence[TranscodeRequest],
     group_id: str | None,
+    stream_type: str = "live",
 ) -> StreamView:
     if transcodes:
+        plan_renditions("check", transcodes)  # a malformed profile is 400 whatever the packages
         require_package(principal.organisation.packages, "transcoding")
-    stream = await _insert_with_unique_name(session, principal, transcodes=transcodes, group_id=group_id)
+    stream = await _insert_with_unique_name(
+        session, principal, transcodes=transcodes, group_id=group_id, stream_type=stream_type
+    )
     stored_tags = await replace_tags(session, stream, [], tags)  # a new stream has none yet
     record(
         session,
@@ -188,7 +281,13 @@ async def create_stream(
         organisation_id=principal.organisation_id,
         target_type="stream",
         target_id=stream.id,
-        after={"name": stream.name, "tags": stored_tags, "transcodes": transcodes, "groupId": group_id},
+        after={
+            "name": stream.name,
+            "tags": stored_tags,
+            "transcodes": [t.profile for t in transcodes],
+            "groupId": group_id,
+            "type": stream_type,
+        },
     )
     emit(
         session,
@@ -200,17 +299,24 @@ async def create_stream(
 
 
 async def _insert_with_unique_name(
-    session: AsyncSession, principal: Principal, *, transcodes: list[str], group_id: str | None
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    transcodes: Sequence[TranscodeRequest],
+    group_id: str | None,
+    stream_type: str,
 ) -> Stream:
     # A collision is astronomically unlikely; the savepoint makes it a retry instead of a failed request.
     for attempt in range(_NAME_ATTEMPTS):
         now = utcnow()
+        name = new_stream_name()
         stream = Stream(
             organisation_id=principal.organisation_id,
-            name=new_stream_name(),
+            name=name,
             state=StreamState.CREATED.value,
             group_id=group_id,
-            transcodes=transcodes,
+            transcodes=plan_renditions(name, transcodes),
+            type=stream_type,
             created_at=now,
             updated_at=now,
         )
@@ -239,16 +345,20 @@ async def read_stream(session: AsyncSession, principal: Principal, stream_id: uu
 
 async def list_streams(
     session: AsyncSession,
-    principal: Principal,
+    principal: Tenant,
     *,
     tags: Sequence[str],
     state: StreamState | None,
     group_id: str | None,
     limit: int,
     cursor: str | None,
+    playable_only: bool = False,
 ) -> Page[StreamView]:
-    """Newest first. Deleted streams are listed only when asked for by state; several tags: all of them."""
+    """Newest first. Deleted streams are listed only when asked for by state; several tags: all of
+    them. ``playable_only`` (players): locked and deleted streams are never listed."""
     statement = scoped(select(Stream), Stream, principal)
+    if playable_only:
+        statement = statement.where(Stream.state.in_(PLAYABLE_STATES))
     if state is None:
         statement = statement.where(Stream.state != StreamState.DELETED.value)
     else:
@@ -310,19 +420,169 @@ async def act_on_stream(
     return StreamView(stream, (await tags_of(session, [stream.id]))[stream.id])
 
 
-@dataclass(frozen=True)
-class Rendition:
-    name: str  # "source" or a transcode profile
-    stream_name: str
-    url: str
+async def find_for_player(session: AsyncSession, stream_id: str) -> tuple[Stream, Organisation]:
+    """A stream by id for a reader without credentials, with its organisation. Locked and deleted
+    streams, like unknown ids, are not found: a player has nothing to play there."""
+    try:
+        key = uuid.UUID(stream_id)
+    except ValueError:
+        raise NotFound("No such stream.") from None
+    row = (
+        await session.execute(
+            select(Stream, Organisation)
+            .join(Organisation, Organisation.id == Stream.organisation_id)
+            .where(Stream.id == key, Stream.state.in_(PLAYABLE_STATES))
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound("No such stream.")
+    return row[0], row[1]
 
 
-def playout_of(settings: Settings, stream: Stream) -> list[Rendition]:
-    """Where players fetch the stream: the source rendition, then one per transcode."""
-    renditions = [("source", stream.name)] + [
-        (profile, f"{stream.name}-{profile}") for profile in stream.transcodes
-    ]
-    return [
-        Rendition(rendition, name, f"{settings.playout_base_url}/{name}/index.m3u8")
-        for rendition, name in renditions
-    ]
+async def find_group_head(
+    session: AsyncSession, reference: str, *, tenant: Tenant | None, playable_only: bool
+) -> tuple[Stream, Organisation]:
+    """The stream a group request names: by id or by (globally unique) name, as REPLAY passes a
+    stream name where NP4 passes a group id; with a ``tenant`` (credentials or player key) also by
+    one of its group ids. Restricted to ``tenant``'s organisation when given."""
+    try:
+        by: Any = Stream.id == uuid.UUID(reference)
+    except ValueError:
+        by = Stream.name == reference
+    statement = select(Stream, Organisation).join(Organisation, Organisation.id == Stream.organisation_id)
+    if tenant is not None:
+        statement = statement.where(Stream.organisation_id == tenant.organisation_id)
+    if playable_only:
+        statement = statement.where(Stream.state.in_(PLAYABLE_STATES))
+    row = (await session.execute(statement.where(by))).one_or_none()
+    if row is None and tenant is not None:
+        # A group id is unique only within its organisation: resolvable only for a known tenant.
+        group_head = statement.where(
+            Stream.group_id == reference, Stream.state != StreamState.DELETED.value
+        ).order_by(Stream.id)
+        row = (await session.execute(group_head.limit(1))).one_or_none()
+    if row is None:
+        raise NotFound("No such stream group.")
+    return row[0], row[1]
+
+
+async def group_members(session: AsyncSession, head: Stream) -> list[Stream]:
+    """The streams played as one group with ``head``: ``head`` first, then the other playable streams
+    of its group (oldest first). A stream in no group is a group of its own renditions."""
+    if head.group_id is None:
+        return [head]
+    others = await session.execute(
+        select(Stream)
+        .where(
+            Stream.organisation_id == head.organisation_id,
+            Stream.group_id == head.group_id,
+            Stream.id != head.id,
+            Stream.state.in_(PLAYABLE_STATES),
+        )
+        .order_by(Stream.id)
+    )
+    return [head, *others.scalars()]
+
+
+async def recorded_assets(
+    session: AsyncSession, organisation_id: uuid.UUID, stream_ids: Sequence[uuid.UUID], *, per_stream: int
+) -> dict[uuid.UUID, list[VodAsset]]:
+    """The newest ``per_stream`` VOD assets of each stream (bintu's ``asset_limit``), in one query."""
+    found: dict[uuid.UUID, list[VodAsset]] = {stream_id: [] for stream_id in stream_ids}
+    if not stream_ids or per_stream < 1:
+        return found
+    rank = func.row_number().over(partition_by=VodAsset.stream_id, order_by=VodAsset.id.desc()).label("rank")
+    ranked = (
+        select(VodAsset.id, rank)
+        .where(VodAsset.organisation_id == organisation_id, VodAsset.stream_id.in_(stream_ids))
+        .subquery()
+    )
+    assets = await session.execute(
+        select(VodAsset)
+        .join(ranked, ranked.c.id == VodAsset.id)
+        .where(ranked.c.rank <= per_stream)
+        .order_by(VodAsset.id.desc())
+    )
+    for asset in assets.scalars():
+        if asset.stream_id is not None:
+            found[asset.stream_id].append(asset)
+    return found
+
+
+class PushUrlRefused(BadRequest):
+    code = "push_url_refused"
+
+
+PUSH_SCHEMES = {"rtmp": 1935, "rtmps": 443}
+MAX_PUSH_URL_LENGTH = 2048
+
+
+async def check_push_url(url: str, *, allow_private: bool, resolver: Resolver) -> str:
+    """A restream target: rtmp(s), no credentials in the authority, and every address its host
+    resolves to public (the webhook SSRF rule: Streamward's media side would connect there)."""
+    if len(url) > MAX_PUSH_URL_LENGTH:
+        raise PushUrlRefused(f"The push URL is longer than {MAX_PUSH_URL_LENGTH} characters.")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise PushUrlRefused("The push URL cannot be parsed.") from None
+    if parts.scheme not in PUSH_SCHEMES:
+        raise PushUrlRefused("The push URL must be an rtmp:// or rtmps:// URL.")
+    if not parts.hostname:
+        raise PushUrlRefused("The push URL has no host.")
+    if parts.username or parts.password:
+        raise PushUrlRefused("Credentials before the host are not allowed in a push URL.")
+    try:
+        await resolve_public(
+            parts.hostname,
+            port or PUSH_SCHEMES[parts.scheme],
+            allow_private=allow_private,
+            resolver=resolver,
+        )
+    except UnsafeTarget as refused:
+        raise PushUrlRefused(refused.message.replace("webhook", "push URL")) from None
+    return url
+
+
+async def set_push_url(
+    session: AsyncSession,
+    principal: Principal,
+    stream_id: uuid.UUID | str,
+    url: str | None,
+    *,
+    allow_private: bool,
+    resolver: Resolver,
+) -> StreamView:
+    """Set (or, with None, remove) the stream's restream target. The audit entry names only the
+    target's host: the rest of such a URL is often the target's stream key."""
+    if url is not None:
+        url = await check_push_url(url, allow_private=allow_private, resolver=resolver)
+    stream = await get_stream(session, principal, stream_id, for_update=True)
+    if stream.state == StreamState.DELETED:
+        raise Conflict(
+            "A deleted stream cannot be restreamed.",
+            code="stream_state_conflict",
+            details={"state": stream.state, "action": "push_url"},
+        )
+    if url != stream.push_url:
+        record(
+            session,
+            Actor.of(principal),
+            "stream.push_url_changed",
+            organisation_id=principal.organisation_id,
+            target_type="stream",
+            target_id=stream.id,
+            before={"pushHost": urlsplit(stream.push_url).hostname if stream.push_url else None},
+            after={"pushHost": urlsplit(url).hostname if url else None},
+        )
+        stream.push_url = url
+        stream.updated_at = utcnow()
+        emit(
+            session,
+            "stream.updated",
+            {"id": str(stream.id), "name": stream.name, "state": stream.state, "change": "push_url"},
+            organisation_id=principal.organisation_id,
+        )
+        await session.flush()
+    return StreamView(stream, (await tags_of(session, [stream.id]))[stream.id])

@@ -1,0 +1,60 @@
+"""Player access to an organisation's stream info: the player key, and Secure Playback's
+"playback token required" setting for reads without credentials.
+
+The player key identifies an organisation to its web players (it is embedded in public pages): it
+allows read-only stream listings and nothing else. Whether players also need a playback token is
+the organisation's choice (``player_token_required``), off by default: bintu players read stream
+info anonymously, and turning the requirement on breaks every embed that has no token.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from streamward.audit.service import Actor, record
+from streamward.authz.principal import Principal
+from streamward.crypto import digest
+from streamward.events.outbox import emit
+from streamward.orgs.models import Organisation
+from streamward.orgs.packages import require_package
+
+# Built once; the digest column is unique, so this is one index probe.
+_PLAYER_KEY_LOOKUP = select(Organisation).where(Organisation.player_key_hash == bindparam("key_hash"))
+
+
+async def organisation_by_player_key(session: AsyncSession, player_key: str) -> Organisation | None:
+    """The organisation whose player key this is. Looked up by SHA-256 like the API key: the
+    database compares digests, never the key itself, so timing tells nothing about it."""
+    return (await session.execute(_PLAYER_KEY_LOOKUP, {"key_hash": digest(player_key)})).scalar_one_or_none()
+
+
+async def set_player_token_required(session: AsyncSession, principal: Principal, required: bool) -> bool:
+    """Require (or stop requiring) a playback token for anonymous and player-key stream reads.
+
+    Requiring one needs the Secure Playback package (players could not get a token otherwise);
+    turning it off is always allowed, so an organisation that lost the package is never stuck.
+    """
+    organisation = principal.organisation
+    if required:
+        require_package(organisation.packages, "secure_playback")
+    if organisation.player_token_required != required:
+        record(
+            session,
+            Actor.of(principal),
+            "organisation.player_access_changed",
+            organisation_id=organisation.id,
+            target_type="organisation",
+            target_id=organisation.id,
+            before={"playerTokenRequired": organisation.player_token_required},
+            after={"playerTokenRequired": required},
+        )
+        organisation.player_token_required = required
+        emit(
+            session,
+            "organisation.updated",
+            {"id": str(organisation.id), "changed": ["playerTokenRequired"]},
+            organisation_id=organisation.id,
+        )
+        await session.flush()
+    return organisation.player_token_required

@@ -124,13 +124,23 @@ CASES = [
         api_key_refusal=(400, "user_required"),
     ),
     Case("POST", "/api/stream", lambda _: {"tags": ["news"]}),
-    Case("GET", "/api/stream"),
-    Case("GET", "/api/stream/{stream_id}", make=a_stream(), foreign=NOT_FOUND),
     Case("PUT", "/api/stream/{stream_id}/tag", lambda _: {"tags": ["sport"]}, a_stream(), NOT_FOUND),
+    Case(
+        "PUT",
+        "/api/stream/{stream_id}/push_url",
+        lambda _: {"url": "rtmp://hooks.example.com/live/key"},
+        a_stream(),
+        NOT_FOUND,
+    ),
+    Case("PUT", "/api/stream/{stream_id}/stop", make=a_stream("live"), foreign=NOT_FOUND),
     Case("POST", "/api/stream/{stream_id}/stop", make=a_stream("live"), foreign=NOT_FOUND),
+    Case("PUT", "/api/stream/{stream_id}/lock", make=a_stream(), foreign=NOT_FOUND),
     Case("POST", "/api/stream/{stream_id}/lock", make=a_stream(), foreign=NOT_FOUND),
+    Case("PUT", "/api/stream/{stream_id}/unlock", make=a_stream("locked"), foreign=NOT_FOUND),
     Case("POST", "/api/stream/{stream_id}/unlock", make=a_stream("locked"), foreign=NOT_FOUND),
     Case("DELETE", "/api/stream/{stream_id}", make=a_stream(), foreign=NOT_FOUND),
+    Case("GET", "/api/organisation/player-access"),
+    Case("PUT", "/api/organisation/player-access", lambda _: {"tokenRequired": True}),
     Case("GET", "/api/tag"),
     Case("PUT", "/api/tag/{name:path}", lambda _: {"name": "renamed"}, a_tag, NOT_FOUND),
     Case("DELETE", "/api/tag/{name:path}", make=a_tag, foreign=NOT_FOUND),
@@ -146,7 +156,7 @@ CASES = [
         "/api/v1/splay/revoke",
         lambda made: {"token": made.values["token"]},
         make=a_revocable_token,
-        foreign=(403, 2012),
+        foreign=(400, 2012),
         token_service="playback:revoke",
     ),
 ]
@@ -154,6 +164,10 @@ CASES = [
 # Routes with other access rules, each covered by the tests named here.
 SPECIAL = {
     "GET /api/organisation": "test_organisation.py (foundation)",
+    "GET /api/stream": "test_player_access.py: credentials, player key, anonymous",
+    "GET /api/stream/public": "test_player_access.py: credentials, player key, anonymous",
+    "GET /api/stream/{stream_id}": "test_player_access.py: credentials, player key, anonymous",
+    "GET /api/stream/{stream_id}/group": "test_player_access.py: credentials, player key, anonymous",
     "GET /api/vod": "test_vod.py: public vs private, strangers",
     "GET /api/vod/{asset_id}": "test_vod.py: public vs private, strangers",
     "POST /api/v1/splay/verify": "test_playback.py: public, every attack",
@@ -226,7 +240,10 @@ async def _check(
         return response
 
     anonymous = await call({}, succeeds=False)
-    assert (anonymous.status_code, _code(anonymous)) == (401, unauthenticated), anonymous.text
+    assert (anonymous.status_code, _code(anonymous)) == (
+        403 if case.token_service else 401,
+        unauthenticated,
+    ), anonymous.text
 
     for role in PREDEFINED_ROLES.values():
         response = await call(members[role.name].headers, succeeds=permission in role.permissions)

@@ -40,8 +40,12 @@ async def _verify(env: Env, token: str, **where: Any) -> tuple[int, dict[str, An
 
 
 def _refused(reply: tuple[int, dict[str, Any]]) -> tuple[int, int, str]:
+    """(status, number, reason) of a refusal, after checking both shapes carry the same number: the
+    documented top-level ``errorCode``/``message`` and the ``error`` object beside them."""
     status, body = reply
     assert body["success"] is False, body
+    assert body["errorCode"] == body["error"]["code"] and isinstance(body["errorCode"], int), body
+    assert body["message"] == body["error"]["message"] and body["message"], body
     return status, body["error"]["code"], body["error"]["reason"]
 
 
@@ -92,7 +96,8 @@ async def test_issue_then_verify(env: Env) -> None:
     assert len(claims["jti"]) >= 32
 
     status, reply = await _verify(env, token, stream=stream["name"])
-    assert status == 200 and reply == {"success": True, "data": {"valid": True, "claims": claims}}
+    assert status == 200
+    assert reply == {"success": True, "data": {"token": token, "valid": True, "claims": claims}}
 
     # Anyone can verify it with the published key alone, with a standard JWT library.
     jwks = (await env.client.get("/.well-known/jwks.json")).json()
@@ -168,9 +173,9 @@ async def test_issue_refuses_bad_requests(env: Env) -> None:
     org = await env.org(packages=["secure_playback"])
     for body, code in ISSUE_REFUSALS:
         response = await env.client.post(SPLAY, json=body, headers=org.api_headers)
-        assert response.status_code in (400, 403), (body, response.text)
+        assert response.status_code == 400, (body, response.text)
         assert response.json()["success"] is False
-        assert response.json()["error"]["code"] == code, (body, response.text)
+        assert response.json()["error"]["code"] == response.json()["errorCode"] == code, (body, response.text)
 
 
 async def test_lifetimes(env: Env) -> None:
@@ -205,10 +210,11 @@ async def test_refusals_keep_the_token_service_envelope(env: Env) -> None:
     org = await env.org(packages=["secure_playback"])
     observer = await member(env, org, "nanoReadOnly")
     cases = [
-        (await env.client.post(SPLAY, json={"orgawide": True}), 401, 1001, "unauthenticated"),
+        # Bad or missing credentials are 403 / 1001 as documented (the rest of the API says 401).
+        (await env.client.post(SPLAY, json={"orgawide": True}), 403, 1001, "unauthenticated"),
         (
             await env.client.post(SPLAY, json={"orgawide": True}, headers={"X-BINTU-TOKEN": "swt_nope"}),
-            401,
+            403,
             1001,
             "unauthenticated",
         ),
@@ -237,9 +243,7 @@ async def test_refusals_keep_the_token_service_envelope(env: Env) -> None:
     ]
     for response, status, code, reason in cases:
         assert response.status_code == status, response.text
-        body = response.json()
-        assert body["success"] is False and "error" in body
-        assert (body["error"]["code"], body["error"]["reason"]) == (code, reason), body
+        assert _refused((response.status_code, response.json())) == (status, code, reason)
 
 
 def _flip(token: str, part: int) -> str:
@@ -374,7 +378,7 @@ async def test_token_of_one_organisation_for_another_organisations_stream(env: E
     their_stream = await create_stream(env, theirs)
     token = await playback_token(env, mine, orgawide=True)
     assert _refused(await _verify(env, token, stream=their_stream["name"])) == (
-        403,
+        400,
         2012,
         "other_organisation",
     )
@@ -382,7 +386,7 @@ async def test_token_of_one_organisation_for_another_organisations_stream(env: E
     response = await env.client.post(
         SPLAY, json={"streams": [their_stream["name"]]}, headers=mine.api_headers
     )
-    assert (response.status_code, response.json()["error"]["code"]) == (403, 2012)
+    assert (response.status_code, response.json()["errorCode"]) == (400, 2012)
 
 
 async def test_token_survives_its_issuers_token_reset_and_deletion(env: Env) -> None:
@@ -451,7 +455,7 @@ async def test_revocation(env: Env) -> None:
 
     lasting = await playback_token(env, org, orgawide=True)
     refused = await env.client.post(REVOKE, json={"token": lasting}, headers=admin.headers)
-    assert (refused.status_code, refused.json()["error"]["code"]) == (409, 2011)
+    assert _refused((refused.status_code, refused.json())) == (400, 2011, "not_revocable")
     assert (await _verify(env, lasting))[0] == 200
 
     (entry,) = await audit_entries(env, org, "playback.token_revoked")

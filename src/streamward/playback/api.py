@@ -1,9 +1,11 @@
 """Routes of the token service (``/api/v1/splay``), the JWKS, and signing-key rotation.
 
-The token service keeps DOMAIN.md's envelope: ``{"success": true, "data": ...}`` on success and
-``{"success": false, "error": {"code": <number>, "reason": "...", "message": "..."}}`` on failure,
-whatever failed (credentials, validation, the token). ``SplayRoute`` turns every refusal on these
-routes into a ``SplayError``; ``install_splay_error_handler`` renders it.
+The token service keeps the documented envelope: ``{"success": true, "data": ...}`` on success and
+``{"success": false, "errorCode": <number>, "message": "..."}`` on failure, whatever failed
+(credentials, validation, the token), with the documented HTTP status of each number. Beside those
+top-level fields every refusal also carries ``error: {code (the number), reason, message, details?}``,
+which earlier Streamward clients read. ``SplayRoute`` turns every refusal on these routes into a
+``SplayError``; ``install_splay_error_handler`` renders it.
 """
 
 from __future__ import annotations
@@ -38,7 +40,15 @@ from streamward.playback.schemas import (
     VerifyReply,
     VerifyRequest,
 )
-from streamward.playback.service import INVALID_CREDENTIALS, PARAMETER_MISSING, SplayError
+from streamward.playback.service import (
+    INVALID_CREDENTIALS,
+    MALFORMED_TOKEN,
+    NOT_REVOCABLE,
+    OTHER_ORGANISATION,
+    PARAMETER_MISSING,
+    TOKEN_EXPIRED,
+    SplayError,
+)
 from streamward.runtime import Runtime, get_runtime
 
 
@@ -85,15 +95,30 @@ class SplayRoute(APIRoute):
         return splay_handler
 
 
+# The HTTP status the token service's documentation gives each error number (DJWT, DREV): bad or
+# missing credentials are 403 (not 401), and every refusal of a token to revoke is 400. Parameter
+# errors (1000) keep the status they were raised with: 400, or 429/413 for a refusal of that kind.
+DOCUMENTED_STATUS = {
+    INVALID_CREDENTIALS: 403,
+    TOKEN_EXPIRED: 403,
+    MALFORMED_TOKEN: 400,
+    NOT_REVOCABLE: 400,
+    OTHER_ORGANISATION: 400,
+}
+
+
+def splay_error_body(exc: SplayError) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": exc.number, "reason": exc.code, "message": exc.message}
+    if exc.details:
+        error["details"] = exc.details
+    return {"success": False, "errorCode": exc.number, "message": exc.message, "error": error}
+
+
 def install_splay_error_handler(app: FastAPI) -> None:
     async def render(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, SplayError)
-        error: dict[str, Any] = {"code": exc.number, "reason": exc.code, "message": exc.message}
-        if exc.details:
-            error["details"] = exc.details
-        return JSONResponse(
-            {"success": False, "error": error}, status_code=exc.status_code, headers=exc.headers
-        )
+        status = DOCUMENTED_STATUS.get(exc.number, exc.status_code)
+        return JSONResponse(splay_error_body(exc), status_code=status, headers=exc.headers)
 
     app.add_exception_handler(SplayError, render)
 
@@ -154,7 +179,7 @@ async def verify_token(body: VerifyRequest, runtime: Annotated[Runtime, Depends(
     # POST gets by default (on SQLite that would queue every verification behind every write).
     async with runtime.database.session(write=False) as reader:
         claims = await service.verify(reader, body.token, where, issuer=runtime.settings.base_url)
-    return VerifyReply(data=VerifyData(claims=claims))
+    return VerifyReply(data=VerifyData(token=body.token, claims=claims))
 
 
 @splay_router.post("/revoke", status_code=204, summary="Revoke a revocable playback token")

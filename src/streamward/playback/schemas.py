@@ -9,7 +9,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from streamward.schemas import ApiModel
+from streamward.schemas import ApiModel, ColumnText
+from streamward.streams.models import Stream
 from streamward.streams.tags import normalise_tag
 
 MAX_TOKEN_LENGTH = 8192
@@ -37,13 +38,15 @@ def _address(value: str) -> str:
         raise ValueError("must be an IP address") from None
 
 
-StreamName = Annotated[str, Field(min_length=1, max_length=64)]
+# Compared with the stream's columns: as long as they are, one line.
+StreamName = Annotated[str, ColumnText(Stream.name)]
+GroupId = Annotated[str, ColumnText(Stream.group_id)]
 UnixSeconds = Annotated[int, Field(ge=0, le=2**40)]
 
 
 class SplayRequest(ApiModel):
     streams: list[StreamName] | None = Field(default=None, max_length=100, description="Stream names.")
-    groupid: str | None = Field(default=None, min_length=1, max_length=64)
+    groupid: GroupId | None = None
     orgawide: bool = False
     nbf: UnixSeconds | None = Field(default=None, description="Not before (Unix seconds); default now.")
     exp: UnixSeconds | None = Field(
@@ -74,6 +77,7 @@ class VerifyRequest(ApiModel):
 
 
 class VerifyData(ApiModel):
+    token: str = Field(description="The verified token, as sent (the documented reply field).")
     valid: bool = True
     claims: dict[str, Any]
 

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench install clean
+.PHONY: run test fuzz lint format bench install clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Streamward needs Python 3.11 or newer")'
@@ -24,6 +24,10 @@ run: $(STAMP)
 ## test: the whole suite on SQLite, and on PostgreSQL when reachable (CI requires it)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## fuzz: schemathesis against a real server on a fresh PostgreSQL database (FUZZ_ARGS="--max-examples 50")
+fuzz: $(STAMP)
+	$(BIN)/python tests/fuzz/run_schemathesis.py $(FUZZ_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

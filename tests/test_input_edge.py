@@ -123,7 +123,7 @@ def _probes(app: FastAPI) -> dict[str, list[Probe]]:
             for name in _PARAM.findall(route.path):
                 probes.append(Probe("path", name, _fill(route.path, name)))
             if method in {"POST", "PUT", "PATCH"}:
-                operation = openapi["paths"].get(route.path, {}).get(method.lower(), {})
+                operation = openapi["paths"].get(route.path_format, {}).get(method.lower(), {})
                 content = operation.get("requestBody", {}).get("content", {})
                 schema = content.get("application/json", {}).get("schema")
                 if schema is not None:

@@ -110,9 +110,9 @@ _HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 class SecurityHeaders:
     """Security headers on every response: a strict CSP (no inline script) for dashboard pages, an
     even stricter one for the JSON API; ``no-store`` for anything but static files. ``/api/docs``
-    loads Swagger UI from its CDN and gets no CSP. ``Strict-Transport-Security`` on responses to
-    HTTPS requests only, by the scheme ForwardedClient decided: browsers ignore it over plain HTTP
-    (RFC 6797), and a site served over plain HTTP alone must not be told to require HTTPS."""
+    (Swagger UI, served from the package) sets its own CSP first. ``Strict-Transport-Security`` on
+    responses to HTTPS requests only, by the scheme ForwardedClient decided: browsers ignore it over
+    plain HTTP (RFC 6797), and a site served over plain HTTP alone must not be told to require HTTPS."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -125,9 +125,9 @@ class SecurityHeaders:
         extra = list(_COMMON_HEADERS)
         if not path.startswith("/static/"):  # static URLs are versioned: browsers may cache them
             extra.append((b"cache-control", b"no-store"))
-            if not path.startswith("/api/docs"):
-                csp = _API_CSP if path.startswith(("/api/", "/.well-known/")) else _PAGE_CSP
-                extra.append((b"content-security-policy", csp))
+            # The docs page sets its own (Swagger UI's), which this does not overwrite.
+            csp = _API_CSP if path.startswith(("/api/", "/.well-known/")) else _PAGE_CSP
+            extra.append((b"content-security-policy", csp))
         if scope.get("scheme") == "https":
             extra.append(_HSTS)
 

@@ -42,6 +42,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/users.py
 	$(BIN)/python bench/delivery.py
+	$(BIN)/python bench/limits.py
+	cd bench && ../$(BIN)/python housekeeping.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache bench/results

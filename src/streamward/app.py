@@ -13,7 +13,10 @@ from fastapi.staticfiles import StaticFiles
 from streamward import __version__
 from streamward.audit.api import router as audit_router
 from streamward.authn.api import router as authn_router
+from streamward.authn.bintu_api import router as bintu_account_router
+from streamward.bintu_root import BintuRoot
 from streamward.config import Settings, load_settings
+from streamward.cors import Cors
 from streamward.dashboard.audit_pages import router as audit_pages_router
 from streamward.dashboard.auth_pages import router as auth_pages_router
 from streamward.dashboard.core import STATIC_DIR, render_error
@@ -22,12 +25,20 @@ from streamward.dashboard.org_pages import router as org_pages_router
 from streamward.dashboard.role_pages import router as role_pages_router
 from streamward.dashboard.stream_pages import router as stream_pages_router
 from streamward.dashboard.user_pages import router as user_pages_router
+from streamward.docs import router as docs_router
+from streamward.edge import EdgeText
 from streamward.errors import install_error_handlers
 from streamward.events.api import router as events_router
 from streamward.events.delivery import worker_for
+from streamward.health import router as health_router
 from streamward.invites.api import manage as invites_router
 from streamward.invites.api import public as invite_links_router
-from streamward.middleware import BodySizeLimit, SecurityHeaders
+from streamward.logs import configure_logging
+from streamward.metrics import Metrics
+from streamward.metrics import router as metrics_router
+from streamward.middleware import BodySizeLimit, ForwardedClient, SecurityHeaders
+from streamward.observability import Observability
+from streamward.openapi import install_openapi
 from streamward.orgs.api import bintu_token_router
 from streamward.orgs.api import router as orgs_router
 from streamward.orgs.operator_api import router as operator_router
@@ -42,6 +53,7 @@ from streamward.vod.api import router as vod_router
 
 ROUTERS = (
     authn_router,
+    bintu_account_router,
     orgs_router,
     events_router,
     users_router,
@@ -58,6 +70,9 @@ ROUTERS = (
     keys_router,
     jwks_router,
     operator_router,
+    docs_router,
+    health_router,
+    metrics_router,
 )
 
 # Dashboard pages: HTML on the same services as the JSON API.
@@ -71,10 +86,9 @@ PAGE_ROUTERS = (
     stream_pages_router,
 )
 
-# Routes FastAPI itself adds, and the dashboard's static files: public by nature.
-FRAMEWORK_PUBLIC_PATHS = frozenset(
-    {"/api/openapi.json", "/api/docs", "/api/docs/oauth2-redirect", "/api/redoc", "/static"}
-)
+# Routes FastAPI itself adds, and the dashboard's static files: public by nature. (The API
+# reference at /api/docs is a route of ours, public through its access rule.)
+FRAMEWORK_PUBLIC_PATHS = frozenset({"/api/openapi.json", "/static"})
 
 
 def tune_garbage_collector() -> None:
@@ -99,7 +113,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         stop = asyncio.Event()
         worker_task = None
         if runtime.settings.run_worker:
-            worker_task = asyncio.create_task(worker_for(runtime).run(stop))
+            # On app.state for /readyz (its heartbeat); its attempts go to this app's metrics.
+            worker = app.state.delivery_worker = worker_for(runtime, observe_attempt=metrics.observe_delivery)
+            worker_task = asyncio.create_task(worker.run(stop))
         yield
         stop.set()
         if worker_task is not None:
@@ -111,22 +127,46 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         version=__version__,
         description="Organisations, users, roles and credentials of a streaming cloud (bintu-compatible).",
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
-        swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
+        docs_url=None,  # streamward.docs serves the reference without a CDN
+        swagger_ui_oauth2_redirect_url=None,
         redoc_url=None,
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    metrics = app.state.metrics = Metrics()  # this app's own registry
+    install_openapi(app)  # every route's error responses and security in the document
     install_error_handlers(app, html=render_error)
     install_splay_error_handler(app)  # the token service's documented error envelope
     for router in ROUTERS + PAGE_ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Innermost: refuses control characters, non-UTF-8 text and deep JSON before any route sees them
+    # (inside SecurityHeaders, so its refusals carry the headers; inside BodySizeLimit, so it only
+    # ever buffers a body within the limit).
+    app.add_middleware(EdgeText)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodySizeLimit)
+    # Browsers of other origins on the bintu paths; outside BodySizeLimit so its 413 is readable too.
+    app.add_middleware(Cors, allowed_origins=runtime.settings.cors_origins)
+    # Request id, metrics, access log: every response passes here (the two layers outside never
+    # answer); inside BintuRoot, whose scope copy would hide the matched route from it.
+    app.add_middleware(Observability, metrics=metrics)
+    # Maps the bintu root's /x to /api/x before anything else looks at the path.
+    app.add_middleware(
+        BintuRoot, host=runtime.settings.bintu_root_host, port=runtime.settings.bintu_root_port
+    )
+    # Outermost (added last): every layer inside sees the client address and scheme it decides.
+    app.add_middleware(
+        ForwardedClient,
+        trust_forwarded_for=runtime.settings.trust_forwarded_for,
+        trusted_proxies=runtime.settings.trusted_proxy_networks,
+    )
     return app
 
 
 def app_from_environment() -> FastAPI:
     """For ``uvicorn --factory streamward.app:app_from_environment`` (benchmarks, custom process managers)."""
-    return create_app(load_settings())
+    settings = load_settings()
+    # Processes started by ``serve --workers N`` (or uvicorn directly) never run the CLI's set-up.
+    configure_logging(settings)
+    return create_app(settings)

@@ -29,10 +29,9 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 def _settings() -> Settings:
     try:
         settings = load_settings()
-        logging.basicConfig(
-            level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+        from streamward.logs import configure_logging
+
+        configure_logging(settings)  # STREAMWARD_LOG_LEVEL and STREAMWARD_LOG_FORMAT, once
         _ = settings.secret_key_bytes  # generate or validate the key now, not on first use
     except SettingsError as exc:
         _fail(str(exc))
@@ -58,34 +57,62 @@ def _upgrade(settings: Settings) -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Overrides STREAMWARD_HOST.")] = None,
     port: Annotated[int | None, typer.Option(help="Overrides STREAMWARD_PORT.")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes on this machine, sharing the port (PostgreSQL only).")
+    ] = 1,
 ) -> None:
     """Upgrade the schema, then serve the API and the dashboard."""
-    import uvicorn
+    import os
 
     from streamward.app import create_app
+    from streamward.bintu_root import run_server
 
     settings = _settings()
     if host:
         settings.host = host
     if port:
         settings.port = port
+    if workers > 1 and settings.is_sqlite:
+        _fail("--workers needs PostgreSQL (STREAMWARD_DATABASE_URL): SQLite takes one writer at a time")
     _upgrade(settings)
     if settings.mail_backend == "console" and not _is_local(settings.base_url):
-        # The console backend logs whole mails, password-reset links included: fine on a laptop.
+        # The console backend sends nothing: it files each mail under var_dir/mail. Fine on a laptop.
         logging.getLogger("streamward").warning(
-            "STREAMWARD_MAIL_BACKEND=console writes password-reset links to the log; "
-            "use smtp for a server others reach (%s)",
+            "STREAMWARD_MAIL_BACKEND=console sends no mail (each one, password-reset link included, "
+            "is filed under %s); use smtp for a server others reach (%s)",
+            settings.var_dir / "mail",
             settings.base_url,
         )
+    from streamward.authn.ratelimit import unshared_limits_warning
+
+    if limits_warning := unshared_limits_warning(settings, workers):
+        logging.getLogger("streamward").warning(limits_warning)
     typer.echo(f"Streamward on http://{settings.host}:{settings.port}  (API docs: /api/docs)")
-    uvicorn.run(
-        create_app(settings),
+    if workers > 1:
+        # The processes are spawned and read their settings from the environment, like this one did:
+        # the command line's overrides must reach them there (links are built from host and port).
+        os.environ["STREAMWARD_HOST"], os.environ["STREAMWARD_PORT"] = settings.host, str(settings.port)
+    # uvicorn.run, also listening on the bintu API root's own port when STREAMWARD_BINTU_ROOT_PORT is set.
+    # On SIGTERM: stop accepting, let requests in flight finish (at most the grace), then the app's
+    # shutdown (the delivery worker hands back what it has not started sending).
+    run_server(
+        "streamward.app:app_from_environment" if workers > 1 else create_app(settings),
+        bintu_root_port=settings.bintu_root_port,
+        workers=workers,
+        factory=workers > 1,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         server_header=False,
+        # uvicorn would take client address and scheme from X-Forwarded-* sent from 127.0.0.1 whatever
+        # STREAMWARD_TRUST_FORWARDED_FOR says; the app's ForwardedClient middleware decides, once.
+        proxy_headers=False,
         # Access lines would carry URL paths, which may hold secrets (invitation links): off by default.
+        # streamward.observability writes one with the route template instead.
         access_log=False,
+        # uvicorn's own lines go through streamward.logs (its format, its request ids), not its config.
+        log_config=None,
     )
 
 
@@ -112,6 +139,33 @@ def worker() -> None:
             await runtime.aclose()
 
     asyncio.run(run())
+
+
+@app.command()
+def housekeeping(
+    retention_days: Annotated[
+        int | None, typer.Option(min=1, help="Overrides STREAMWARD_RETENTION_DAYS.")
+    ] = None,
+) -> None:
+    """Purge what has expired now (the delivery worker also does it every few minutes) and print how
+    many rows of each kind went. Never the audit log."""
+    from streamward.db import Database
+    from streamward.housekeeping import purge
+
+    settings = _settings()
+    _upgrade(settings)
+
+    async def run() -> dict[str, int]:
+        database = Database(settings.effective_database_url)
+        try:
+            return await purge(database, retention_days=retention_days or settings.retention_days)
+        finally:
+            await database.dispose()
+
+    counts = asyncio.run(run())
+    width = max(len(name) for name in counts)
+    for name, count in counts.items():
+        typer.echo(f"{name:<{width}}  {count}")
 
 
 @db_app.command("upgrade")

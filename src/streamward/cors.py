@@ -29,7 +29,7 @@ ALLOWED_HEADERS = (
     b"Accept, Accept-Language, Content-Language, Content-Type, X-BINTU-APIKEY, X-BINTU-TOKEN, "
     b"X-BINTU-PLAYERKEY, X-Requested-With, If-None-Match, If-Match"
 )
-EXPOSED_HEADERS = b"Link, ETag, Retry-After"
+EXPOSED_HEADERS = b"Link, ETag, Retry-After, X-Request-ID"
 PREFLIGHT_MAX_AGE = b"600"
 
 

@@ -179,6 +179,16 @@ class Database:
         await self.engine.dispose()
 
 
+async def end_transaction(session: AsyncSession) -> None:
+    """Commit what the request has done so far and end its transaction, before a call over the
+    network (DNS included): a writing transaction holds SQLite's one write lock (``BEGIN IMMEDIATE``)
+    and, on PostgreSQL, a pooled connection and its row locks, and must not wait on a remote host.
+    The next statement begins a new transaction. So far a request has only authenticated (and
+    perhaps noted the session's use): what it then reads to write must be read again, locked."""
+    if session.in_transaction():
+        await session.commit()
+
+
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 

@@ -144,7 +144,7 @@ def _validation_details(exc: RequestValidationError) -> tuple[int, str, str, lis
 
 # Renders a failure as a page for dashboard requests: (request, status, code, message, error) -> response.
 HtmlRenderer = Callable[[Request, int, str, str, Exception], Awaitable[Response]]
-_MACHINE_PREFIXES = ("/api", "/.well-known", "/static")
+_MACHINE_PREFIXES = ("/api", "/.well-known", "/static", "/metrics", "/healthz", "/readyz")
 
 
 def _is_page_request(request: Request) -> bool:
@@ -195,7 +195,9 @@ def install_error_handlers(app: FastAPI, html: HtmlRenderer | None = None) -> No
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         # The traceback goes to the log, never to the client.
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        # The route template, never the path: paths can carry invitation and reset-link tokens.
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        log.exception("unhandled error on %s %s", request.method, route)
         return await respond(request, 500, "internal_error", "Something went wrong on our side.", exc)
 
 

@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
-from streamward.authn.ratelimit import LinkThrottle, LoginThrottle
+from streamward.authn.ratelimit import (
+    Buckets,
+    Limits,
+    LinkThrottle,
+    LoginThrottle,
+    api_key_checks,
+    limits_for,
+)
 from streamward.config import Settings
 from streamward.crypto import SecretBox
 from streamward.db import Database
@@ -21,9 +28,13 @@ class Runtime:
     settings: Settings
     database: Database
     secret_box: SecretBox
+    # Where rate limits are kept: Redis shared by every process (STREAMWARD_REDIS_URL), else memory.
+    limits: Limits = field(init=False)
     login_throttle: LoginThrottle = field(init=False)
     # Invitation and reset links, per client address.
-    link_throttle: LinkThrottle = field(default_factory=LinkThrottle.with_defaults)
+    link_throttle: LinkThrottle = field(init=False)
+    # POST /api/apikey, per client address.
+    apikey_checks: Buckets = field(init=False)
     # How webhook hosts are resolved; tests replace it to simulate DNS (rebinding included).
     webhook_resolver: Resolver = system_resolver
     # Set after a request commits events, so an in-process worker sends them without waiting to poll.
@@ -31,7 +42,10 @@ class Runtime:
     _egress: EgressClient | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.login_throttle = LoginThrottle.from_settings(self.settings)
+        self.limits = limits_for(self.settings)
+        self.login_throttle = LoginThrottle.from_settings(self.settings, self.limits)
+        self.link_throttle = LinkThrottle.with_defaults(self.limits)
+        self.apikey_checks = api_key_checks(self.settings, self.limits)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -55,6 +69,7 @@ class Runtime:
         if self._egress is not None:
             await self._egress.aclose()
             self._egress = None
+        await self.limits.aclose()
         await self.database.dispose()
 
 

@@ -28,6 +28,7 @@ CSV_COLUMNS = (
     "before",
     "after",
     "clientAddress",
+    "requestId",
 )
 # A cell starting with one of these is a formula to a spreadsheet; some cells hold what a client
 # typed (an email at login, say), so they are defused with a leading apostrophe.
@@ -55,6 +56,7 @@ def csv_row(entry: AuditEntry) -> list[str]:
         entry.before,
         entry.after,
         entry.client_address,
+        entry.request_id,
     )
     return [_cell(value) for value in values]
 

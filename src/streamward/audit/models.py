@@ -36,4 +36,6 @@ class AuditEntry(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     client_address: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The X-Request-ID of the request that made it (None outside a request: the worker, the CLI).
+    request_id: Mapped[str | None] = mapped_column(String(128), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

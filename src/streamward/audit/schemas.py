@@ -17,6 +17,7 @@ class AuditEntryOut(ApiModel):
     before: dict[str, Any] | None
     after: dict[str, Any] | None
     client_address: str | None
+    request_id: str | None
 
 
 class AuditPage(ApiModel):

@@ -135,10 +135,8 @@ async def complete_password_reset(
     db: DbSession,
     runtime: Annotated[Runtime, Depends(get_runtime)],
 ) -> Response:
-    await service.complete_password_reset(
-        db,
-        token,
-        new_password=body.password,
-        client_address=client_address(request, trust_forwarded_for=runtime.settings.trust_forwarded_for),
-    )
+    address = client_address(request, trust_forwarded_for=runtime.settings.trust_forwarded_for)
+    # Per address, valid link or not: each attempt hashes a password.
+    await runtime.link_throttle.password_resets.charge(address)
+    await service.complete_password_reset(db, token, new_password=body.password, client_address=address)
     return Response(status_code=204)

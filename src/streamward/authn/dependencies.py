@@ -9,6 +9,7 @@ from streamward.authn.service import principal_from_api_key, principal_from_toke
 from streamward.authz.principal import Principal
 from streamward.db import DbSession
 from streamward.errors import BadRequest, Unauthenticated
+from streamward.request_context import note_organisation
 from streamward.runtime import Runtime, client_address, get_runtime
 
 TOKEN_HEADER = "X-BINTU-TOKEN"
@@ -37,5 +38,6 @@ async def authenticate(
     )
     if principal is None:
         raise Unauthenticated()
+    note_organisation(principal.organisation.id)  # for the request's log lines
     address = client_address(request, trust_forwarded_for=runtime.settings.trust_forwarded_for)
     return replace(principal, client_address=address)

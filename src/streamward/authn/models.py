@@ -14,7 +14,10 @@ class BintuSession(Base):
     expired; the token itself is never stored, only its SHA-256."""
 
     __tablename__ = "session"
-    __table_args__ = (Index("ix_session_membership", "membership_id"),)
+    __table_args__ = (
+        Index("ix_session_membership", "membership_id"),
+        Index("ix_session_expires", "expires_at"),  # housekeeping purges expired sessions by it
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -23,6 +23,7 @@ from streamward.crypto import digest, new_token
 from streamward.db import WRITE_OPTION, Database, UTCDateTime, utcnow
 from streamward.errors import AppError, BadRequest, InvalidCredentials, NotFound, RateLimited
 from streamward.orgs.models import Organisation
+from streamward.request_context import note_login, note_rate_limit
 from streamward.users.models import Account, Membership, normalise_email
 from streamward.users.service import find_account
 
@@ -146,9 +147,10 @@ async def login(
     throttled, which is decided before the account is looked up)."""
     email = normalise_email(email)
     anonymous = Actor("anonymous", email, client_address)
-    wait = throttle.per_address.take(client_address) or throttle.failures_per_account.retry_after(email)
+    wait = await throttle.per_address.take(client_address)
+    wait = wait or await throttle.failures_per_account.retry_after(email)
     if wait:
-        if throttle.first_refusal(f"{client_address}|{email}", wait):
+        if await throttle.first_refusal(f"{client_address}|{email}", wait):
             record(
                 session,
                 anonymous,
@@ -156,16 +158,19 @@ async def login(
                 organisation_id=None,
                 after={"reason": "rate_limited"},
             )
+        note_login("rate_limited")
+        note_rate_limit("login")
         raise LoginRateLimited(wait)
 
     account = await find_account(session, email)
     # Unknown email and wrong password: same work, same answer.
     if not await verify_password(account.password_hash if account else None, password) or account is None:
-        throttle.failures_per_account.take(email)
+        await throttle.failures_per_account.take(email)
         memberships = await _memberships_of(session, account.id) if account else []
         _record_for_account(
             session, anonymous, "user.login_failed", memberships, after={"reason": "invalid_credentials"}
         )
+        note_login("invalid_credentials")
         raise LoginFailed()
 
     rows = (
@@ -179,6 +184,7 @@ async def login(
     memberships = [(membership.id, organisation.id) for membership, organisation in rows]
     if not rows:
         _record_for_account(session, anonymous, "user.login_failed", [], after={"reason": "no_membership"})
+        note_login("no_membership")
         raise LoginFailed()
     if organisation_id is not None:
         rows = [row for row in rows if row[1].id == organisation_id]
@@ -190,11 +196,13 @@ async def login(
                 memberships,
                 after={"reason": "organisation_not_found"},
             )
+            note_login("organisation_not_found")
             raise NotAMember()
     elif len(rows) > 1:
         _record_for_account(
             session, anonymous, "user.login_failed", memberships, after={"reason": "organisation_required"}
         )
+        note_login("organisation_required")
         raise OrganisationChoiceRequired(
             details={"organisations": [{"id": str(org.id), "name": org.name} for _, org in rows]}
         )
@@ -212,6 +220,7 @@ async def login(
         target_type="user",
         target_id=membership.id,
     )
+    note_login("success")
     return LoginResult(issued, membership, organisation, role, account)
 
 
@@ -312,14 +321,14 @@ async def change_password(
     """
     if principal.session_id is None or principal.account_id is None or principal.email is None:
         raise BadRequest("Only a member (bintu token) has a password to change.", code="not_a_session")
-    wait = throttle.failures_per_account.retry_after(principal.email)
+    wait = await throttle.failures_per_account.retry_after(principal.email)
     if wait:
         raise RateLimited(wait)
     check_password(new_password)
     account = await session.get(Account, principal.account_id)
     assert account is not None  # the session was just authenticated in this transaction
     if not await verify_password(account.password_hash, current_password):
-        throttle.failures_per_account.take(principal.email)
+        await throttle.failures_per_account.take(principal.email)
         raise WrongPassword()
     account.password_hash = await hash_password(new_password)
     ended = await session.execute(
@@ -362,7 +371,7 @@ async def request_password_reset(
     """The mail to send, or None (unknown email, or a link was sent moments ago). The caller answers
     the same either way and sends the mail after the response, so neither the answer nor its timing
     tells whether the email has an account."""
-    wait = throttle.per_address.take(client_address)
+    wait = await throttle.per_address.take(client_address)
     if wait:
         raise RateLimited(wait)
     email = normalise_email(email)

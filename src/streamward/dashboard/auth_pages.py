@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from streamward.authn import service as authn
 from streamward.authn.mail import mail_backend, send_quietly
-from streamward.authn.ratelimit import TokenBuckets
+from streamward.authn.ratelimit import Buckets, RateLimitUnavailable
 from streamward.dashboard.core import PUBLIC_PAGE, CheckedForm, Viewer, page, redirect, render, render_error
 from streamward.dashboard.security import clear_session_cookie, is_https, session_token, set_session_cookie
 from streamward.db import DbSession
@@ -118,12 +118,13 @@ async def _current_member_token(request: Request, db: DbSession, runtime: Runtim
     return (token, principal.email or "") if principal else None
 
 
-async def _over_budget(request: Request, buckets: TokenBuckets) -> Response | None:
+async def _over_budget(request: Request, buckets: Buckets) -> Response | None:
     """The 429 page, with Retry-After, when this client address has used up ``buckets`` (the same
-    per-address budgets as the link routes of the API); None when it may go on."""
+    per-address budgets as the link routes of the API), or the 503 page when the limits cannot be
+    checked; None when it may go on."""
     try:
-        buckets.charge(client_address(request))
-    except RateLimited as limited:
+        await buckets.charge(client_address(request))
+    except (RateLimited, RateLimitUnavailable) as limited:
         response = await render_error(request, limited.status_code, limited.code, limited.message, limited)
         response.headers.update(limited.headers or {})
         return response

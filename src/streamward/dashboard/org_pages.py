@@ -11,9 +11,10 @@ from streamward.dashboard.core import CheckedForm, Viewer, page, redirect, rende
 from streamward.dashboard.page_tools import form_values
 from streamward.db import DbSession
 from streamward.errors import AppError
-from streamward.events import service as deliveries
+from streamward.events import ping
 from streamward.orgs import packages, webhook
 from streamward.orgs import service as orgs
+from streamward.orgs.player_access import set_player_token_required
 from streamward.runtime import Runtime, get_runtime
 from streamward.streams import tags as stream_tags
 
@@ -22,6 +23,7 @@ router = APIRouter(include_in_schema=False)
 MAX_TAGS_SHOWN = 200
 DONE = {
     "vod": "VOD public accessibility was updated.",
+    "player_access": "Player access to stream info was updated.",
     "webhook_saved": "The webhook was saved.",
     "webhook_deleted": "The webhook was removed.",
     "test_delivered": "The test event was delivered (the receiver answered 2xx).",
@@ -91,6 +93,14 @@ async def set_vod_visibility(
     return redirect("/organisation/overview?done=vod")
 
 
+@router.post("/organisation/player-access")
+async def set_player_access(
+    viewer: Annotated[Viewer, page("apikey:rotate")], form: CheckedForm, db: DbSession
+) -> Response:
+    await set_player_token_required(db, viewer.principal, form.get("required") == "on")
+    return redirect("/organisation/overview?done=player_access")
+
+
 @router.post("/organisation/webhook")
 async def save_webhook(
     request: Request,
@@ -148,5 +158,5 @@ async def send_test_event(
     db: DbSession,
     runtime: Annotated[Runtime, Depends(get_runtime)],
 ) -> Response:
-    _, result = await deliveries.send_test_event(db, viewer.principal, runtime.secret_box, runtime.egress)
+    _, result = await ping.send_test_event(db, viewer.principal, runtime.secret_box, runtime.egress)
     return redirect("/organisation/overview?done=" + ("test_delivered" if result.ok else "test_failed"))

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from streamward.authz.deps import require
 from streamward.authz.principal import Principal
 from streamward.db import DbSession
-from streamward.events import service
+from streamward.events import ping, service
 from streamward.events.models import WebhookDelivery
 from streamward.events.schemas import (
     DeliveryOut,
@@ -60,7 +60,7 @@ async def send_test_event(
     db: DbSession,
     runtime: Annotated[Runtime, Depends(get_runtime)],
 ) -> TestDeliveryOut:
-    event, result = await service.send_test_event(db, principal, runtime.secret_box, runtime.egress)
+    event, result = await ping.send_test_event(db, principal, runtime.secret_box, runtime.egress)
     return TestDeliveryOut(
         event_id=event.id,
         delivered=result.ok,

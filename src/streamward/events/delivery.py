@@ -4,7 +4,9 @@ records every attempt, and schedules retries.
 Claiming selects due events ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite ignores the clause and
 has a single writer anyway), then in the same transaction takes a lease (``locked_until``) and counts
 the attempt: two workers never send the same attempt, and a worker killed mid-delivery only delays
-the event until its lease runs out.
+the event until its lease runs out. A worker that is stopped (SIGTERM) finishes the sends under way and
+hands back, at once, the events it claimed but has not started sending: another worker takes them
+without waiting for the lease.
 
 A slow or dead receiver of one organisation does not hold up another's: each organisation has its
 own concurrency limit, and organisations at their limit are left out of the next claim.
@@ -18,6 +20,7 @@ import logging
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,6 +35,7 @@ from streamward.db import Database, utcnow
 from streamward.events.models import OutboxEvent, WebhookDelivery
 from streamward.events.signing import signature_headers
 from streamward.events.transport import EgressClient, SendResult
+from streamward.housekeeping import run_periodically
 from streamward.orgs.models import Organisation
 from streamward.runtime import Runtime
 from streamward.schemas import format_utc
@@ -147,6 +151,9 @@ class WorkerOptions:
     per_organisation_concurrency: int = 4
     batch_size: int = 32
     lease_seconds: float = 300.0
+    # Housekeeping (streamward.housekeeping) every this many seconds while running; 0: never.
+    housekeeping_interval_seconds: float = 0.0
+    retention_days: int = 30
 
 
 @dataclass
@@ -159,19 +166,66 @@ class DeliveryWorker:
     _in_flight: set[asyncio.Task[None]] = field(default_factory=set)
     # Claimed and not finished, per organisation; `claim` takes no more than the free slots.
     _per_organisation: Counter[uuid.UUID] = field(default_factory=Counter)
+    # Claimed (leased, attempt counted) and not yet under way: handed back when the worker stops.
+    _unsent: dict[uuid.UUID, ClaimedEvent] = field(default_factory=dict)
+    _tasks: dict[uuid.UUID, asyncio.Task[None]] = field(default_factory=dict)
+    # Told of every attempt's outcome and duration in seconds (the web process's metrics).
+    observe_attempt: Callable[[str, float | None], None] | None = None
+    # time.monotonic() of the loop's last turn while running, else None: /readyz reads it.
+    last_heartbeat: float | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("delivery worker started")
+        housekeeping = None
+        if self.options.housekeeping_interval_seconds > 0:
+            housekeeping = asyncio.create_task(
+                run_periodically(
+                    self.database,
+                    retention_days=self.options.retention_days,
+                    interval_seconds=self.options.housekeeping_interval_seconds,
+                    stop=stop,
+                )
+            )
         try:
             while not stop.is_set():
+                self.last_heartbeat = time.monotonic()
                 claimed = await self._claim_and_start()
                 if claimed:
                     continue
                 await self._idle(stop)
         finally:
-            if self._in_flight:
+            self.last_heartbeat = None
+            await self._hand_back_unsent()
+            if self._in_flight:  # sends under way finish (each within the webhook timeout)
                 await asyncio.gather(*self._in_flight, return_exceptions=True)
+            if housekeeping is not None:
+                await housekeeping  # stops between two batches
             log.info("delivery worker stopped")
+
+    async def _hand_back_unsent(self) -> None:
+        """Clear the lease of every event claimed here and not yet under way, and give back the
+        attempt the claim counted: another worker sends it at once, as the same attempt."""
+        unsent = list(self._unsent.values())
+        if not unsent:
+            return
+        waiting = [self._tasks[event.id] for event in unsent if event.id in self._tasks]
+        for task in waiting:
+            task.cancel()  # it has not sent anything: it is only reading the webhook config
+        await asyncio.gather(*waiting, return_exceptions=True)
+        try:
+            async with self.database.session() as session:
+                for event in unsent:
+                    await session.execute(
+                        update(OutboxEvent)
+                        .where(OutboxEvent.id == event.id, OutboxEvent.attempts == event.attempt)
+                        .values(locked_until=None, attempts=event.attempt - 1)
+                        .execution_options(synchronize_session=False)
+                    )
+                await session.commit()
+        except Exception:
+            log.exception("could not hand back %d claimed events; their leases will run out", len(unsent))
+        else:
+            log.info("handed back %d claimed events not yet sent", len(unsent))
 
     async def drain(self) -> int:
         """Deliver everything due now, the way ``run`` does, and return once nothing is due or in
@@ -218,6 +272,7 @@ class DeliveryWorker:
             self._per_organisation[event.organisation_id] += 1
             task = asyncio.create_task(self._deliver_and_release(event))
             self._in_flight.add(task)
+            self._tasks[event.id] = task
             task.add_done_callback(self._in_flight.discard)
         return len(events)
 
@@ -229,6 +284,8 @@ class DeliveryWorker:
                 "delivering event %s failed unexpectedly; it will be retried after its lease", event.id
             )
         finally:
+            self._tasks.pop(event.id, None)
+            self._unsent.pop(event.id, None)
             self._per_organisation[event.organisation_id] -= 1
             if self._per_organisation[event.organisation_id] <= 0:
                 del self._per_organisation[event.organisation_id]
@@ -281,19 +338,28 @@ class DeliveryWorker:
             )
             rows = (await session.execute(statement)).all()
             await session.commit()
-        return [ClaimedEvent(*row) for row in rows]
+        claimed = [ClaimedEvent(*row) for row in rows]
+        self._unsent.update((event.id, event) for event in claimed)
+        return claimed
 
     async def deliver(self, event: ClaimedEvent) -> None:
         async with self.database.session(write=False) as session:
             target = await load_target(session, self.box, event.organisation_id)
+        # From here on the attempt is under way: a stopping worker lets it finish.
+        self._unsent.pop(event.id, None)
         if target is None or not wants(target, event.type):
             await self._finish(event, status="skipped")
+            if self.observe_attempt is not None:
+                self.observe_attempt("skipped", None)
             return
         body, content_type = render(event)
         result = await send_signed(
             self.client, target, message_id=str(event.id), body=body, content_type=content_type
         )
         await self.record_attempt(event, target.url, result)
+        if self.observe_attempt is not None:
+            outcome = "succeeded" if result.ok else ("refused" if result.refused else "failed")
+            self.observe_attempt(outcome, result.duration_ms / 1000)
 
     async def record_attempt(self, event: ClaimedEvent, url: str, result: SendResult) -> None:
         """Log the attempt and move the event on, in one transaction, only while the lease is ours."""
@@ -366,7 +432,9 @@ class DeliveryWorker:
             await session.commit()
 
 
-def worker_for(runtime: Runtime) -> DeliveryWorker:
+def worker_for(
+    runtime: Runtime, *, observe_attempt: Callable[[str, float | None], None] | None = None
+) -> DeliveryWorker:
     settings = runtime.settings
     return DeliveryWorker(
         database=runtime.database,
@@ -376,6 +444,9 @@ def worker_for(runtime: Runtime) -> DeliveryWorker:
             poll_interval_seconds=settings.worker_poll_interval_seconds,
             concurrency=settings.worker_concurrency,
             per_organisation_concurrency=settings.worker_per_organisation_concurrency,
+            housekeeping_interval_seconds=settings.housekeeping_interval_seconds,
+            retention_days=settings.retention_days,
         ),
         wakeup=runtime.outbox_wakeup,
+        observe_attempt=observe_attempt,
     )

@@ -10,13 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from streamward.audit.service import Actor, record
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import get_scoped, scoped
-from streamward.crypto import SecretBox
 from streamward.db import EMITTED, utcnow
 from streamward.errors import Conflict
-from streamward.events.delivery import TEST_EVENT_TYPE, ClaimedEvent, load_target, render, send_signed
 from streamward.events.models import OutboxEvent, WebhookDelivery
-from streamward.events.outbox import emit
-from streamward.events.transport import EgressClient, SendResult
 from streamward.pagination import Page, keyset_page
 
 
@@ -65,40 +61,3 @@ async def redeliver(session: AsyncSession, principal: Principal, delivery_id: uu
     session.info[EMITTED] = True
     await session.flush()
     return event
-
-
-async def send_test_event(
-    session: AsyncSession, principal: Principal, box: SecretBox, client: EgressClient
-) -> tuple[OutboxEvent, SendResult]:
-    """Send a signed test event now and log it like any delivery; the caller sees the outcome at once."""
-    target = await load_target(session, box, principal.organisation_id)
-    if target is None:
-        raise WebhookNotConfigured()
-    event = emit(
-        session,
-        TEST_EVENT_TYPE,
-        {"message": "Test event from Streamward", "requestedBy": principal.actor},
-        organisation_id=principal.organisation_id,
-    )
-    session.info.pop(EMITTED, None)  # sent right here, not by the worker
-    event.attempts = 1
-    await session.flush()
-    claimed = ClaimedEvent(event.id, event.organisation_id, event.type, event.payload, event.created_at, 1)
-    body, content_type = render(claimed)
-    result = await send_signed(client, target, message_id=str(event.id), body=body, content_type=content_type)
-    event.status = "delivered" if result.ok else "failed"
-    session.add(
-        WebhookDelivery(
-            organisation_id=event.organisation_id,
-            event_id=event.id,
-            event_type=event.type,
-            attempt=1,
-            status="succeeded" if result.ok else ("refused" if result.refused else "failed"),
-            response_code=result.status_code,
-            duration_ms=result.duration_ms,
-            error=None if result.ok else (result.error or f"HTTP {result.status_code}"),
-            url=target.url,
-        )
-    )
-    await session.flush()
-    return event, result

@@ -135,7 +135,7 @@ async def renew_invitation(
 async def preview_invitation(
     token: str, request: Request, db: DbSession, runtime: Annotated[Runtime, Depends(get_runtime)]
 ) -> InvitePreview:
-    runtime.link_throttle.invitations.charge(client_address(request))
+    await runtime.link_throttle.invitations.charge(client_address(request))
     usable = await service.preview_invitation(db, token)
     return InvitePreview(
         organisation=InviteOrganisation(name=usable.organisation.name),
@@ -161,7 +161,7 @@ async def accept_invitation(
 ) -> LoginResponse:
     settings = runtime.settings
     address = client_address(request, trust_forwarded_for=settings.trust_forwarded_for)
-    runtime.link_throttle.invitations.charge(address)
+    await runtime.link_throttle.invitations.charge(address)
     result = await service.accept_invitation(
         db,
         runtime.database,

@@ -299,7 +299,7 @@ async def _signing_in(
     failed login: the same 401 ``invalid_credentials``, spent from the same per-account budget, and
     audited in the account's organisations.
     """
-    wait = throttle.failures_per_account.retry_after(email)
+    wait = await throttle.failures_per_account.retry_after(email)
     if wait:
         raise RateLimited(wait)
     account = await find_account(session, email)
@@ -307,7 +307,7 @@ async def _signing_in(
         return None, await hash_password(password)
     if await verify_password(account.password_hash, password):
         return account, None
-    throttle.failures_per_account.take(email)
+    await throttle.failures_per_account.take(email)
     # Audited as login audits a failure: in each organisation of the account (none: outside any).
     actor = Actor("anonymous", email, client_address)
     failure = {"reason": "invalid_credentials", "via": "invitation"}

@@ -4,6 +4,9 @@ A URL is accepted only when it is http(s) and its host resolves to public addres
 guard, unless the operator allows private targets). The signing secret (``whsec_`` + base64 of 32
 random bytes, the Standard Webhooks form) is created with the first URL and shown only then and on
 rotation; it is stored sealed. Saving a URL re-enables a webhook the worker disabled after a 410.
+
+The URL's host is resolved before anything is written, outside any transaction: a slow DNS server
+must not hold the database's write lock (SQLite) or a connection (PostgreSQL).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from streamward.audit.service import Actor, record
 from streamward.authz.principal import Principal
 from streamward.crypto import SecretBox
+from streamward.db import end_transaction
 from streamward.errors import BadRequest
 from streamward.events.delivery import WEBHOOK_SECRET_PURPOSE
 from streamward.events.egress import Resolver, check_webhook_url
@@ -134,8 +138,12 @@ async def save(
     # The dashboard's form reaches here without the API's request model: the column rule holds anyway.
     url = ColumnText(Organisation.webhook_url).clean(url, field="webhook")
     subscribed = _check_events(events) if events is not None else None  # cheap checks before DNS
+    await end_transaction(session)
     await check_webhook_url(url, allow_private=allow_private, resolver=resolver)
+    # Read again, locked, in the write transaction: another save may have landed during the lookup
+    # (and created the secret this one must then not replace).
     organisation = principal.organisation
+    await session.refresh(organisation, with_for_update={"key_share": True})
     before = _snapshot(organisation)
     organisation.webhook_url = url
     if subscribed is not None:

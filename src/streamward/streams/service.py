@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from streamward.audit.service import Actor, record
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import Tenant, get_scoped, scoped
-from streamward.db import utcnow
+from streamward.db import end_transaction, utcnow
 from streamward.errors import BadRequest, Conflict, NotFound
 from streamward.events.egress import Resolver, UnsafeTarget, resolve_public
 from streamward.events.outbox import emit
@@ -557,6 +557,8 @@ async def set_push_url(
     """Set (or, with None, remove) the stream's restream target. The audit entry names only the
     target's host: the rest of such a URL is often the target's stream key."""
     if url is not None:
+        # Resolving the host is a network call: never inside the write transaction.
+        await end_transaction(session)
         url = await check_push_url(url, allow_private=allow_private, resolver=resolver)
     stream = await get_stream(session, principal, stream_id, for_update=True)
     if stream.state == StreamState.DELETED:

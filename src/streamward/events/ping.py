@@ -1,0 +1,69 @@
+"""*Send test event*: a signed ``webhook.test`` event sent now, its outcome shown to the caller at once.
+
+The request's transaction ends before the event goes out (so far it has only authenticated the
+caller): a receiver that takes its time must not hold the database's write lock (SQLite) or a
+connection (PostgreSQL). The event and its delivery are then recorded in a second, short transaction,
+the request's own commit. Nothing is written before sending, so a process that dies mid-send leaves
+no half-recorded test event behind; the receiver may have seen it all the same, like any webhook.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from streamward.authz.principal import Principal
+from streamward.crypto import SecretBox
+from streamward.db import end_transaction, new_id, utcnow
+from streamward.events.delivery import (
+    TEST_EVENT_TYPE,
+    ClaimedEvent,
+    describe,
+    load_target,
+    render,
+    send_signed,
+)
+from streamward.events.models import OutboxEvent, WebhookDelivery
+from streamward.events.service import WebhookNotConfigured
+from streamward.events.transport import EgressClient, SendResult
+
+
+async def send_test_event(
+    session: AsyncSession, principal: Principal, box: SecretBox, client: EgressClient
+) -> tuple[OutboxEvent, SendResult]:
+    """Send a signed test event and log it like any delivery (one attempt, never retried)."""
+    target = await load_target(session, box, principal.organisation_id)
+    if target is None:
+        raise WebhookNotConfigured()
+    await end_transaction(session)
+
+    now = utcnow()
+    event = OutboxEvent(
+        id=new_id(),  # the webhook-id the receiver sees, and the id it is logged under afterwards
+        organisation_id=principal.organisation_id,
+        type=TEST_EVENT_TYPE,
+        payload={"message": "Test event from Streamward", "requestedBy": principal.actor},
+        attempts=1,
+        created_at=now,
+        next_attempt_at=now,
+    )
+    claimed = ClaimedEvent(event.id, event.organisation_id, event.type, event.payload, now, 1)
+    body, content_type = render(claimed)
+    result = await send_signed(client, target, message_id=str(event.id), body=body, content_type=content_type)
+
+    event.status = "delivered" if result.ok else "failed"
+    session.add(event)
+    session.add(
+        WebhookDelivery(
+            organisation_id=event.organisation_id,
+            event_id=event.id,
+            event_type=event.type,
+            attempt=1,
+            status="succeeded" if result.ok else ("refused" if result.refused else "failed"),
+            response_code=result.status_code,
+            duration_ms=result.duration_ms,
+            error=None if result.ok else describe(result),
+            url=target.url,
+        )
+    )
+    await session.flush()
+    return event, result

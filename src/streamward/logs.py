@@ -1,0 +1,129 @@
+"""Logging for ``streamward serve`` and ``streamward worker``, set up once, here.
+
+``STREAMWARD_LOG_FORMAT=text`` (default) writes readable lines; ``json`` one JSON object per line
+with ``time``, ``level``, ``logger``, ``message`` and, inside a request, ``request_id``, ``route``
+(the template, never the raw path), ``organisation_id`` once authenticated; the access line adds
+``method``, ``status`` and ``duration_ms``.
+
+Secrets never reach the log, whatever the level:
+- libraries whose debug output carries SQL parameters or full URLs (SQLAlchemy, the database
+  drivers, httpx) are held at WARNING even when Streamward logs at DEBUG: their URLs can carry
+  invitation and reset tokens, their parameters credential digests;
+- as a last net, anything shaped like one of Streamward's credentials (``swt_``, ``swk_``, ``swi_``,
+  ``swr_``, ``swp_`` tokens, ``whsec_`` secrets, JWTs) or a password inside a URL is masked in
+  every line before it is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from streamward.config import Settings
+from streamward.request_context import current_request
+
+# Loggers that write parameters or URLs at INFO/DEBUG (and of no use to an operator below WARNING).
+QUIET_LIBRARIES = (
+    "sqlalchemy",
+    "aiosqlite",
+    "asyncpg",
+    "httpx",
+    "httpcore",
+    "hpack",
+    "multipart",
+    "python_multipart",
+    "asyncio",
+    "redis",
+    "alembic.runtime.plugins",
+)
+
+_SECRETS = (
+    (re.compile(r"\b(sw[tkirp])_[A-Za-z0-9_-]{16,}"), r"\1_[redacted]"),
+    (re.compile(r"\bwhsec_[A-Za-z0-9+/=_-]{16,}"), "whsec_[redacted]"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), "[redacted-jwt]"),
+    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s\"']*):[^@\s\"']+@"), r"\1:[redacted]@"),
+)
+
+# Attributes a log call may pass with ``extra=`` that the JSON line carries as fields.
+_EXTRA_FIELDS = ("method", "status", "duration_ms")
+
+_HANDLER_MARK = "streamward_handler"
+
+
+# What every pattern above needs somewhere in the line: most lines (access lines among them) have
+# none of these, and substring tests cost a fraction of running the patterns on every line.
+_SECRET_MARKERS = ("swt_", "swk_", "swi_", "swr_", "swp_", "whsec_", "eyJ", "://")
+
+
+def redact(text: str) -> str:
+    if not any(marker in text for marker in _SECRET_MARKERS):
+        return text
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _utc_time(record: logging.LogRecord) -> str:
+    moment = datetime.fromtimestamp(record.created, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": _utc_time(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request = current_request()
+        if request is not None:
+            entry["request_id"] = request.request_id
+            if request.route is not None:
+                entry["route"] = request.route
+            if request.organisation_id is not None:
+                entry["organisation_id"] = str(request.organisation_id)
+        for name in _EXTRA_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                entry[name] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        return redact(json.dumps(entry, ensure_ascii=False, default=str))
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        request = current_request()
+        if request is not None:
+            line += f" [request {request.request_id}]"
+        return redact(line)
+
+
+def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> logging.Handler:
+    """Route every logger through one handler on the root logger, in the configured format.
+
+    Called once per process by the CLI (a second call replaces the first handler). Returns the
+    handler (tests remove it again)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, _HANDLER_MARK, False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
+    setattr(handler, _HANDLER_MARK, True)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level.upper())
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return handler

@@ -123,6 +123,7 @@ async def test_audit_api_lists_newest_first_with_filters_and_pages(env: Env) -> 
         "before",
         "after",
         "clientAddress",
+        "requestId",
     }
     assert (item["before"], item["after"]) == ({"role": "nanoUser"}, {"role": "nanoReadOnly"})
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", item["createdAt"])

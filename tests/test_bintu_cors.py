@@ -67,7 +67,12 @@ async def test_responses_carry_cors_headers_errors_included(env: Env) -> None:
     for response, status in ((ok, 200), (refused, 401), (token, 400)):
         assert response.status_code == status, response.text
         assert response.headers["access-control-allow-origin"] == "*"
-        assert _listed(response.headers["access-control-expose-headers"]) == {"link", "etag", "retry-after"}
+        assert _listed(response.headers["access-control-expose-headers"]) == {
+            "link",
+            "etag",
+            "retry-after",
+            "x-request-id",
+        }
         assert "access-control-allow-credentials" not in response.headers
     # No Origin, no CORS answer needed (not a browser's cross-origin request).
     plain = await env.client.get("/api/organisation", headers=org.api_headers)

@@ -119,6 +119,27 @@ async def test_player_profile_leaves_out_ingest_tags_and_push_target(env: Env) -
     assert {"ingest", "tags", "push_url"} <= set(full)
 
 
+async def test_anonymous_group_read_by_the_streamgroup_a_stream_reports(env: Env) -> None:
+    """NP4 is configured with the ``streamgroup`` of a stream and reads the group without
+    credentials: it resolves while one organisation uses that group id, and is not found once two do
+    (group ids are only unique within an organisation)."""
+    org = await env.org()
+    first = await create_stream(env, org, groupId="main-stage")
+    await create_stream(env, org, groupId="main-stage")
+    group = await get(env, f"/api/stream/{first['streamgroup']}/group", profile="player")
+    assert group.status_code == 200, group.text
+    assert len(group.json()["playout"]["h5live"]) == 2
+    assert len(group.json()["playout"]["hls"]) == 2
+
+    other = await env.org()
+    await create_stream(env, other, groupId="main-stage")
+    ambiguous = await get(env, "/api/stream/main-stage/group", profile="player")
+    assert status_code(ambiguous) == (404, "not_found")
+    # Each organisation still reads its own group with its credentials.
+    mine = await get(env, "/api/stream/main-stage/group", org.api_headers, profile="player")
+    assert mine.status_code == 200 and len(mine.json()["playout"]["h5live"]) == 2
+
+
 async def test_player_key_listing(env: Env) -> None:
     mine = await env.org()
     theirs = await env.org()

@@ -443,8 +443,8 @@ async def find_group_head(
     session: AsyncSession, reference: str, *, tenant: Tenant | None, playable_only: bool
 ) -> tuple[Stream, Organisation]:
     """The stream a group request names: by id or by (globally unique) name, as REPLAY passes a
-    stream name where NP4 passes a group id; with a ``tenant`` (credentials or player key) also by
-    one of its group ids. Restricted to ``tenant``'s organisation when given."""
+    stream name where NP4 passes a group id; or by a group id (the tenant's, or without a tenant the
+    one organisation's that uses it). Restricted to ``tenant``'s organisation when given."""
     try:
         by: Any = Stream.id == uuid.UUID(reference)
     except ValueError:
@@ -455,12 +455,25 @@ async def find_group_head(
     if playable_only:
         statement = statement.where(Stream.state.in_(PLAYABLE_STATES))
     row = (await session.execute(statement.where(by))).one_or_none()
-    if row is None and tenant is not None:
-        # A group id is unique only within its organisation: resolvable only for a known tenant.
-        group_head = statement.where(
+    if row is None:
+        # A group id is unique only within its organisation. A player without credentials (NP4
+        # configured with the ``streamgroup`` a stream reports) gets the group when exactly one
+        # organisation uses that id; an id several organisations use stays not found.
+        in_group: Any = statement.where(
             Stream.group_id == reference, Stream.state != StreamState.DELETED.value
-        ).order_by(Stream.id)
-        row = (await session.execute(group_head.limit(1))).one_or_none()
+        )
+        if tenant is None:
+            owners = (
+                await session.execute(
+                    select(Stream.organisation_id)
+                    .where(Stream.group_id == reference)
+                    .group_by(Stream.organisation_id)
+                    .limit(2)
+                )
+            ).all()
+            in_group = in_group.where(Stream.organisation_id == owners[0][0]) if len(owners) == 1 else None
+        if in_group is not None:
+            row = (await session.execute(in_group.order_by(Stream.id).limit(1))).one_or_none()
     if row is None:
         raise NotFound("No such stream group.")
     return row[0], row[1]

@@ -370,3 +370,17 @@ async def test_a_body_nobody_parses_is_not_looked_into(env: Env) -> None:
     )
     assert response.status_code in (400, 415, 422), response.text
     assert response.json()["error"]["code"] != "invalid_text"
+
+
+async def test_two_content_types_are_refused_not_scanned_by_the_wrong_one(env: Env) -> None:
+    """The route reads the first Content-Type; choosing the scan by the last let NUL bytes through
+    (500 on PostgreSQL)."""
+    body = b'{"email": "a\\u0000b@example.com", "password": "whatever it is"}'
+    for second in ("text/plain", "application/x-www-form-urlencoded"):
+        response = await env.client.post(
+            "/api/user/validate",
+            content=body,
+            headers=[("content-type", "application/json"), ("content-type", second)],
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "ambiguous_content_type"

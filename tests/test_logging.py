@@ -221,3 +221,12 @@ async def test_no_secret_reaches_the_log_at_debug(
     # Not only masked on the way out: no log call was made with one (the masking is a last net).
     raw = "\n".join(record.getMessage() for record in caplog.records)
     assert not sorted(value for value in seen if value in raw)
+
+
+def test_secrets_after_percent_encoded_separators_are_masked() -> None:
+    """A link logged URL-encoded has no word boundary before the token ("%2Fswi_...")."""
+    from streamward.logs import redact
+
+    line = "next=%2Finvite%2Fswi_" + "A" * 40 + "&t=token%3DeyJ" + "a" * 20 + ".eyJ" + "b" * 20 + "." + "c" * 20
+    masked = redact(line)
+    assert "A" * 40 not in masked and "b" * 20 not in masked, masked

@@ -121,8 +121,8 @@ async def test_player_profile_leaves_out_ingest_tags_and_push_target(env: Env) -
 
 async def test_anonymous_group_read_by_the_streamgroup_a_stream_reports(env: Env) -> None:
     """NP4 is configured with the ``streamgroup`` of a stream and reads the group without
-    credentials: it resolves while one organisation uses that group id, and is not found once two do
-    (group ids are only unique within an organisation)."""
+    credentials. Group ids are only unique within an organisation: the one that used the id first
+    keeps it, so another organisation taking the same id later can neither take over nor break it."""
     org = await env.org()
     first = await create_stream(env, org, groupId="main-stage")
     await create_stream(env, org, groupId="main-stage")
@@ -132,9 +132,11 @@ async def test_anonymous_group_read_by_the_streamgroup_a_stream_reports(env: Env
     assert len(group.json()["playout"]["hls"]) == 2
 
     other = await env.org()
-    await create_stream(env, other, groupId="main-stage")
-    ambiguous = await get(env, "/api/stream/main-stage/group", profile="player")
-    assert status_code(ambiguous) == (404, "not_found")
+    squatter = await create_stream(env, other, groupId="main-stage")
+    still_first = await get(env, "/api/stream/main-stage/group", profile="player")
+    assert still_first.status_code == 200, still_first.text
+    assert squatter["id"] not in {entry["id"] for entry in still_first.json()["streams"]}
+    assert len(still_first.json()["playout"]["h5live"]) == 2
     # Each organisation still reads its own group with its credentials.
     mine = await get(env, "/api/stream/main-stage/group", org.api_headers, profile="player")
     assert mine.status_code == 200 and len(mine.json()["playout"]["h5live"]) == 2
@@ -227,6 +229,13 @@ async def test_playback_token_required_for_player_reads(env: Env) -> None:
     assert [s["id"] for s in everything.json()] == [second["id"], stream["id"]]
     # Credentials need no playback token.
     assert (await get(env, f"/api/stream/{stream['id']}", org.api_headers)).status_code == 200
+    # A token for one stream of a group plays that stream, not its siblings.
+    sibling = await create_stream(env, org, groupId="stage")
+    group_path = f"/api/stream/{stream['id']}/group"
+    one = await get(env, group_path, token=granted, profile="player")
+    assert [s["id"] for s in one.json()["streams"]] == [stream["id"]], one.text
+    whole = await get(env, group_path, token=by_group, profile="player")
+    assert [s["id"] for s in whole.json()["streams"]] == [stream["id"], sibling["id"]], whole.text
 
 
 async def test_player_access_setting(env: Env) -> None:

@@ -120,13 +120,21 @@ def prepare_sqlite_file(url: str) -> None:
 
 
 def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+    # hide_parameters: a traceback of a failed statement must not carry what a client typed
+    # (emails, tokens' digests) into the log.
     if url.startswith("sqlite"):
         prepare_sqlite_file(url)
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        engine = create_async_engine(url, echo=echo, hide_parameters=True, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine
     return create_async_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False, pool_recycle=1800
+        url,
+        echo=echo,
+        hide_parameters=True,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=False,
+        pool_recycle=1800,
     )
 
 

@@ -33,7 +33,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from streamward.errors import AppError, InvalidText, TooDeep, send_app_error
+from streamward.errors import AppError, BadRequest, InvalidText, TooDeep, send_app_error
 
 # Deeper than any request body of this API (they nest three levels at most), far below the
 # interpreter's recursion limit that a 100,000-deep document hits in the JSON parser.
@@ -181,8 +181,10 @@ def _body_kind(scope: Scope) -> str | None:
     """json, form, multipart, or None when no route parses this body as text (or there is none)."""
     content_type = length = None
     chunked = False
+    content_types = 0
     for name, value in scope.get("headers", ()):
         if name == b"content-type":
+            content_types += 1
             content_type = value.decode("latin-1").split(";", 1)[0].strip().lower()
         elif name == b"content-length":
             length = value
@@ -190,6 +192,9 @@ def _body_kind(scope: Scope) -> str | None:
             chunked = True
     if not chunked and (length is None or length == b"0"):
         return None
+    if content_types > 1:
+        # Starlette reads the first of several: a scan chosen by another one would check nothing.
+        raise BadRequest("Send one Content-Type header.", code="ambiguous_content_type")
     # FastAPI reads a body without a content type as JSON, and any application/*+json.
     if content_type is None or content_type == "application/json":
         return "json"
@@ -217,10 +222,10 @@ class EdgeText:
             query: bytes = scope.get("query_string", b"")
             if query:
                 check_form_encoded(query, where="query", pattern=ONE_LINE_FORBIDDEN)
+            kind = _body_kind(scope)
         except AppError as refused:
             await send_app_error(scope, receive, send, refused)
             return
-        kind = _body_kind(scope)
         if kind is None:
             await self.app(scope, receive, send)
             return

@@ -42,9 +42,10 @@ QUIET_LIBRARIES = (
 )
 
 _SECRETS = (
-    (re.compile(r"\b(sw[tkirp])_[A-Za-z0-9_-]{16,}"), r"\1_[redacted]"),
-    (re.compile(r"\bwhsec_[A-Za-z0-9+/=_-]{16,}"), "whsec_[redacted]"),
-    (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), "[redacted-jwt]"),
+    # No "\b" before the prefixes: after a percent-encoded separator ("%2Fswi_...") there is none.
+    (re.compile(r"(sw[tkirp])_[A-Za-z0-9_-]{16,}"), r"\1_[redacted]"),
+    (re.compile(r"whsec_[A-Za-z0-9+/=_-]{16,}"), "whsec_[redacted]"),
+    (re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), "[redacted-jwt]"),
     (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s\"']*):[^@\s\"']+@"), r"\1:[redacted]@"),
 )
 

@@ -105,10 +105,11 @@ class Metrics:
         self._request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        key = (route, method, status)
+        # Keyed by the label, not the method as sent: made-up methods must not grow this cache.
+        method_label = method if method in KNOWN_METHODS else "other"
+        key = (route, method_label, status)
         series = self._request_series.get(key)
         if series is None:
-            method_label = method if method in KNOWN_METHODS else "other"
             series = (
                 self.http_requests.labels(route, method_label, str(status)),
                 self.http_duration.labels(route, method_label),

@@ -312,6 +312,8 @@ async def read_stream_group(
     )
     await check_player_read(db, reader, organisation, head, issuer=runtime.settings.base_url)
     members = await service.group_members(db, head)
+    # A token for one stream of the group plays that stream, not its siblings.
+    members = await playable_for_token(db, reader, organisation, members, issuer=runtime.settings.base_url)
     return json_response(group_object(members, Addresses.of(runtime.settings)))
 
 

@@ -28,6 +28,8 @@ class Stream(Base):
         Index("ix_stream_org_id", "organisation_id", "id"),
         Index("ix_stream_org_state_id", "organisation_id", "state", "id"),
         Index("ix_stream_org_group", "organisation_id", "group_id"),
+        # Anonymous players name a group by its id alone (the organisation that used it first).
+        Index("ix_stream_group_id", "group_id", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)

@@ -444,7 +444,7 @@ async def find_group_head(
 ) -> tuple[Stream, Organisation]:
     """The stream a group request names: by id or by (globally unique) name, as REPLAY passes a
     stream name where NP4 passes a group id; or by a group id (the tenant's, or without a tenant the
-    one organisation's that uses it). Restricted to ``tenant``'s organisation when given."""
+    organisation's that used it first). Restricted to ``tenant``'s organisation when given."""
     try:
         by: Any = Stream.id == uuid.UUID(reference)
     except ValueError:
@@ -457,21 +457,20 @@ async def find_group_head(
     row = (await session.execute(statement.where(by))).one_or_none()
     if row is None:
         # A group id is unique only within its organisation. A player without credentials (NP4
-        # configured with the ``streamgroup`` a stream reports) gets the group when exactly one
-        # organisation uses that id; an id several organisations use stays not found.
+        # configured with the ``streamgroup`` a stream reports) gets the group of the organisation
+        # that used the id first: another organisation taking the same id later cannot take over,
+        # nor break, the first one's anonymous group reads.
         in_group: Any = statement.where(
             Stream.group_id == reference, Stream.state != StreamState.DELETED.value
         )
         if tenant is None:
-            owners = (
-                await session.execute(
-                    select(Stream.organisation_id)
-                    .where(Stream.group_id == reference)
-                    .group_by(Stream.organisation_id)
-                    .limit(2)
-                )
-            ).all()
-            in_group = in_group.where(Stream.organisation_id == owners[0][0]) if len(owners) == 1 else None
+            first_user = await session.scalar(
+                select(Stream.organisation_id)
+                .where(Stream.group_id == reference, Stream.state != StreamState.DELETED.value)
+                .order_by(Stream.id)
+                .limit(1)
+            )
+            in_group = in_group.where(Stream.organisation_id == first_user) if first_user else None
         if in_group is not None:
             row = (await session.execute(in_group.order_by(Stream.id).limit(1))).one_or_none()
     if row is None:

@@ -1,4 +1,5 @@
-"""Operations: what housekeeping needs to purge cheaply; the request id on audit entries.
+"""Operations: what housekeeping needs to purge cheaply; the request id on audit entries; the
+anonymous stream-group lookup by group id across organisations.
 
 Revision ID: 0008_operations
 Revises: 0007_bintu_streams
@@ -22,9 +23,12 @@ def upgrade() -> None:
     op.create_index("ix_session_expires", "session", ["expires_at"])
     # The X-Request-ID of the request that made the entry: joins an audit entry to its log lines.
     op.add_column("audit_entry", sa.Column("request_id", sa.String(128), nullable=True))
+    # Players without credentials name a group by its id alone: the first organisation to use it.
+    op.create_index("ix_stream_group_id", "stream", ["group_id", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_stream_group_id", table_name="stream")
     with op.batch_alter_table("audit_entry") as batch:
         batch.drop_column("request_id")
     op.drop_index("ix_session_expires", table_name="session")

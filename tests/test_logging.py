@@ -15,7 +15,7 @@ from fastapi import APIRouter
 
 from streamward.authz.deps import PUBLIC
 from streamward.config import Settings
-from streamward.logs import QUIET_LIBRARIES, configure_logging
+from streamward.logs import QUIET_LIBRARIES, configure_logging, redact
 from tests.conftest import TEST_SECRET, Env
 from tests.console_mail_support import mailed_reset_tokens
 from tests.overview_support import create_stream, use_fake_dns
@@ -225,8 +225,7 @@ async def test_no_secret_reaches_the_log_at_debug(
 
 def test_secrets_after_percent_encoded_separators_are_masked() -> None:
     """A link logged URL-encoded has no word boundary before the token ("%2Fswi_...")."""
-    from streamward.logs import redact
-
-    line = "next=%2Finvite%2Fswi_" + "A" * 40 + "&t=token%3DeyJ" + "a" * 20 + ".eyJ" + "b" * 20 + "." + "c" * 20
+    jwt = "eyJ" + "a" * 20 + ".eyJ" + "b" * 20 + "." + "c" * 20
+    line = "next=%2Finvite%2Fswi_" + "A" * 40 + "&t=token%3D" + jwt
     masked = redact(line)
     assert "A" * 40 not in masked and "b" * 20 not in masked, masked

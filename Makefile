@@ -23,6 +23,8 @@ run: $(STAMP)
 
 ## test: the whole suite on SQLite, and on PostgreSQL when reachable (CI requires it)
 test: $(STAMP)
+	@# axe-core for the browser tests' accessibility check (npm registry, pinned; skipped without npm)
+	@command -v npm >/dev/null && npm install --prefix $(VENV)/axe-core --no-audit --no-fund --no-save --no-package-lock --silent axe-core@4.14.1 || true
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## fuzz: schemathesis against a real server on a fresh PostgreSQL database (FUZZ_ARGS="--max-examples 50")

@@ -27,7 +27,7 @@ from tests.overview_support import (
     set_state,
 )
 from tests.routes import api_routes
-from tests.test_dashboard_more import SignIn, browsers, sign_in, submit
+from tests.test_dashboard_more import SignIn, browsers, flash_of, followed, sign_in, submit
 
 __all__ = ["browsers", "sign_in"]  # dashboard fixtures, shared with test_dashboard_more
 
@@ -347,14 +347,12 @@ async def test_overview_shows_and_changes_the_setting(env: Env, sign_in: SignIn)
     page = await admin.get("/organisation/overview")
     assert "Player access to stream info" in page.text and "Require a playback token" in page.text
     changed = await submit(admin, "/organisation/overview", "/organisation/player-access", {"required": "on"})
-    assert (
-        changed.status_code == 303
-        and changed.headers["location"] == "/organisation/overview?done=player_access"
-    )
+    overview = await followed(admin, changed, "/organisation/overview")
+    assert flash_of(overview) == ("success", "Players now need a playback token to read stream info.")
     assert (await get(env, "/api/organisation/player-access", org.api_headers)).json()[
         "tokenRequired"
     ] is True
-    assert "Stop requiring a token" in (await admin.get("/organisation/overview")).text
+    assert "Stop requiring a token" in overview
 
     operator = await sign_in(await env.member(org, "nanoUser", login=False))
     shown = (await operator.get("/organisation/overview")).text

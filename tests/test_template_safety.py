@@ -174,13 +174,12 @@ def rendered_templates(monkeypatch: pytest.MonkeyPatch) -> set[str]:
 async def dashboard_invite(pages: Pages, browser: httpx.AsyncClient, role: str, email: str) -> str:
     """Invite through the dashboard form; returns the invitation token from the link shown once."""
     form = await browser.get("/organisation/users/invite")
-    issued = pages.check(
-        await browser.post(
-            "/organisation/users/invite",
-            data={"csrf_token": csrf_of(form.text), "role": role, "email": email, "expires_in_days": "7"},
-        ),
-        shows=(email,),
+    response = await browser.post(
+        "/organisation/users/invite",
+        data={"csrf_token": csrf_of(form.text), "role": role, "email": email, "expires_in_days": "7"},
     )
+    assert response.status_code == 303 and response.headers["location"] == "/organisation/users/invite"
+    issued = pages.check(await browser.get("/organisation/users/invite"), shows=(email,))
     link = re.search(r'id="invite-link" type="text" readonly value="[^"]*/invite/([^"]+)"', issued)
     assert link, "the invitation link is shown once"
     return html_unescape(link.group(1))
@@ -297,6 +296,14 @@ async def test_every_template_renders_hostile_values_as_text(
     member_id = users[f"member{PAYLOAD}@example.com"]
     pages.check(
         await browser.get("/organisation/overview"), shows=(HOSTILE_EMAIL, org_name, webhook_url, PAYLOAD)
+    )
+    # One's own password page names the (hostile) account; a refusal shows the page again.
+    account = pages.check(await browser.get("/account/password"), shows=(HOSTILE_EMAIL,))
+    wrong = {"csrf_token": csrf_of(account), "current_password": PAYLOAD, "new_password": PASSWORD}
+    pages.check(
+        await browser.post("/account/password", data=wrong | {"new_password_again": PASSWORD}),
+        400,
+        shows=(HOSTILE_EMAIL,),
     )
     overview = await browser.get("/organisation/overview")
     refused_host = {"csrf_token": csrf_of(overview.text), "url": f"http://{SLASHLESS}/"}

@@ -17,6 +17,7 @@ from streamward.authn.bintu_api import router as bintu_account_router
 from streamward.bintu_root import BintuRoot
 from streamward.config import Settings, load_settings
 from streamward.cors import Cors
+from streamward.dashboard.account_pages import router as account_pages_router
 from streamward.dashboard.audit_pages import router as audit_pages_router
 from streamward.dashboard.auth_pages import router as auth_pages_router
 from streamward.dashboard.core import STATIC_DIR, render_error
@@ -49,6 +50,7 @@ from streamward.streams.api import router as streams_router
 from streamward.streams.api import tag_router
 from streamward.streams.ingest_api import router as ingest_router
 from streamward.users.api import router as users_router
+from streamward.users.service import allow_special_email_domains
 from streamward.vod.api import router as vod_router
 
 ROUTERS = (
@@ -78,6 +80,7 @@ ROUTERS = (
 # Dashboard pages: HTML on the same services as the JSON API.
 PAGE_ROUTERS = (
     auth_pages_router,
+    account_pages_router,
     org_pages_router,
     user_pages_router,
     role_pages_router,
@@ -106,6 +109,7 @@ def tune_garbage_collector() -> None:
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     runtime = runtime or Runtime.from_settings(settings or load_settings())
+    allow_special_email_domains(runtime.settings.special_email_domains)  # the email rule's setting
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

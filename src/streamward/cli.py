@@ -32,6 +32,10 @@ def _settings() -> Settings:
         from streamward.logs import configure_logging
 
         configure_logging(settings)  # STREAMWARD_LOG_LEVEL and STREAMWARD_LOG_FORMAT, once
+        from streamward.users.service import allow_special_email_domains
+
+        # The one email rule, as the server applies it (intranet domains admitted by the setting).
+        allow_special_email_domains(settings.special_email_domains)
         _ = settings.secret_key_bytes  # generate or validate the key now, not on first use
     except SettingsError as exc:
         _fail(str(exc))
@@ -241,6 +245,8 @@ def org_create(
 
     try:
         asyncio.run(run())
+    except AppError as exc:  # a refused email, name or level: one line, no traceback
+        _fail(exc.message)
     except ValueError as exc:
         _fail(str(exc))
 

@@ -36,6 +36,7 @@ def parse_networks(text: str) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+_DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 _HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]+\]")
 
 
@@ -185,6 +186,11 @@ class Settings(BaseSettings):
     cors_allowed_origins: str = Field(
         default="*", description="Origins whose browser pages may call the API: * or a comma-separated list."
     )
+    allowed_special_email_domains: str = Field(
+        default="",
+        description="Special-use top-level domains (RFC 6761/6762: local, test, ...) admitted in account and "
+        "invitation emails, comma-separated: intranet addresses like ops@streams.local.",
+    )
     # Rate limits shared by every process (login, password reset, links, API-key checks); unset: each
     # process keeps its own, which is right for a single process only.
     redis_url: SecretStr | None = Field(
@@ -265,6 +271,20 @@ class Settings(BaseSettings):
     def _origins(cls, value: str) -> str:
         parse_origins(value)  # raises ValueError naming the bad entry
         return value
+
+    @field_validator("allowed_special_email_domains")
+    @classmethod
+    def _special_email_domains(cls, value: str) -> str:
+        labels = [part.strip().lower().lstrip(".") for part in value.split(",") if part.strip()]
+        for label in labels:
+            if not _DNS_LABEL.fullmatch(label):
+                raise ValueError(f"{label!r} is not a top-level domain like local or test")
+        return ",".join(labels)
+
+    @property
+    def special_email_domains(self) -> frozenset[str]:
+        """The top-level domains of ``allowed_special_email_domains``, lower case."""
+        return frozenset(filter(None, self.allowed_special_email_domains.split(",")))
 
     @property
     def cors_origins(self) -> frozenset[str] | None:

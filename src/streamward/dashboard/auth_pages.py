@@ -12,7 +12,18 @@ from fastapi.responses import Response
 from streamward.authn import service as authn
 from streamward.authn.mail import mail_backend, send_quietly
 from streamward.authn.ratelimit import Buckets, RateLimitUnavailable
-from streamward.dashboard.core import PUBLIC_PAGE, CheckedForm, Viewer, page, redirect, render, render_error
+from streamward.dashboard.core import (
+    PUBLIC_PAGE,
+    CheckedForm,
+    Viewer,
+    flash,
+    flash_redirect,
+    page,
+    redirect,
+    render,
+    render_error,
+    role_label,
+)
 from streamward.dashboard.security import clear_session_cookie, is_https, session_token, set_session_cookie
 from streamward.db import DbSession
 from streamward.errors import AppError, RateLimited
@@ -203,7 +214,10 @@ async def accept_invitation(
         return await _invitation_page(
             request, token, db, runtime, error=refused.message, email=email, status_code=refused.status_code
         )
-    return _signed_in_response(request, runtime, result.issued.token, "/organisation/overview")
+    response = _signed_in_response(request, runtime, result.issued.token, "/organisation/overview")
+    role = f" as {role_label(result.role.name, result.role.title)}" if result.role else ""
+    welcome = f"Welcome to {result.organisation.name}! You joined{role}."
+    return flash(request, response, "success", welcome, session=result.issued.token)
 
 
 @router.get("/password/reset", dependencies=[PUBLIC_PAGE])
@@ -276,6 +290,8 @@ async def password_reset_complete(
             token=token,
             error=refused.message,
         )
-    response = redirect("/login?done=password")
+    response = flash_redirect(
+        request, "/login", "success", "Your password was changed. Sign in with the new one."
+    )
     clear_session_cookie(response)  # and the anonymous CSRF token: the login page hands out a fresh one
     return response

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
 import jinja2
+from cryptography.exceptions import InvalidTag
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -25,6 +27,7 @@ from streamward.authz.deps import access_rule
 from streamward.authz.permissions import LABELS, PREDEFINED_ROLES, Role, ordered
 from streamward.authz.policy import resolve_role
 from streamward.authz.principal import Principal
+from streamward.crypto import SecretBox, digest
 from streamward.dashboard.security import (
     CSRF_FIELD,
     check_csrf,
@@ -88,6 +91,9 @@ templates.env.filters["utc"] = lambda value: (
 )
 templates.env.filters["label"] = lambda permission: LABELS.get(permission, permission)
 templates.env.filters["json_script"] = json_script
+templates.env.filters["role_label"] = lambda role, title=None: (
+    role_label(role, title) if isinstance(role, str) else role_label(role.name, role.title)
+)
 templates.env.filters["json_text"] = json_text
 # Jinja's own `tojson` returns Markup that leaves '"' raw: in a double-quoted attribute it breaks out.
 # Data goes into scripts through `json_script` and into text through `json_text`, nothing else.
@@ -183,7 +189,12 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     if viewer is not None:
         context.setdefault("org", viewer.organisation)
     context["csrf"] = csrf_token(request, runtime.settings.secret_key_bytes)
+    # A flash is said once: the page that shows it (or finds it stale or forged) clears the cookie.
+    if "flash" not in context:
+        context["flash"] = take_flash(request)
     response = templates.TemplateResponse(request, template, context, status_code=status_code)
+    if FLASH_COOKIE in request.cookies:
+        response.delete_cookie(FLASH_COOKIE, path="/", httponly=True, samesite="lax")
     remember_anonymous_csrf(
         request, response, secure=is_https(request, trust_forwarded=runtime.settings.trust_forwarded_for)
     )
@@ -192,6 +203,127 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
 
 def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
+
+
+def role_label(name: str, title: str | None = None) -> str:
+    """The one way a role is named on a page: title first, name second ("Administrator (nanoAdmin)");
+    a role whose title is its name (custom roles) by its name alone. As a filter:
+    ``{{ role|role_label }}`` for a Role, ``{{ name|role_label(title) }}`` for a name and a title."""
+    return f"{title} ({name})" if title and title != name else name
+
+
+# Flash messages: what a POST did, said once by the page its 303 leads to (post/redirect/get), in a
+# short-lived cookie. The cookie is sealed (AES-GCM under a key derived from the secret key): a
+# forged or altered one does not open and is ignored, and its text cannot be read on the way, which
+# matters for the one flash that carries a secret (a new invitation link, shown once). It is bound
+# to the browser's session: a cookie planted from elsewhere, or left over from another sign-in, does
+# not open either. Kinds map to callouts; success and info are polite status, warn and danger alerts.
+FLASH_COOKIE = "sw_flash"
+FLASH_SECONDS = 120  # long enough for a slow redirect, short enough that a stray one soon dies
+FLASH_KINDS = {
+    "success": ("notice-ok", "status"),
+    "info": ("notice-info", "status"),
+    "warn": ("notice-warn", "alert"),
+    "danger": ("notice-danger", "alert"),
+}
+_FLASH_PURPOSE = "dashboard-flash"
+_FLASH_MAX_COOKIE = 3500  # below the 4 KiB browsers keep per cookie
+
+
+@dataclass(frozen=True)
+class Flash:
+    kind: str
+    text: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def css(self) -> str:
+        return FLASH_KINDS[self.kind][0]
+
+    @property
+    def role(self) -> str:
+        return FLASH_KINDS[self.kind][1]
+
+
+def _flash_box(request: Request) -> SecretBox:
+    runtime: Runtime = request.app.state.runtime
+    return SecretBox(runtime.settings.secret_key_bytes)
+
+
+def _flash_binding(session: str | None) -> str:
+    return digest(session) if session else "anonymous"
+
+
+def flash(
+    request: Request,
+    response: Response,
+    kind: str,
+    text: str,
+    *,
+    data: dict[str, Any] | None = None,
+    session: str | None = None,
+) -> Response:
+    """Say ``text`` once on the next page this browser renders (set it on the redirect after a POST).
+
+    ``kind``: success, info, warn or danger. ``data``: extra JSON-able values for the page that
+    shows it (the invitation result). The flash is bound to the session cookie the browser holds
+    now, valid or not: after one's own role change the next page is the login page, which still
+    receives that (ended) cookie and so still says why the viewer has to sign in again. A response
+    that signs the browser in passes the new ``session`` (the token it sets): the next page sees that.
+    """
+    if kind not in FLASH_KINDS:
+        raise ValueError(f"unknown flash kind {kind!r}")
+    session = session or session_token(request)
+    payload = {
+        "kind": kind,
+        "text": text,
+        "data": data or {},
+        "until": int(time.time()) + FLASH_SECONDS,
+        "for": _flash_binding(session),
+    }
+    sealed = _flash_box(request).seal(json.dumps(payload, ensure_ascii=False), purpose=_FLASH_PURPOSE)
+    if len(sealed) > _FLASH_MAX_COOKIE:
+        raise ValueError("flash message too long for a cookie")
+    runtime: Runtime = request.app.state.runtime
+    response.set_cookie(
+        FLASH_COOKIE,
+        sealed,
+        max_age=FLASH_SECONDS,
+        httponly=True,
+        samesite="lax",
+        secure=is_https(request, trust_forwarded=runtime.settings.trust_forwarded_for),
+        path="/",
+    )
+    return response
+
+
+def flash_redirect(
+    request: Request, url: str, kind: str, text: str, *, data: dict[str, Any] | None = None
+) -> Response:
+    """The usual end of a dashboard POST: 303 to a GET page that says ``text`` once."""
+    return flash(request, redirect(url), kind, text, data=data)
+
+
+def take_flash(request: Request) -> Flash | None:
+    """The flash this request's cookie carries, if it opens, is this session's and has not expired."""
+    sealed = request.cookies.get(FLASH_COOKIE)
+    if not sealed or len(sealed) > _FLASH_MAX_COOKIE:
+        return None
+    try:
+        payload = json.loads(_flash_box(request).open(sealed, purpose=_FLASH_PURPOSE))
+    except (InvalidTag, ValueError):  # forged, altered, truncated or sealed under another key: ignored
+        return None
+    if (
+        not isinstance(payload, dict)
+        or payload.get("for") != _flash_binding(session_token(request))
+        or not isinstance(payload.get("until"), int)
+        or payload["until"] < time.time()
+        or payload.get("kind") not in FLASH_KINDS
+        or not isinstance(payload.get("text"), str)
+        or not isinstance(payload.get("data"), dict)
+    ):
+        return None
+    return Flash(payload["kind"], payload["text"], payload["data"])
 
 
 def role_catalogue(roles: list[Role]) -> dict[str, dict[str, Any]]:

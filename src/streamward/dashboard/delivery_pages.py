@@ -8,7 +8,7 @@ from typing import Annotated, get_args
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from streamward.dashboard.core import CheckedForm, Viewer, page, redirect, render
+from streamward.dashboard.core import CheckedForm, Viewer, flash_redirect, page, render
 from streamward.dashboard.page_tools import list_url
 from streamward.db import DbSession
 from streamward.errors import NotFound
@@ -20,9 +20,6 @@ router = APIRouter(include_in_schema=False)
 
 STATUSES: tuple[str, ...] = get_args(DeliveryStatus)
 BADGES = {"succeeded": "badge-ok", "failed": "badge-danger", "refused": "badge-warn"}
-DONE = {
-    "redelivered": "The event is queued for another attempt now, with the same event id.",
-}
 
 
 def _delivery_id(value: str) -> uuid.UUID:
@@ -40,7 +37,6 @@ async def delivery_log(
     status: Annotated[str | None, Query(max_length=16)] = None,
     event_type: Annotated[str | None, Query(max_length=64)] = None,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
-    done: str | None = None,
 ) -> Response:
     status = status if status in STATUSES else None
     event_type = (event_type or "").strip() or None
@@ -64,13 +60,21 @@ async def delivery_log(
         next_url=list_url("/webhook/deliveries", **filters, cursor=listed.next_cursor)
         if listed.next_cursor
         else None,
-        notice=DONE.get(done or ""),
     )
 
 
 @router.post("/webhook/deliveries/{delivery_id}/redeliver")
 async def redeliver(
-    delivery_id: str, viewer: Annotated[Viewer, page("webhook:write")], form: CheckedForm, db: DbSession
+    request: Request,
+    delivery_id: str,
+    viewer: Annotated[Viewer, page("webhook:write")],
+    form: CheckedForm,
+    db: DbSession,
 ) -> Response:
     await events.redeliver(db, viewer.principal, _delivery_id(delivery_id))
-    return redirect("/webhook/deliveries?done=redelivered")
+    return flash_redirect(
+        request,
+        "/webhook/deliveries",
+        "success",
+        "The event is queued for another attempt now, with the same event id.",
+    )

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from streamward.dashboard.core import CheckedForm, Viewer, page, redirect, render
+from streamward.dashboard.core import CheckedForm, Viewer, flash_redirect, page, redirect, render
 from streamward.dashboard.page_tools import form_values
 from streamward.db import DbSession
 from streamward.errors import AppError
-from streamward.events import ping
+from streamward.events import delivery, ping
 from streamward.orgs import packages, webhook
 from streamward.orgs import service as orgs
 from streamward.orgs.player_access import set_player_token_required
@@ -21,14 +21,21 @@ from streamward.streams import tags as stream_tags
 router = APIRouter(include_in_schema=False)
 
 MAX_TAGS_SHOWN = 200
-DONE = {
-    "vod": "VOD public accessibility was updated.",
-    "player_access": "Player access to stream info was updated.",
-    "webhook_saved": "The webhook was saved.",
-    "webhook_deleted": "The webhook was removed.",
-    "test_delivered": "The test event was delivered (the receiver answered 2xx).",
-    "test_failed": "The test event was not delivered; see the delivery log for the receiver's answer.",
-}
+
+
+# A secret shown once (the revealed API key, a new webhook signing secret) is not rendered on the
+# POST's own response: a reload would submit the POST again (a second audited reveal; a second
+# rotation silently replacing the secret just shown). Nor does it travel in a URL, where history,
+# logs and Referer headers keep it. The POST answers 303 to the overview and hands the secret over
+# in the dashboard's one flash cookie (core.flash: sealed with AES-GCM, HttpOnly, bound to this
+# session, two minutes at most, cleared by the page that shows it). Pages are sent with
+# Cache-Control: no-store, so neither a reload nor Back brings it back: the API key can be revealed
+# again (audited), the webhook secret rotated again.
+OVERVIEW = "/organisation/overview"
+
+
+def _show_once(request: Request, text: str, **secret: str) -> Response:
+    return flash_redirect(request, OVERVIEW, "success", text, data=secret)
 
 
 @router.get("/")
@@ -42,7 +49,12 @@ async def organisation(viewer: Annotated[Viewer, page()]) -> Response:
 
 
 async def _overview(
-    request: Request, viewer: Viewer, db: DbSession, *, status_code: int = 200, **shown_once: Any
+    request: Request,
+    viewer: Viewer,
+    db: DbSession,
+    *,
+    status_code: int = 200,
+    webhook_error: str | None = None,
 ) -> Response:
     org = viewer.organisation
     tags = (
@@ -60,16 +72,17 @@ async def _overview(
         packages=packages.describe(org.packages),
         tags=tags,
         webhook_events=webhook.SUBSCRIBABLE_EVENTS,
-        **{"revealed_api_key": None, "new_webhook_secret": None, "webhook_error": None, "notice": None}
-        | shown_once,
+        webhook_error=webhook_error,
     )
 
 
 @router.get("/organisation/overview")
 async def overview(
-    request: Request, viewer: Annotated[Viewer, page("org:read")], db: DbSession, done: str | None = None
+    request: Request,
+    viewer: Annotated[Viewer, page("org:read")],
+    db: DbSession,
 ) -> Response:
-    return await _overview(request, viewer, db, notice=DONE.get(done or ""))
+    return await _overview(request, viewer, db)
 
 
 @router.post("/organisation/apikey/reveal")
@@ -82,23 +95,40 @@ async def reveal_api_key(
 ) -> Response:
     # A POST, not a GET: revealing is audited, and a GET must change nothing.
     api_key = await orgs.reveal_api_key_audited(db, runtime.secret_box, viewer.principal)
-    return await _overview(request, viewer, db, revealed_api_key=api_key)
+    return _show_once(
+        request,
+        "The API key is shown below, this once: reloading or leaving the page hides it again.",
+        revealed_api_key=api_key,
+    )
 
 
 @router.post("/organisation/vod")
 async def set_vod_visibility(
-    viewer: Annotated[Viewer, page("vod:settings")], form: CheckedForm, db: DbSession
+    request: Request, viewer: Annotated[Viewer, page("vod:settings")], form: CheckedForm, db: DbSession
 ) -> Response:
-    await orgs.set_vod_public(db, viewer.principal, form.get("public") == "on")
-    return redirect("/organisation/overview?done=vod")
+    public = form.get("public") == "on"
+    await orgs.set_vod_public(db, viewer.principal, public)
+    if public:
+        return flash_redirect(
+            request, OVERVIEW, "warn", "VOD content is now public: it can be read without credentials."
+        )
+    return flash_redirect(
+        request, OVERVIEW, "success", "VOD content is private again: reading it needs credentials."
+    )
 
 
 @router.post("/organisation/player-access")
 async def set_player_access(
-    viewer: Annotated[Viewer, page("apikey:rotate")], form: CheckedForm, db: DbSession
+    request: Request, viewer: Annotated[Viewer, page("apikey:rotate")], form: CheckedForm, db: DbSession
 ) -> Response:
-    await set_player_token_required(db, viewer.principal, form.get("required") == "on")
-    return redirect("/organisation/overview?done=player_access")
+    required = form.get("required") == "on"
+    await set_player_token_required(db, viewer.principal, required)
+    said = (
+        "Players now need a playback token to read stream info."
+        if required
+        else "Players read stream info without a playback token again."
+    )
+    return flash_redirect(request, OVERVIEW, "success", said)
 
 
 @router.post("/organisation/webhook")
@@ -125,10 +155,12 @@ async def save_webhook(
             request, viewer, db, status_code=refused.status_code, webhook_error=refused.message
         )
     if saved.new_secret:
-        return await _overview(
-            request, viewer, db, new_webhook_secret=saved.new_secret, notice=DONE["webhook_saved"]
+        return _show_once(
+            request,
+            "The webhook was saved with a new signing secret: copy it below now, it is shown only once.",
+            new_webhook_secret=saved.new_secret,
         )
-    return redirect("/organisation/overview?done=webhook_saved")
+    return flash_redirect(request, OVERVIEW, "success", "The webhook was saved.")
 
 
 @router.post("/organisation/webhook/secret/rotate")
@@ -140,23 +172,52 @@ async def rotate_webhook_secret(
     runtime: Annotated[Runtime, Depends(get_runtime)],
 ) -> Response:
     secret = await webhook.rotate_secret(db, runtime.secret_box, viewer.principal)
-    return await _overview(request, viewer, db, new_webhook_secret=secret)
+    return _show_once(
+        request,
+        "The webhook signing secret was rotated: copy the new one below into your receivers now, "
+        "it is shown only once.",
+        new_webhook_secret=secret,
+    )
 
 
 @router.post("/organisation/webhook/delete")
 async def delete_webhook(
-    viewer: Annotated[Viewer, page("webhook:write")], form: CheckedForm, db: DbSession
+    request: Request, viewer: Annotated[Viewer, page("webhook:write")], form: CheckedForm, db: DbSession
 ) -> Response:
     await webhook.remove(db, viewer.principal)
-    return redirect("/organisation/overview?done=webhook_deleted")
+    return flash_redirect(
+        request,
+        OVERVIEW,
+        "success",
+        "The webhook was removed: no events are sent, streams start without asking.",
+    )
 
 
 @router.post("/organisation/webhook/test")
 async def send_test_event(
+    request: Request,
     viewer: Annotated[Viewer, page("webhook:write")],
     form: CheckedForm,
     db: DbSession,
     runtime: Annotated[Runtime, Depends(get_runtime)],
 ) -> Response:
     _, result = await ping.send_test_event(db, viewer.principal, runtime.secret_box, runtime.egress)
-    return redirect("/organisation/overview?done=" + ("test_delivered" if result.ok else "test_failed"))
+    if result.ok:
+        return flash_redirect(
+            request,
+            OVERVIEW,
+            "success",
+            f"The test event was delivered: the receiver answered HTTP {result.status_code}.",
+        )
+    # Never a success banner for a failure: say what happened, as the delivery log records it.
+    answer = (
+        f"the receiver answered HTTP {result.status_code}"
+        if result.status_code is not None
+        else f"no answer ({delivery.describe(result)})"
+    )
+    return flash_redirect(
+        request,
+        OVERVIEW,
+        "danger",
+        f"The test event was not delivered: {answer}. The delivery log has every attempt.",
+    )

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from streamward.authz.permissions import CATALOGUE, PermissionInfo, Role
 from streamward.authz.policy import Escalation, ensure_can_grant
-from streamward.dashboard.core import CheckedForm, Viewer, page, redirect, render
+from streamward.dashboard.core import CheckedForm, Viewer, flash_redirect, page, render
 from streamward.dashboard.page_tools import form_values, validation_message
 from streamward.db import DbSession
 from streamward.errors import AppError
@@ -22,11 +22,9 @@ router = APIRouter(include_in_schema=False)
 
 RoleName = Annotated[str, Path(max_length=64)]
 
-DONE = {
-    "created": "The role was created. Invite users with it, or give it to members on their user page.",
-    "updated": "The role was saved. Its members have the new permissions from their next request on.",
-    "deleted": "The role was deleted.",
-}
+CREATED = "The role {} was created. Invite users with it, or give it to members on their user page."
+UPDATED = "The role {} was saved. Its members have the new permissions from their next request on."
+DELETED = "The role {} was deleted."
 REASSIGN_WARNING = "They move to the role you choose: their bintu tokens end and they sign in again."
 DELETE_WARNING = "Pending invitations for this role are revoked: their links stop working."
 _LABELS = {"name": "Name", "description": "Description", "permissions": "Permissions"}
@@ -55,21 +53,12 @@ def _may_grant(viewer: Viewer, role: Role) -> bool:
     return True
 
 
-async def _list_page(
-    request: Request,
-    viewer: Viewer,
-    db: DbSession,
-    *,
-    notice: str | None = None,
-    error: str | None = None,
-    status_code: int = 200,
-) -> Response:
+async def _list_page(request: Request, viewer: Viewer, db: DbSession) -> Response:
     listed = await roles.list_roles(db, viewer.principal)
     manageable = {r.role.name for r in listed if not r.role.predefined and _may_grant(viewer, r.role)}
     return render(
         request,
         "roles.html",
-        status_code=status_code,
         title="Roles",
         section="roles",
         roles=listed,
@@ -77,8 +66,6 @@ async def _list_page(
         manageable=manageable,
         # Where members of a deleted role may go: any role the viewer could grant.
         targets=[r.role for r in listed if _may_grant(viewer, r.role)],
-        notice=notice,
-        error=error,
         reassign_warning=REASSIGN_WARNING,
         delete_warning=DELETE_WARNING,
     )
@@ -86,9 +73,9 @@ async def _list_page(
 
 @router.get("/roles")
 async def role_list(
-    request: Request, viewer: Annotated[Viewer, page("role:manage")], db: DbSession, done: str | None = None
+    request: Request, viewer: Annotated[Viewer, page("role:manage")], db: DbSession
 ) -> Response:
-    return await _list_page(request, viewer, db, notice=DONE.get(done or ""))
+    return await _list_page(request, viewer, db)
 
 
 def _form_page(
@@ -156,7 +143,7 @@ async def role_create(
             )
     except AppError as refused:
         return again(refused.message, refused.status_code)
-    return redirect("/roles?done=created")
+    return flash_redirect(request, "/roles", "success", CREATED.format(body.name))
 
 
 @router.get("/roles/{name}/edit")
@@ -213,7 +200,7 @@ async def role_update(
             )
     except AppError as refused:
         return again(refused.message, refused.status_code)
-    return redirect("/roles?done=updated")
+    return flash_redirect(request, "/roles", "success", UPDATED.format(name))
 
 
 @router.post("/roles/{name}/delete")
@@ -227,9 +214,9 @@ async def role_delete(
     try:
         async with db.begin_nested():
             await roles.delete_role(db, viewer.principal, name, reassign_to=form.get("reassign_to") or None)
-    except roles.RoleInUse as refused:
-        message = "Members hold this role: choose the role to move them to."
-        return await _list_page(request, viewer, db, error=message, status_code=refused.status_code)
+    except roles.RoleInUse:
+        text = "Members hold this role: choose the role to move them to."
+        return flash_redirect(request, "/roles", "danger", f"Nothing was changed. {text}")
     except AppError as refused:
-        return await _list_page(request, viewer, db, error=refused.message, status_code=refused.status_code)
-    return redirect("/roles?done=deleted")
+        return flash_redirect(request, "/roles", "danger", f"Nothing was changed. {refused.message}")
+    return flash_redirect(request, "/roles", "success", DELETED.format(name))

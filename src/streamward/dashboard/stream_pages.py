@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from streamward.dashboard.core import CheckedForm, Viewer, page, redirect, render
+from streamward.dashboard.core import CheckedForm, Viewer, flash_redirect, page, render
 from streamward.dashboard.page_tools import form_values, lines, list_url, validation_message
 from streamward.db import DbSession
 from streamward.errors import AppError, NotFound
@@ -39,16 +39,15 @@ STATE_BADGES = {
     StreamState.DELETED: "badge-danger",
 }
 DONE = {
-    "created": "The stream was created. Open it for its ingest and playout addresses.",
-    "tags": "The stream's tags were saved.",
-    "stop": "The stream was stopped.",
-    "lock": "The stream was locked: it cannot go live or be deleted until unlocked.",
-    "unlock": "The stream was unlocked.",
-    "delete": "The stream was deleted.",
+    StreamAction.STOP: "The stream {} was stopped.",
+    StreamAction.LOCK: "The stream {} was locked: it cannot go live or be deleted until unlocked.",
+    StreamAction.UNLOCK: "The stream {} was unlocked.",
+    StreamAction.DELETE: "The stream {} was deleted.",
 }
-FAILED = {
-    "state": "That action does not fit the stream's current state (it may have changed meanwhile).",
-}
+STATE_CONFLICT = (
+    "Nothing was changed: that action does not fit the stream's current state "
+    "(it may have changed meanwhile)."
+)
 STOP_WARNING = "The broadcast ends now; viewers stop receiving it. The broadcaster can publish again later."
 DELETE_WARNING = (
     "The stream is deleted for good: it cannot be published to any more and loses its tags. "
@@ -106,8 +105,6 @@ async def stream_list(
     tag: Annotated[str | None, Query(max_length=64)] = None,
     state: Annotated[str | None, Query(max_length=16)] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
-    done: str | None = None,
-    failed: str | None = None,
 ) -> Response:
     tag = (tag or "").strip() or None
     chosen = _state(state)
@@ -142,8 +139,6 @@ async def stream_list(
         cursor=cursor,
         first_url=list_url("/streams", **filters),
         next_url=list_url("/streams", **filters, cursor=listed.next_cursor) if listed.next_cursor else None,
-        notice=DONE.get(done or ""),
-        error=FAILED.get(failed or ""),
         stop_warning=STOP_WARNING,
         delete_warning=DELETE_WARNING,
     )
@@ -205,7 +200,7 @@ async def stream_create(
         return again(validation_message(invalid, _LABELS, _HINTS), 422)
     try:
         async with db.begin_nested():  # a refusal undoes only what this call did
-            await streams.create_stream(
+            created = await streams.create_stream(
                 db,
                 viewer.principal,
                 tags=body.tags,
@@ -214,7 +209,13 @@ async def stream_create(
             )
     except AppError as refused:
         return again(refused.message, refused.status_code)
-    return redirect("/streams?done=created")
+    name = created.stream.name
+    return flash_redirect(
+        request,
+        f"/streams/{created.stream.id}",
+        "success",
+        f"The stream {name} was created: point your broadcaster at the ingest URL below.",
+    )
 
 
 async def _detail_page(
@@ -273,46 +274,66 @@ async def stream_tags_update(
         return await _detail_page(request, viewer, db, target, tags=tags, error=message, status_code=422)
     try:
         async with db.begin_nested():
-            await streams.set_stream_tags(db, viewer.principal, target, body.tags)
+            saved = await streams.set_stream_tags(db, viewer.principal, target, body.tags)
     except AppError as refused:  # the page shows the refusal (a stream gone meanwhile: not found)
         return await _detail_page(
             request, viewer, db, target, tags=tags, error=refused.message, status_code=refused.status_code
         )
-    return redirect("/streams?done=tags")
+    return flash_redirect(
+        request, f"/streams/{target}", "success", f"The tags of {saved.stream.name} were saved."
+    )
 
 
-async def _act(db: DbSession, viewer: Viewer, stream_id: str, action: StreamAction) -> Response:
+async def _act(
+    request: Request, db: DbSession, viewer: Viewer, stream_id: str, action: StreamAction
+) -> Response:
     try:
         async with db.begin_nested():
-            await streams.act_on_stream(db, viewer.principal, _stream_id(stream_id), action)
+            acted = await streams.act_on_stream(db, viewer.principal, _stream_id(stream_id), action)
     except streams.StreamStateConflict:
-        return redirect("/streams?failed=state")
-    return redirect(f"/streams?done={action.value}")
+        return flash_redirect(request, "/streams", "danger", STATE_CONFLICT)
+    return flash_redirect(request, "/streams", "success", DONE[action].format(acted.stream.name))
 
 
 @router.post("/streams/{stream_id}/stop")
 async def stream_stop(
-    stream_id: str, viewer: Annotated[Viewer, page("stream:manage")], form: CheckedForm, db: DbSession
+    request: Request,
+    stream_id: str,
+    viewer: Annotated[Viewer, page("stream:manage")],
+    form: CheckedForm,
+    db: DbSession,
 ) -> Response:
-    return await _act(db, viewer, stream_id, StreamAction.STOP)
+    return await _act(request, db, viewer, stream_id, StreamAction.STOP)
 
 
 @router.post("/streams/{stream_id}/lock")
 async def stream_lock(
-    stream_id: str, viewer: Annotated[Viewer, page("stream:manage")], form: CheckedForm, db: DbSession
+    request: Request,
+    stream_id: str,
+    viewer: Annotated[Viewer, page("stream:manage")],
+    form: CheckedForm,
+    db: DbSession,
 ) -> Response:
-    return await _act(db, viewer, stream_id, StreamAction.LOCK)
+    return await _act(request, db, viewer, stream_id, StreamAction.LOCK)
 
 
 @router.post("/streams/{stream_id}/unlock")
 async def stream_unlock(
-    stream_id: str, viewer: Annotated[Viewer, page("stream:manage")], form: CheckedForm, db: DbSession
+    request: Request,
+    stream_id: str,
+    viewer: Annotated[Viewer, page("stream:manage")],
+    form: CheckedForm,
+    db: DbSession,
 ) -> Response:
-    return await _act(db, viewer, stream_id, StreamAction.UNLOCK)
+    return await _act(request, db, viewer, stream_id, StreamAction.UNLOCK)
 
 
 @router.post("/streams/{stream_id}/delete")
 async def stream_delete(
-    stream_id: str, viewer: Annotated[Viewer, page("stream:manage")], form: CheckedForm, db: DbSession
+    request: Request,
+    stream_id: str,
+    viewer: Annotated[Viewer, page("stream:manage")],
+    form: CheckedForm,
+    db: DbSession,
 ) -> Response:
-    return await _act(db, viewer, stream_id, StreamAction.DELETE)
+    return await _act(request, db, viewer, stream_id, StreamAction.DELETE)

@@ -1,14 +1,29 @@
-"""The Organisation page's User management tab: users, one user, invitations (DOMAIN.md "Users tab")."""
+"""The Organisation page's User management tab: users, one user, invitations (DOMAIN.md "Users tab").
+
+Every POST here ends in a 303 to a GET page that says, once, what happened (``flash``): success, a
+no-op, or the service's refusal. Nothing rides on the URL, so a reload repeats nothing and says nothing.
+"""
 
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from streamward.dashboard.core import CheckedForm, Viewer, page, redirect, render, role_catalogue
+from streamward.authz.permissions import ADMIN_ROLE
+from streamward.dashboard.core import (
+    CheckedForm,
+    Flash,
+    Viewer,
+    flash_redirect,
+    page,
+    render,
+    role_catalogue,
+    role_label,
+    take_flash,
+)
 from streamward.dashboard.page_tools import list_url
 from streamward.db import DbSession
 from streamward.errors import AppError, NotFound
@@ -20,14 +35,8 @@ from streamward.users import service as users
 
 router = APIRouter(include_in_schema=False)
 
-DONE = {
-    "token_reset": "The user's token was reset: all their bintu tokens stopped working.",
-    "deleted": "The user was removed from the organisation.",
-    "role_changed": (
-        "The permission level was updated. The user's bintu tokens were ended; the new rights apply at once."
-    ),
-    "invite_revoked": "The invitation was revoked: its link no longer works.",
-}
+USERS = "/organisation/users"
+INVITE = "/organisation/users/invite"
 RESET_WARNING = (
     "Every active bintu token of this user stops working at once; they have to sign in again. "
     "Playback tokens they issued stay valid until they expire."
@@ -40,6 +49,12 @@ ROLE_WARNING = (
     "The new permissions take effect immediately: a downgraded user loses rights on their very next "
     "request. Their current bintu tokens end, and they sign in again."
 )
+SOLE_ADMIN = "The only Administrator cannot be deleted: make another user an Administrator first."
+# The services' refusals in the words of this page (the code stays the service's).
+REFUSALS = {
+    "last_admin": "The organisation must keep at least one Administrator (nanoAdmin): "
+    "make another user an Administrator first.",
+}
 
 
 def _user_id(value: str) -> uuid.UUID:
@@ -53,6 +68,37 @@ async def _roles(db: DbSession, viewer: Viewer) -> list[roles.RoleWithCount]:
     return await roles.list_roles(db, viewer.principal)
 
 
+async def _refused(request: Request, db: DbSession, refusal: AppError, back: str) -> Response:
+    """A dialog's action the service refused: back to the page the dialog was on, saying why.
+    The transaction is rolled back first: the services refuse before they write, but a refusal
+    never commits anything whatever its place."""
+    await db.rollback()
+    text = REFUSALS.get(refusal.code, refusal.message)
+    return flash_redirect(request, back, "danger", f"Nothing was changed. {text}")
+
+
+def _issued_invite(flash: Flash | None) -> dict[str, Any] | None:
+    """The invitation a flash carries (its link is shown on this page only, once)."""
+    invite = flash.data.get("invite") if flash else None
+    return invite if isinstance(invite, dict) else None
+
+
+async def _invite_context(request: Request, db: DbSession, viewer: Viewer) -> dict[str, Any]:
+    """What the invite form needs, in the dialog and on the fallback page; the flash is taken here
+    so that the form keeps the role the last invitation was for."""
+    taken = take_flash(request)
+    issued = _issued_invite(taken)
+    # Only roles the viewer could grant are offered; the service refuses the others anyway.
+    offered = [r.role for r in await _roles(db, viewer) if r.role.permissions <= viewer.principal.permissions]
+    return {
+        "flash": taken,
+        "issued": issued,
+        "invite_roles": offered,
+        "invite_role_data": role_catalogue(offered),
+        "invite_role": (issued or {}).get("role") or "nanoUser",
+    }
+
+
 @router.get("/organisation/users")
 async def user_list(
     request: Request,
@@ -61,7 +107,6 @@ async def user_list(
     role: Annotated[str | None, Query(max_length=64)] = None,
     q: Annotated[str | None, Query(max_length=320)] = None,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
-    done: str | None = None,
 ) -> Response:
     available = await _roles(db, viewer)
     listed = await users.list_users(
@@ -72,13 +117,16 @@ async def user_list(
         limit=DEFAULT_LIMIT,
         cursor=cursor,
     )
+    can_invite = viewer.can("user:invite")
     pending = (
         await invites.list_invitations(
             db, viewer.principal, status="pending", role=None, email_starts_with=None, limit=50, cursor=None
         )
-        if viewer.can("user:invite")
+        if can_invite
         else None
     )
+    admins = next((r.member_count for r in available if r.role.name == ADMIN_ROLE), 0)
+    invite = await _invite_context(request, db, viewer) if can_invite else {}
     return render(
         request,
         "users.html",
@@ -87,18 +135,19 @@ async def user_list(
         tab="users",
         rows=listed.items,
         cursor=cursor,
-        first_url=list_url("/organisation/users", role=role, q=q),
-        next_url=list_url("/organisation/users", role=role, q=q, cursor=listed.next_cursor)
-        if listed.next_cursor
-        else None,
+        first_url=list_url(USERS, role=role, q=q),
+        next_url=list_url(USERS, role=role, q=q, cursor=listed.next_cursor) if listed.next_cursor else None,
         roles=available,
-        role_titles={r.role.name: r.role.title for r in available},
+        role_labels={r.role.name: role_label(r.role.name, r.role.title) for r in available},
         role_filter=role or "",
         q=q or "",
         pending=pending.items if pending else None,
-        notice=DONE.get(done or ""),
+        sole_admin=admins == 1,
+        admin_role=ADMIN_ROLE,
+        sole_admin_reason=SOLE_ADMIN,
         reset_warning=RESET_WARNING,
         delete_warning=DELETE_WARNING,
+        **invite,
     )
 
 
@@ -106,31 +155,15 @@ async def user_list(
 async def invite_form(
     request: Request, viewer: Annotated[Viewer, page("user:invite")], db: DbSession
 ) -> Response:
-    return await _invite_page(request, viewer, db)
-
-
-async def _invite_page(
-    request: Request,
-    viewer: Viewer,
-    db: DbSession,
-    *,
-    issued: invites.IssuedInvite | None = None,
-    error: str | None = None,
-    status_code: int = 200,
-) -> Response:
-    # Only roles the viewer could grant are offered; the service refuses the others anyway.
-    offered = [r.role for r in await _roles(db, viewer) if r.role.permissions <= viewer.principal.permissions]
+    """The invite form as a page of its own: the dialog's fallback without JavaScript, and where
+    an invitation made there is shown."""
     return render(
         request,
         "invite.html",
-        status_code=status_code,
         title="Invite new user",
         section="organisation",
         tab="users",
-        roles=offered,
-        role_data=role_catalogue(offered),
-        issued=issued,
-        error=error,
+        **await _invite_context(request, db, viewer),
     )
 
 
@@ -139,48 +172,92 @@ async def invite_create(
     request: Request, viewer: Annotated[Viewer, page("user:invite")], form: CheckedForm, db: DbSession
 ) -> Response:
     runtime: Runtime = request.app.state.runtime
+    back = USERS if form.get("back") == "users" else INVITE
+    chosen = form.get("role", "")
+    email = (form.get("email") or "").strip() or None
+    error: str | None = None
+    status = 400
     try:
         days = int(form.get("expires_in_days") or 7)
         if not 1 <= days <= 30:
             raise ValueError
     except ValueError:
-        return await _invite_page(
-            request, viewer, db, error="Choose a validity of 1 to 30 days.", status_code=400
+        error = "Choose a validity of 1 to 30 days."
+    if error is None:
+        try:
+            issued = await invites.create_invitation(
+                db,
+                viewer.principal,
+                role=chosen,
+                email=email,
+                expires_in_days=days,
+                base_url=runtime.settings.base_url,
+            )
+        except AppError as refused:
+            # create_invitation refuses before it writes; no rollback here: it would expire the
+            # viewer's organisation that the page below still renders.
+            error, status = refused.message, refused.status_code
+    if error is not None:
+        # A form error keeps what was typed: the fallback page, with the error, answers this POST.
+        context = await _invite_context(request, db, viewer)
+        return render(
+            request,
+            "invite.html",
+            status_code=status,
+            title="Invite new user",
+            section="organisation",
+            tab="users",
+            error=error,
+            **context | {"invite_role": chosen or context["invite_role"], "invite_email": email or ""},
+            invite_days=form.get("expires_in_days") or "7",
         )
-    try:
-        issued = await invites.create_invitation(
-            db,
-            viewer.principal,
-            role=form.get("role", ""),
-            email=(form.get("email") or "").strip() or None,
-            expires_in_days=days,
-            base_url=runtime.settings.base_url,
-        )
-    except AppError as refused:
-        return await _invite_page(request, viewer, db, error=refused.message, status_code=refused.status_code)
-    # The link is shown once, on this response; only its hash is stored.
-    return await _invite_page(request, viewer, db, issued=issued)
+    invitation = issued.invitation
+    role = next((r for r in await _roles(db, viewer) if r.role.name == invitation.role), None)
+    # The link is a secret shown once. It never rides in a URL (history, logs, Referer): the 303
+    # carries it in the sealed, HttpOnly, session-bound flash cookie, and the page it leads to shows
+    # it once and clears the cookie; only the link's hash is stored. A reload mints nothing new.
+    return flash_redirect(
+        request,
+        back,
+        "success",
+        "Invitation created. Copy the link now: it is shown only this once.",
+        data={
+            "invite": {
+                "url": issued.url,
+                "role": invitation.role,
+                "role_label": role_label(invitation.role, role.role.title if role else None),
+                "email": invitation.email,
+                "expires": invitation.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+            }
+        },
+    )
 
 
 @router.post("/organisation/users/invite/{invite_id}/revoke")
 async def invite_revoke(
-    invite_id: uuid.UUID, viewer: Annotated[Viewer, page("user:invite")], form: CheckedForm, db: DbSession
+    request: Request,
+    invite_id: uuid.UUID,
+    viewer: Annotated[Viewer, page("user:invite")],
+    form: CheckedForm,
+    db: DbSession,
 ) -> Response:
-    await invites.revoke_invitation(db, viewer.principal, invite_id)
-    return redirect("/organisation/users?done=invite_revoked")
+    try:
+        await invites.revoke_invitation(db, viewer.principal, invite_id)
+    except AppError as refused:
+        return await _refused(request, db, refused, USERS)
+    return flash_redirect(request, USERS, "success", "The invitation was revoked: its link no longer works.")
 
 
 @router.get("/organisation/users/{user_id}")
 async def user_detail(
-    request: Request,
-    user_id: str,
-    viewer: Annotated[Viewer, page("user:read")],
-    db: DbSession,
-    done: str | None = None,
+    request: Request, user_id: str, viewer: Annotated[Viewer, page("user:read")], db: DbSession
 ) -> Response:
     view = await users.get_user(db, viewer.principal, _user_id(user_id))
-    available = [r.role for r in await _roles(db, viewer)]
-    grantable = [r for r in available if r.permissions <= viewer.principal.permissions]
+    listed = await _roles(db, viewer)
+    grantable = [r.role for r in listed if r.role.permissions <= viewer.principal.permissions]
+    # The comparison in the role dialog needs the current role too, grantable or not.
+    compared = grantable + ([view.role] if view.role and view.role not in grantable else [])
+    admins = next((r.member_count for r in listed if r.role.name == ADMIN_ROLE), 0)
     return render(
         request,
         "user.html",
@@ -188,50 +265,91 @@ async def user_detail(
         section="organisation",
         tab="users",
         user=view,
+        user_role_label=role_label(view.role.name, view.role.title) if view.role else view.membership.role,
         roles=grantable,
-        role_data=role_catalogue(grantable),
-        notice=DONE.get(done or ""),
+        role_data=role_catalogue(compared),
         reset_warning=RESET_WARNING,
         delete_warning=DELETE_WARNING,
         role_warning=ROLE_WARNING,
+        sole_admin=admins == 1 and view.membership.role == ADMIN_ROLE,
+        sole_admin_reason=SOLE_ADMIN,
         is_self=view.membership.id == viewer.principal.membership_id,
     )
 
 
 @router.post("/organisation/users/{user_id}/permission")
 async def change_permission(
-    user_id: str, viewer: Annotated[Viewer, page("user:edit")], form: CheckedForm, db: DbSession
+    request: Request,
+    user_id: str,
+    viewer: Annotated[Viewer, page("user:edit")],
+    form: CheckedForm,
+    db: DbSession,
 ) -> Response:
     target = _user_id(user_id)
-    await users.change_role(db, viewer.principal, target, form.get("role", ""))
+    back = f"{USERS}/{target}"
+    try:
+        before = await users.get_user(db, viewer.principal, target)
+        before_role, before_key = before.membership.role, before.membership.token_key
+        changed = await users.change_role(db, viewer.principal, target, form.get("role", ""))
+    except NotFound as refused:
+        return await _refused(request, db, refused, USERS)
+    except AppError as refused:
+        return await _refused(request, db, refused, back)
+    label = role_label(changed.role.name, changed.role.title) if changed.role else changed.membership.role
+    if changed.membership.role == before_role and changed.membership.token_key == before_key:
+        # The service's no-op (same role): nothing changed, nothing audited, no token ended.
+        text = f"Nothing was changed: {before.email} already is {label}."
+        return flash_redirect(request, back, "info", text)
     if target == viewer.principal.membership_id:
-        return redirect("/login")  # one's own role change ends one's own session too
-    return redirect(f"/organisation/users/{target}?done=role_changed")
+        # One's own role change ends one's own session too.
+        text = f"Your permission level is now {label}. Sign in again."
+        return flash_redirect(request, "/login", "info", text)
+    return flash_redirect(
+        request,
+        back,
+        "success",
+        f"{before.email} is now {label}. Their bintu tokens were ended; the new rights apply at once.",
+    )
 
 
 @router.post("/organisation/users/{user_id}/token-reset")
 async def reset_token(
-    user_id: str, viewer: Annotated[Viewer, page()], form: CheckedForm, db: DbSession
+    request: Request, user_id: str, viewer: Annotated[Viewer, page()], form: CheckedForm, db: DbSession
 ) -> Response:
     # `page()` only: anyone may reset their own token; the service checks user:token_reset for others.
     target = _user_id(user_id)
-    await users.reset_token_key(db, viewer.principal, target)
+    back = USERS if form.get("back") == "list" else f"{USERS}/{target}"
+    try:
+        membership = await users.reset_token_key(db, viewer.principal, target)
+        email = (await users.get_user(db, viewer.principal, membership.id)).email
+    except NotFound as refused:
+        return await _refused(request, db, refused, USERS)
+    except AppError as refused:
+        return await _refused(request, db, refused, back)
     if target == viewer.principal.membership_id:
-        return redirect("/login")
-    back = form.get("back") or ""
-    return redirect(
-        "/organisation/users?done=token_reset"
-        if back == "list"
-        else f"/organisation/users/{target}?done=token_reset"
+        return flash_redirect(request, "/login", "info", "Your token was reset: sign in again.")
+    return flash_redirect(
+        request, back, "success", f"The token of {email} was reset: all their bintu tokens stopped working."
     )
 
 
 @router.post("/organisation/users/{user_id}/delete")
 async def delete_user(
-    user_id: str, viewer: Annotated[Viewer, page("user:delete")], form: CheckedForm, db: DbSession
+    request: Request,
+    user_id: str,
+    viewer: Annotated[Viewer, page("user:delete")],
+    form: CheckedForm,
+    db: DbSession,
 ) -> Response:
     target = _user_id(user_id)
-    await users.delete_user(db, viewer.principal, target)
+    back = USERS if form.get("back") == "list" else f"{USERS}/{target}"
+    try:
+        email = (await users.get_user(db, viewer.principal, target)).email
+        await users.delete_user(db, viewer.principal, target)
+    except NotFound as refused:
+        return await _refused(request, db, refused, USERS)
+    except AppError as refused:
+        return await _refused(request, db, refused, back)
     if target == viewer.principal.membership_id:
-        return redirect("/login")
-    return redirect("/organisation/users?done=deleted")
+        return flash_redirect(request, "/login", "info", "You left the organisation.")
+    return flash_redirect(request, USERS, "success", f"{email} was removed from the organisation.")

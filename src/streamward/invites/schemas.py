@@ -3,12 +3,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import EmailStr, Field
+from pydantic import Field
 
 from streamward.authn.schemas import RoleRef
 from streamward.invites.models import Invitation
 from streamward.schemas import ApiModel, ColumnText, UtcDatetime
-from streamward.users.models import Account, normalise_email
+from streamward.users.schemas import EmailAddress
 
 InviteStatus = Literal["pending", "accepted", "expired", "revoked"]
 
@@ -17,9 +17,7 @@ ExpiresInDays = Field(default=7, ge=1, le=30, description="Days until the link s
 
 class InviteCreate(ApiModel):
     role: Annotated[str, ColumnText(Invitation.role)] = Field(examples=["nanoUser"])
-    email: Annotated[EmailStr, ColumnText(Invitation.email, normalise=normalise_email)] | None = Field(
-        default=None, description="Only this address may accept."
-    )
+    email: EmailAddress | None = Field(default=None, description="Only this address may accept.")
     expires_in_days: int = ExpiresInDays
 
 
@@ -70,6 +68,6 @@ class InvitePreview(ApiModel):
 class InviteAccept(ApiModel):
     """A new account's credentials. Joining with an existing account sends its X-BINTU-TOKEN instead."""
 
-    email: Annotated[EmailStr, ColumnText(Account.email, normalise=normalise_email)] | None = None
+    email: EmailAddress | None = None
     # Longer than the policy allows, so that the policy (weak_password), not the schema, answers.
     password: str | None = Field(default=None, min_length=1, max_length=1024)

@@ -3,13 +3,36 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
 from streamward.authn.schemas import RoleRef
+from streamward.errors import BadRequest
 from streamward.roles.schemas import RoleProfile
 from streamward.schemas import ApiModel, ColumnText, UtcDatetime
-from streamward.users.models import Membership
-from streamward.users.service import UserView, role_title
+from streamward.users.models import Account, Membership, normalise_email
+from streamward.users.service import UserView, checked_email, role_title
+
+
+def _email_rule(value: str) -> str:
+    """``checked_email`` inside a request model: its refusal as the field's own validation error."""
+    try:
+        return checked_email(value)
+    except BadRequest:
+        raise PydanticCustomError("email", "not a valid email address") from None
+
+
+# An email a person gives to make an account or an invitation, in a request body: normalised,
+# within the column's length and free of control characters (ColumnText), then the one email rule
+# (``users.service.checked_email``) that the dashboard's forms and the CLI meet in the services.
+# Emails that only look an account up (login, password reset) are not checked against it: an
+# account made before the rule, or under a domain no longer admitted, must still be able to sign in.
+EmailAddress = Annotated[
+    str,
+    ColumnText(Account.email, normalise=normalise_email),
+    AfterValidator(_email_rule),
+    Field(json_schema_extra={"format": "email"}),
+]
 
 
 class UserSummary(ApiModel):

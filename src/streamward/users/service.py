@@ -32,13 +32,33 @@ class LastAdmin(AppError):
     message = "The organisation must keep at least one nanoAdmin."
 
 
+# Special-use top-level domains (RFC 6761/6762: local, test, ...) that email_validator refuses and a
+# deployment admits for intranet addresses (STREAMWARD_ALLOWED_SPECIAL_EMAIL_DOMAINS). Process state,
+# set from the settings by create_app and by the CLI: the rule also runs inside the API's request
+# models, which see no settings, and one process serves one deployment. (A context variable would
+# need setting on every request and in every command as well, for the same value.)
+_special_email_domains: frozenset[str] = frozenset()
+
+
+def allow_special_email_domains(domains: frozenset[str]) -> None:
+    """Admit addresses under these top-level domains from now on (the setting's value)."""
+    global _special_email_domains
+    _special_email_domains = frozenset(domain.lower() for domain in domains)
+
+
 def checked_email(email: str, *, field: str = "email") -> str:
-    """The normalised form of an email a person gives us, or a 400/422 naming ``field``: the one
-    rule for what an account or invitation email is, whatever surface it came through (the JSON
-    API's models check the same, the dashboard's forms reach the services unchecked)."""
+    """The normalised form of an email a person gives us, or a 400 naming ``field``: the one rule for
+    what an account or invitation email is, whatever surface it came through (the JSON API's models
+    call it through ``users.schemas.EmailAddress``; the dashboard's forms and the CLI reach the
+    services, which call it)."""
     value = ColumnText(Account.email, normalise=normalise_email).clean(email, field=field)
+    local, _, domain = value.rpartition("@")
+    stem, dot, top = domain.rpartition(".")
+    # email_validator refuses special-use names outright. For an admitted one the rest of the
+    # address is still checked, with its top-level domain swapped for an ordinary one.
+    checked = f"{local}@{stem}.example" if dot and stem and top in _special_email_domains else value
     try:
-        validate_email(value, check_deliverability=False)
+        validate_email(checked, check_deliverability=False)
     except EmailNotValidError:
         raise BadRequest(
             f"{field}: not a valid email address.",

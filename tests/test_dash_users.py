@@ -248,3 +248,32 @@ async def test_the_users_table_marks_you_and_protects_the_sole_admin(
     assert "disabled" not in page.split("<dialog")[0] and f'id="delete-{admin.id}"' in page
     # Roles are named one way: title first, name second.
     assert "Operator (nanoUser)" in page and escape("Administrator (nanoAdmin)") in page
+
+
+async def test_dashboard_actions_audit_the_client_address(env: Env) -> None:
+    """The dashboard's viewer is built like the API's principal: its audit entries carry the address
+    (they carried none)."""
+    org = await env.org()
+    admin = await env.member(org, "nanoAdmin")
+    other = await env.member(org, "nanoUser")
+    browser = env.client_from("198.51.100.23")
+    login = await browser.get("/login")
+    signed_in = await browser.post(
+        "/login",
+        data={
+            "csrf_token": csrf_of(login.text),
+            "email": admin.email,
+            "password": admin.password,
+            "organisation": str(org.id),
+            "next": "/organisation/overview",
+        },
+    )
+    assert signed_in.status_code == 303, signed_in.text
+    page = await browser.get(f"/organisation/users/{other.id}")
+    reset = await browser.post(
+        f"/organisation/users/{other.id}/token-reset", data={"csrf_token": csrf_of(page.text)}
+    )
+    assert reset.status_code == 303, reset.text
+    entries = await audit_entries(env, AuditEntry.action == "user.token_reset")
+    assert [e.client_address for e in entries] == ["198.51.100.23"]
+    await browser.aclose()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any
@@ -38,7 +38,8 @@ from streamward.dashboard.security import (
 )
 from streamward.db import DbSession
 from streamward.errors import AppError, Forbidden
-from streamward.runtime import Runtime, get_runtime
+from streamward.request_context import note_organisation
+from streamward.runtime import Runtime, client_address, get_runtime
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -139,6 +140,10 @@ async def _viewer(
     principal = await principal_from_token(db, runtime.database, token) if token else None
     if principal is None:
         raise LoginRequired()
+    # As the API's authenticate() does: audit entries of dashboard actions carry the client address,
+    # log lines the organisation.
+    note_organisation(principal.organisation.id)
+    principal = replace(principal, client_address=client_address(request))
     role = await resolve_role(db, principal.organisation_id, principal.role or "")
     request.state.viewer = Viewer(principal, token or "", role)
     return request.state.viewer  # type: ignore[no-any-return]

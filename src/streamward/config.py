@@ -68,6 +68,12 @@ class SettingsError(Exception):
     """Settings that cannot be used; the message is one line meant for the operator."""
 
 
+def _base_url(value: str, *schemes: str) -> str:
+    if not value.startswith(tuple(f"{scheme}://" for scheme in schemes)):
+        raise ValueError("must start with " + " or ".join(f"{scheme}://" for scheme in schemes))
+    return value.rstrip("/")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="STREAMWARD_",
@@ -233,19 +239,21 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
-    @field_validator("ingest_rtmp_url")
+    # Media-server addresses: a base URL of the right scheme, kept without a trailing slash.
+    @field_validator("ingest_rtmp_url", "playout_rtmp_url")
     @classmethod
     def _rtmp_url(cls, value: str) -> str:
-        if not value.startswith(("rtmp://", "rtmps://")):
-            raise ValueError("must start with rtmp:// or rtmps://")
-        return value.rstrip("/")
+        return _base_url(value, "rtmp", "rtmps")
 
-    @field_validator("playout_base_url")
+    @field_validator("h5live_websocket_url")
     @classmethod
-    def _http_playout(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+    def _websocket_url(cls, value: str) -> str:
+        return _base_url(value, "ws", "wss")
+
+    @field_validator("playout_base_url", "h5live_hls_url", "h5live_progressive_url", "web_player_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _base_url(value, "http", "https")
 
     @field_validator("bintu_root_host")
     @classmethod
@@ -290,27 +298,6 @@ class Settings(BaseSettings):
     def cors_origins(self) -> frozenset[str] | None:
         """The allowed origins, normalised; None when any origin is allowed (``*``)."""
         return parse_origins(self.cors_allowed_origins)
-
-    @field_validator("playout_rtmp_url")
-    @classmethod
-    def _rtmp_playout(cls, value: str) -> str:
-        if not value.startswith(("rtmp://", "rtmps://")):
-            raise ValueError("must start with rtmp:// or rtmps://")
-        return value.rstrip("/")
-
-    @field_validator("h5live_websocket_url")
-    @classmethod
-    def _websocket(cls, value: str) -> str:
-        if not value.startswith(("ws://", "wss://")):
-            raise ValueError("must start with ws:// or wss://")
-        return value.rstrip("/")
-
-    @field_validator("h5live_hls_url", "h5live_progressive_url", "web_player_url")
-    @classmethod
-    def _http_player(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
 
     @property
     def effective_database_url(self) -> str:

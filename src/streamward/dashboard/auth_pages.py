@@ -11,7 +11,6 @@ from fastapi.responses import Response
 
 from streamward.authn import service as authn
 from streamward.authn.mail import mail_backend, send_quietly
-from streamward.authn.ratelimit import Buckets, RateLimitUnavailable
 from streamward.dashboard.core import (
     PUBLIC_PAGE,
     CheckedForm,
@@ -21,12 +20,11 @@ from streamward.dashboard.core import (
     page,
     redirect,
     render,
-    render_error,
     role_label,
 )
 from streamward.dashboard.security import clear_session_cookie, is_https, session_token, set_session_cookie
 from streamward.db import DbSession
-from streamward.errors import AppError, RateLimited
+from streamward.errors import AppError
 from streamward.invites import service as invites
 from streamward.runtime import Runtime, client_address, get_runtime
 
@@ -129,25 +127,12 @@ async def _current_member_token(request: Request, db: DbSession, runtime: Runtim
     return (token, principal.email or "") if principal else None
 
 
-async def _over_budget(request: Request, buckets: Buckets) -> Response | None:
-    """The 429 page, with Retry-After, when this client address has used up ``buckets`` (the same
-    per-address budgets as the link routes of the API), or the 503 page when the limits cannot be
-    checked; None when it may go on."""
-    try:
-        await buckets.charge(client_address(request))
-    except (RateLimited, RateLimitUnavailable) as limited:
-        response = await render_error(request, limited.status_code, limited.code, limited.message, limited)
-        response.headers.update(limited.headers or {})
-        return response
-    return None
-
-
 @router.get("/invite/{token}", dependencies=[PUBLIC_PAGE])
 async def invitation(
     request: Request, token: str, db: DbSession, runtime: Annotated[Runtime, Depends(get_runtime)]
 ) -> Response:
-    if limited := await _over_budget(request, runtime.link_throttle.invitations):
-        return limited
+    # Over budget: the 429 (or 503) page with Retry-After, by the shared error handler.
+    await runtime.link_throttle.invitations.charge(client_address(request))
     return await _invitation_page(request, token, db, runtime)
 
 
@@ -189,8 +174,8 @@ async def accept_invitation(
     db: DbSession,
     runtime: Annotated[Runtime, Depends(get_runtime)],
 ) -> Response:
-    if limited := await _over_budget(request, runtime.link_throttle.invitations):
-        return limited
+    # Over budget: the 429 (or 503) page with Retry-After, by the shared error handler.
+    await runtime.link_throttle.invitations.charge(client_address(request))
     settings = runtime.settings
     signed_in = await _current_member_token(request, db, runtime) if form.get("mode") == "join" else None
     if form.get("mode") == "join" and signed_in is None:
@@ -262,8 +247,7 @@ async def password_reset_complete(
     db: DbSession,
     runtime: Annotated[Runtime, Depends(get_runtime)],
 ) -> Response:
-    if limited := await _over_budget(request, runtime.link_throttle.password_resets):
-        return limited
+    await runtime.link_throttle.password_resets.charge(client_address(request))
     password = form.get("password") or ""
     if password != (form.get("password_again") or ""):
         return render(

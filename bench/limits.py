@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from streamward.authn.ratelimit import Limits, LocalLimits, RedisLimits  # noqa: E402
+from streamward.limits import Limits, LocalLimits, RedisLimits  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 PG_ADMIN = os.environ.get("STREAMWARD_BENCH_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")

@@ -40,15 +40,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 # bench/run.py (the foundation benchmark) knows where PostgreSQL is.
 from run import PG_ADMIN, RESULTS, ROOT, postgres_reachable
 from streamward.app import create_app
-from streamward.authn.passwords import hash_password
 from streamward.config import Settings
 from streamward.crypto import digest, new_token
 from streamward.db import new_id, utcnow
 from streamward.migrate import upgrade
-from streamward.orgs.service import create_with_admin
 from streamward.pagination import encode_cursor
+from streamward.passwords import hash_password
 from streamward.runtime import Runtime
 from streamward.users.models import Membership, new_token_key
+from streamward.users.service import create_with_admin
 
 ADMIN_EMAIL, ADMIN_PASSWORD = "bench-admin@example.com", "bench admin passphrase"
 PAGE = 50

@@ -120,7 +120,7 @@ _hash_cache: dict[str, str] = {}
 
 async def password_hash(password: str) -> str:
     """Hashing costs ~40 ms by design; tests reuse one hash per distinct password."""
-    from streamward.authn.passwords import hash_password
+    from streamward.passwords import hash_password
 
     if password not in _hash_cache:
         _hash_cache[password] = await hash_password(password)

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from streamward.audit.models import AuditEntry
 from streamward.authn.service import issue_token
 from streamward.authz.permissions import ADMIN_ROLE
-from streamward.events.egress import system_resolver
+from streamward.egress.guard import system_resolver
 from streamward.events.models import OutboxEvent
 from streamward.orgs.packages import PACKAGE_KEYS
 from streamward.streams.models import Stream

@@ -13,7 +13,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
-from streamward.authz.deps import ACCESS_RULE_ATTRIBUTE
+from streamward.web.access import ACCESS_RULE_ATTRIBUTE
 
 
 @dataclass(frozen=True)

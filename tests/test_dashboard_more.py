@@ -19,10 +19,10 @@ from sqlalchemy import select
 
 from streamward.audit.export import CSV_COLUMNS
 from streamward.authz.permissions import CATALOGUE, NANO_READ_ONLY
-from streamward.events.delivery import worker_for
 from streamward.events.models import OutboxEvent
 from streamward.roles.models import CustomRole
 from streamward.streams.models import Stream
+from streamward.webhooks.delivery import worker_for
 from tests.conftest import CreatedOrg, Env, Member
 from tests.overview_support import ALL_PACKAGES, create_stream, set_state
 from tests.receiver import Receiver, Reply

@@ -17,7 +17,10 @@ from standardwebhooks import Webhook
 
 from streamward.audit.models import AuditEntry
 from streamward.db import utcnow
-from streamward.events.delivery import (
+from streamward.events.models import OutboxEvent, WebhookDelivery
+from streamward.events.outbox import emit
+from streamward.orgs.models import Organisation
+from streamward.webhooks.delivery import (
     BACKOFF_SECONDS,
     MAX_ATTEMPTS,
     WEBHOOK_SECRET_PURPOSE,
@@ -25,9 +28,6 @@ from streamward.events.delivery import (
     WorkerOptions,
     worker_for,
 )
-from streamward.events.models import OutboxEvent, WebhookDelivery
-from streamward.events.outbox import emit
-from streamward.orgs.models import Organisation
 from tests.conftest import TEST_SECRET, CreatedOrg, Env
 from tests.receiver import Receiver, Reply
 
@@ -365,7 +365,7 @@ async def test_test_event_without_webhook_is_409(env: Env) -> None:
 @pytest.mark.postgres_only
 async def test_two_workers_deliver_each_attempt_once(env: Env) -> None:
     from streamward.db import Database
-    from streamward.events.transport import EgressClient
+    from streamward.egress.client import EgressClient
 
     org = await env.org()
     async with Receiver(lambda _r, _n: Reply(200, delay=0.01)) as receiver:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from streamward.authz.deps import PUBLIC
+from streamward.web.access import PUBLIC
 from tests.conftest import Env
 
 

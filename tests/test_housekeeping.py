@@ -19,13 +19,13 @@ from streamward.audit.models import AuditEntry
 from streamward.authn.models import BintuSession, PasswordReset
 from streamward.authn.service import issue_token
 from streamward.db import utcnow
-from streamward.events.delivery import DeliveryWorker, WorkerOptions
 from streamward.events.models import OutboxEvent, WebhookDelivery
 from streamward.events.outbox import emit
 from streamward.housekeeping import purge
 from streamward.invites.models import Invitation
 from streamward.playback.models import PlaybackRevocation
 from streamward.playback.service import REVOCATION_KEPT_AFTER_EXP_SECONDS
+from streamward.webhooks.delivery import DeliveryWorker, WorkerOptions
 from tests.conftest import TEST_SECRET, CreatedOrg, Env, Member
 
 RETENTION_DAYS = 30

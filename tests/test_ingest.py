@@ -9,9 +9,9 @@ from sqlalchemy import select
 from standardwebhooks import Webhook
 
 from streamward.audit.models import AuditEntry
-from streamward.events.delivery import worker_for
 from streamward.events.models import OutboxEvent
 from streamward.vod.models import VodAsset
+from streamward.webhooks.delivery import worker_for
 from tests.conftest import CreatedOrg, Env, Member
 from tests.receiver import Receiver, Reply
 from tests.test_delivery import configure_webhook

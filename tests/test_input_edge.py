@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from streamward.app import create_app
 from streamward.audit.models import AuditEntry
-from streamward.streams.ingest import MAX_FIELD_LENGTH
+from streamward.ingest.service import MAX_FIELD_LENGTH
 from tests.conftest import Env, Member, make_settings
 from tests.routes import all_routes
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from streamward.audit.models import AuditEntry
-from streamward.authn.ratelimit import (
+from streamward.limits import (
     Limits,
     LocalLimits,
     RateLimitUnavailable,

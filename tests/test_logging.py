@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from fastapi import APIRouter
 
-from streamward.authz.deps import PUBLIC
 from streamward.config import Settings
 from streamward.logs import QUIET_LIBRARIES, configure_logging, redact
+from streamward.web.access import PUBLIC
 from tests.conftest import TEST_SECRET, Env
 from tests.console_mail_support import mailed_reset_tokens
 from tests.overview_support import create_stream, use_fake_dns

@@ -10,9 +10,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from streamward.events.delivery import WEBHOOK_SECRET_PURPOSE
 from streamward.events.outbox import emit
 from streamward.orgs.models import Organisation
+from streamward.webhooks.delivery import WEBHOOK_SECRET_PURPOSE
 from tests.conftest import PASSWORD, Env
 from tests.receiver import Receiver
 

@@ -177,11 +177,11 @@ SPECIAL = {
     "PATCH /api/operator/organisation/{organisation_id}": "test_operator.py: operator token",
 }
 OUR_MODULES = {
-    "streamward.orgs.api",
-    "streamward.orgs.operator_api",
-    "streamward.streams.api",
-    "streamward.vod.api",
-    "streamward.playback.api",
+    "streamward.api.organisation",
+    "streamward.api.operator",
+    "streamward.api.streams",
+    "streamward.api.vod",
+    "streamward.api.playback",
 }
 
 

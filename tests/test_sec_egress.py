@@ -8,7 +8,7 @@ import ipaddress
 
 import pytest
 
-from streamward.events.egress import is_public_address
+from streamward.egress.guard import is_public_address
 from tests.conftest import Env
 from tests.overview_support import member, use_fake_dns
 from tests.sec_pages_support import csrf_of, signed_in

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from streamward import passwords
 from streamward.audit.models import AuditEntry
-from streamward.authn import passwords
 from streamward.invites import service as invites_service
 from streamward.users.models import Account, Membership
 from tests.conftest import Env

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from streamward.authn.ratelimit import (
+from streamward.limits import (
     INVITE_ATTEMPTS_PER_ADDRESS,
     RESET_COMPLETIONS_PER_ADDRESS,
 )

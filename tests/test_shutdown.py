@@ -18,8 +18,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from streamward.events.delivery import DeliveryWorker, WorkerOptions
 from streamward.events.models import WebhookDelivery
+from streamward.webhooks.delivery import DeliveryWorker, WorkerOptions
 from tests.conftest import TEST_SECRET, Env
 from tests.receiver import Receiver, Reply
 from tests.test_delivery import configure_webhook, emit_event, event_row

@@ -29,8 +29,8 @@ from sqlalchemy import update
 import streamward.dashboard.core
 import streamward.users.service
 from streamward.authz.permissions import LABELS
-from streamward.events.delivery import worker_for
 from streamward.streams.models import Stream
+from streamward.webhooks.delivery import worker_for
 from tests.conftest import PASSWORD, Env
 from tests.routes import all_routes
 from tests.test_dashboard_more import anonymous, csrf_of

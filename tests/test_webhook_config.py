@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import update
 
 import streamward
-from streamward.events.delivery import FORM_EVENT_TYPES, TEST_EVENT_TYPE
-from streamward.events.signing import secret_key
 from streamward.orgs.models import Organisation
-from streamward.orgs.webhook import SUBSCRIBABLE_EVENTS
+from streamward.webhooks.config import SUBSCRIBABLE_EVENTS
+from streamward.webhooks.delivery import FORM_EVENT_TYPES, TEST_EVENT_TYPE
+from streamward.webhooks.signing import secret_key
 from tests.conftest import Env
 from tests.overview_support import audit_entries, events, member, use_fake_dns
 

@@ -11,9 +11,22 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from streamward import __version__
-from streamward.audit.api import router as audit_router
-from streamward.authn.api import router as authn_router
-from streamward.authn.bintu_api import router as bintu_account_router
+from streamward.api.audit import router as audit_router
+from streamward.api.bintu_user import router as bintu_account_router
+from streamward.api.deliveries import router as events_router
+from streamward.api.ingest import router as ingest_router
+from streamward.api.invites import manage as invites_router
+from streamward.api.invites import public as invite_links_router
+from streamward.api.login import router as authn_router
+from streamward.api.operator import router as operator_router
+from streamward.api.organisation import bintu_token_router
+from streamward.api.organisation import router as orgs_router
+from streamward.api.playback import install_splay_error_handler, jwks_router, keys_router, splay_router
+from streamward.api.roles import router as roles_router
+from streamward.api.streams import router as streams_router
+from streamward.api.streams import tag_router
+from streamward.api.users import router as users_router
+from streamward.api.vod import router as vod_router
 from streamward.bintu_root import BintuRoot
 from streamward.config import Settings, load_settings
 from streamward.cors import Cors
@@ -29,29 +42,16 @@ from streamward.dashboard.user_pages import router as user_pages_router
 from streamward.docs import router as docs_router
 from streamward.edge import EdgeText
 from streamward.errors import install_error_handlers
-from streamward.events.api import router as events_router
-from streamward.events.delivery import worker_for
 from streamward.health import router as health_router
-from streamward.invites.api import manage as invites_router
-from streamward.invites.api import public as invite_links_router
 from streamward.logs import configure_logging
 from streamward.metrics import Metrics
 from streamward.metrics import router as metrics_router
 from streamward.middleware import BodySizeLimit, ForwardedClient, SecurityHeaders
 from streamward.observability import Observability
 from streamward.openapi import install_openapi
-from streamward.orgs.api import bintu_token_router
-from streamward.orgs.api import router as orgs_router
-from streamward.orgs.operator_api import router as operator_router
-from streamward.playback.api import install_splay_error_handler, jwks_router, keys_router, splay_router
-from streamward.roles.api import router as roles_router
 from streamward.runtime import Runtime
-from streamward.streams.api import router as streams_router
-from streamward.streams.api import tag_router
-from streamward.streams.ingest_api import router as ingest_router
-from streamward.users.api import router as users_router
 from streamward.users.service import allow_special_email_domains
-from streamward.vod.api import router as vod_router
+from streamward.webhooks.delivery import worker_for
 
 ROUTERS = (
     authn_router,

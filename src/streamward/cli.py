@@ -87,7 +87,7 @@ def serve(
             settings.var_dir / "mail",
             settings.base_url,
         )
-    from streamward.authn.ratelimit import unshared_limits_warning
+    from streamward.limits import unshared_limits_warning
 
     if limits_warning := unshared_limits_warning(settings, workers):
         logging.getLogger("streamward").warning(limits_warning)
@@ -125,8 +125,8 @@ def worker() -> None:
     """Run the webhook delivery worker alone (scale-out: STREAMWARD_RUN_WORKER=false on web processes)."""
     import signal
 
-    from streamward.events.delivery import worker_for
     from streamward.runtime import Runtime
+    from streamward.webhooks.delivery import worker_for
 
     settings = _settings()
     _upgrade(settings)
@@ -196,11 +196,11 @@ def org_create(
     trial: Annotated[bool, typer.Option(help="Flag the organisation as a trial.")] = False,
 ) -> None:
     """Create an organisation with its first administrator; prints the API key once."""
-    from streamward.authn.password_policy import check_password
     from streamward.crypto import SecretBox
     from streamward.db import Database
     from streamward.errors import AppError
-    from streamward.orgs.service import create_with_admin
+    from streamward.password_policy import check_password
+    from streamward.users.service import create_with_admin
 
     settings = _settings()
     generated = False

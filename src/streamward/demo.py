@@ -15,8 +15,7 @@ from streamward.crypto import SecretBox
 from streamward.db import Database
 from streamward.orgs.models import Organisation
 from streamward.orgs.packages import PACKAGE_KEYS
-from streamward.orgs.service import create_with_admin
-from streamward.users.service import add_membership, create_account
+from streamward.users.service import add_membership, create_account, create_with_admin
 
 DEMO_NAME = "Demo Organisation"
 DEMO_USERS = (

@@ -17,8 +17,8 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
-from streamward.authz.deps import PUBLIC
 from streamward.errors import NotFound
+from streamward.web.access import PUBLIC
 
 ASSETS_DIR = Path(__file__).parent / "docs_assets"
 DOCS_PATH = "/api/docs"

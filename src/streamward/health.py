@@ -21,9 +21,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from streamward.authz.deps import PUBLIC
 from streamward.migrate import current_heads
 from streamward.runtime import Runtime
+from streamward.web.access import PUBLIC
 
 # Short: a dead database must turn the probe red within the probe's own timeout (usually 1-5 s).
 CHECK_TIMEOUT_SECONDS = 2.0

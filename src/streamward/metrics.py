@@ -29,10 +29,10 @@ from prometheus_client import (
 )
 from sqlalchemy import func, select
 
+from streamward.api.operator import OPERATOR_ACCESS
 from streamward.audit.service import Actor
 from streamward.db import utcnow
 from streamward.events.models import OutboxEvent
-from streamward.orgs.operator_api import OPERATOR_ACCESS
 from streamward.runtime import Runtime
 
 log = logging.getLogger(__name__)

@@ -29,11 +29,11 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
-from streamward.authn.dependencies import API_KEY_HEADER, TOKEN_HEADER
-from streamward.authz.deps import ACCESS_RULE_ATTRIBUTE
-from streamward.playback.api import SplayRoute
-from streamward.streams.ingest_api import INGEST_SECRET_HEADER
-from streamward.streams.player import PLAYER_KEY_HEADER
+from streamward.api.ingest import INGEST_SECRET_HEADER
+from streamward.api.playback import SplayRoute
+from streamward.api.stream_readers import PLAYER_KEY_HEADER
+from streamward.web.access import ACCESS_RULE_ATTRIBUTE
+from streamward.web.authenticate import API_KEY_HEADER, TOKEN_HEADER
 
 ERROR_SCHEMA = "Error"
 SPLAY_ERROR_SCHEMA = "SplayError"
@@ -187,48 +187,48 @@ def rule_doc(rule: str) -> RuleDoc:
 # endpoint (module and function under ``streamward.``) so that every path and method serving it
 # is covered.
 REFUSALS: dict[str, Sequence[Refusal]] = {
-    "authn.api.validate": [
+    "api.login.validate": [
         _LIMITS_DOWN,
         (401, "invalid_credentials"),
         (404, "organisation_not_found"),
         (409, "organisation_required"),
         (429, "rate_limited"),
     ],
-    "authn.api.logout": [(400, "not_a_session")],
-    "authn.api.change_password": [
+    "api.login.logout": [(400, "not_a_session")],
+    "api.login.change_password": [
         _LIMITS_DOWN,
         (400, "not_a_session"),
         (400, "wrong_password"),
         (400, "weak_password"),
         (429, "rate_limited"),
     ],
-    "authn.api.request_password_reset": [_LIMITS_DOWN, (429, "rate_limited")],
-    "authn.bintu_api.request_password_reset": [_LIMITS_DOWN, (429, "rate_limited")],
-    "authn.bintu_api.check_api_key": [_LIMITS_DOWN, (401, "apikey_invalid"), (429, "rate_limited")],
-    "authn.api.complete_password_reset": [
+    "api.login.request_password_reset": [_LIMITS_DOWN, (429, "rate_limited")],
+    "api.bintu_user.request_password_reset": [_LIMITS_DOWN, (429, "rate_limited")],
+    "api.bintu_user.check_api_key": [_LIMITS_DOWN, (401, "apikey_invalid"), (429, "rate_limited")],
+    "api.login.complete_password_reset": [
         _LIMITS_DOWN,
         (400, "reset_link_invalid"),
         (400, "weak_password"),
         (429, "rate_limited"),
     ],
-    "users.api.change_permission": [
+    "api.users.change_permission": [
         (403, "escalation"),
         (404, "not_found"),
         (409, "last_admin"),
         (422, "unknown_role"),
     ],
-    "users.api.reset_token_key": [
+    "api.users.reset_token_key": [
         (400, "user_id_required"),
         (403, "forbidden"),
         (403, "escalation"),
         (404, "not_found"),
     ],
-    "users.api.delete_user": [(403, "escalation"), (409, "last_admin")],
-    "invites.api.create_invitation": [(403, "escalation"), (409, "already_member"), (422, "unknown_role")],
-    "invites.api.revoke_invitation": [(409, "invite_not_pending")],
-    "invites.api.renew_invitation": [(409, "invite_not_pending")],
-    "invites.api.preview_invitation": [_LIMITS_DOWN, (404, "invite_invalid"), (429, "rate_limited")],
-    "invites.api.accept_invitation": [
+    "api.users.delete_user": [(403, "escalation"), (409, "last_admin")],
+    "api.invites.create_invitation": [(403, "escalation"), (409, "already_member"), (422, "unknown_role")],
+    "api.invites.revoke_invitation": [(409, "invite_not_pending")],
+    "api.invites.renew_invitation": [(409, "invite_not_pending")],
+    "api.invites.preview_invitation": [_LIMITS_DOWN, (404, "invite_invalid"), (429, "rate_limited")],
+    "api.invites.accept_invitation": [
         _LIMITS_DOWN,
         _AMBIGUOUS,
         (400, "credentials_required"),
@@ -241,49 +241,49 @@ REFUSALS: dict[str, Sequence[Refusal]] = {
         (409, "conflict"),
         (429, "rate_limited"),
     ],
-    "roles.api.read_role": [(404, "not_found")],
-    "roles.api.create_role": [
+    "api.roles.read_role": [(404, "not_found")],
+    "api.roles.create_role": [
         (403, "escalation"),
         (409, "role_exists"),
         (409, "role_name_reserved"),
         (422, "unknown_permission"),
     ],
-    "roles.api.update_role": [(403, "escalation"), (409, "predefined_role"), (422, "unknown_permission")],
-    "roles.api.delete_role": [
+    "api.roles.update_role": [(403, "escalation"), (409, "predefined_role"), (422, "unknown_permission")],
+    "api.roles.delete_role": [
         (400, "invalid_reassign"),
         (403, "escalation"),
         (409, "predefined_role"),
         (409, "role_in_use"),
         (422, "unknown_role"),
     ],
-    "orgs.api.save_webhook": [(400, "webhook_target_refused"), (400, "unknown_event")],
-    "orgs.api.rotate_webhook_secret": [(409, "webhook_not_configured")],
-    "events.api.send_test_event": [(409, "webhook_not_configured")],
-    "orgs.api.create_bintu_token": [(400, "user_required"), (400, "invalid_value")],
-    "streams.api.create_stream": [(400, "invalid_transcode_profile"), (403, "upgrade_needed")],
-    "streams.api.set_push_url": [(400, "push_url_refused"), (409, "stream_state_conflict")],
-    "streams.api.set_stream_tags": [(409, "stream_state_conflict")],
-    "streams.api.set_player_access": [(403, "upgrade_needed")],
-    "streams.api.stop_stream": [(409, "stream_state_conflict")],
-    "streams.api.lock_stream": [(409, "stream_state_conflict")],
-    "streams.api.unlock_stream": [(409, "stream_state_conflict")],
-    "streams.api.delete_stream": [(409, "stream_state_conflict")],
-    "vod.api.list_assets": [(403, "upgrade_needed")],
-    "vod.api.read_asset": [(403, "upgrade_needed")],
-    "vod.api.import_asset": [(403, "upgrade_needed"), (404, "not_found")],
-    "vod.api.delete_asset": [(403, "upgrade_needed")],
-    "streams.ingest_api.publish": [(400, "wrong_call"), (403, "publish_rejected")],
-    "streams.ingest_api.update_publish": [(400, "wrong_call")],
-    "streams.ingest_api.publish_done": [(400, "wrong_call")],
-    "orgs.operator_api.update_organisation": [(400, "invalid_value")],
+    "api.organisation.save_webhook": [(400, "webhook_target_refused"), (400, "unknown_event")],
+    "api.organisation.rotate_webhook_secret": [(409, "webhook_not_configured")],
+    "api.deliveries.send_test_event": [(409, "webhook_not_configured")],
+    "api.organisation.create_bintu_token": [(400, "user_required"), (400, "invalid_value")],
+    "api.streams.create_stream": [(400, "invalid_transcode_profile"), (403, "upgrade_needed")],
+    "api.streams.set_push_url": [(400, "push_url_refused"), (409, "stream_state_conflict")],
+    "api.streams.set_stream_tags": [(409, "stream_state_conflict")],
+    "api.streams.set_player_access": [(403, "upgrade_needed")],
+    "api.streams.stop_stream": [(409, "stream_state_conflict")],
+    "api.streams.lock_stream": [(409, "stream_state_conflict")],
+    "api.streams.unlock_stream": [(409, "stream_state_conflict")],
+    "api.streams.delete_stream": [(409, "stream_state_conflict")],
+    "api.vod.list_assets": [(403, "upgrade_needed")],
+    "api.vod.read_asset": [(403, "upgrade_needed")],
+    "api.vod.import_asset": [(403, "upgrade_needed"), (404, "not_found")],
+    "api.vod.delete_asset": [(403, "upgrade_needed")],
+    "api.ingest.publish": [(400, "wrong_call"), (403, "publish_rejected")],
+    "api.ingest.update_publish": [(400, "wrong_call")],
+    "api.ingest.publish_done": [(400, "wrong_call")],
+    "api.operator.update_organisation": [(400, "invalid_value")],
     # The token service: its reasons, in its own envelope.
-    "playback.api.issue_token": [
+    "api.playback.issue_token": [
         (400, "scope_required"),
         (400, "invalid_parameter"),
         (400, "stream_not_in_organisation"),
         (403, "upgrade_needed"),
     ],
-    "playback.api.verify_token": [
+    "api.playback.verify_token": [
         (400, "malformed_token"),
         (400, "invalid_token"),
         (400, "invalid_parameter"),
@@ -292,7 +292,7 @@ REFUSALS: dict[str, Sequence[Refusal]] = {
         (403, "token_revoked"),
         (403, "scope_mismatch"),
     ],
-    "playback.api.revoke_token": [
+    "api.playback.revoke_token": [
         (400, "malformed_token"),
         (400, "invalid_token"),
         (400, "other_organisation"),
@@ -303,7 +303,7 @@ REFUSALS: dict[str, Sequence[Refusal]] = {
 
 # Security beyond what the access rule says: accepting an invitation may present an account's token.
 SECURITY_OVERRIDES: dict[str, Security] = {
-    "invites.api.accept_invitation": [{}, {BINTU_TOKEN: []}],
+    "api.invites.accept_invitation": [{}, {BINTU_TOKEN: []}],
 }
 
 

@@ -8,7 +8,12 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
-from streamward.authn.ratelimit import (
+from streamward.config import Settings
+from streamward.crypto import SecretBox
+from streamward.db import Database
+from streamward.egress.client import EgressClient
+from streamward.egress.guard import Resolver, system_resolver
+from streamward.limits import (
     Buckets,
     Limits,
     LinkThrottle,
@@ -16,11 +21,6 @@ from streamward.authn.ratelimit import (
     api_key_checks,
     limits_for,
 )
-from streamward.config import Settings
-from streamward.crypto import SecretBox
-from streamward.db import Database
-from streamward.events.egress import Resolver, system_resolver
-from streamward.events.transport import EgressClient
 
 
 @dataclass

@@ -5,6 +5,8 @@ from typing import Annotated
 
 from pydantic import Field
 
+from streamward.authn.models import BintuSession
+from streamward.roles.schemas import RoleRef
 from streamward.schemas import ApiModel, ColumnText, UtcDatetime
 from streamward.users.models import Account, normalise_email
 
@@ -22,11 +24,6 @@ class LoginRequest(ApiModel):
 class OrganisationRef(ApiModel):
     id: uuid.UUID
     name: str
-
-
-class RoleRef(ApiModel):
-    name: str
-    title: str
 
 
 class UserRef(ApiModel):
@@ -64,3 +61,16 @@ class PasswordResetRequested(ApiModel):
 
 class PasswordResetComplete(ApiModel):
     password: str = _NEW_PASSWORD
+
+
+class BintuTokenCreate(ApiModel):
+    name: Annotated[str, ColumnText(BintuSession.name)] = Field(
+        description="What the token is for, e.g. 'CI'."
+    )
+    expires_in_days: int = Field(ge=1, le=365)
+
+
+class BintuTokenOut(ApiModel):
+    token: str = Field(description="Shown once.")
+    name: str
+    expires_at: UtcDatetime

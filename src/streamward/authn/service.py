@@ -13,17 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from streamward.audit.service import Actor, record
 from streamward.authn.mail import MailMessage
 from streamward.authn.models import BintuSession, PasswordReset
-from streamward.authn.password_policy import check_password
-from streamward.authn.passwords import hash_password, needs_rehash, verify_password
-from streamward.authn.ratelimit import LoginThrottle
 from streamward.authz.permissions import ALL_PERMISSIONS, Role
-from streamward.authz.policy import permissions_of, resolve_role
 from streamward.authz.principal import Principal
+from streamward.authz.scoping import get_scoped
 from streamward.crypto import digest, new_token
 from streamward.db import WRITE_OPTION, Database, UTCDateTime, utcnow
 from streamward.errors import AppError, BadRequest, InvalidCredentials, NotFound, RateLimited
+from streamward.limits import LoginThrottle
 from streamward.orgs.models import Organisation
+from streamward.password_policy import check_password
+from streamward.passwords import hash_password, needs_rehash, verify_password
 from streamward.request_context import note_login, note_rate_limit
+from streamward.roles.lookup import permissions_of, resolve_role
 from streamward.users.models import Account, Membership, normalise_email
 from streamward.users.service import find_account
 
@@ -463,3 +464,32 @@ async def complete_password_reset(
             target_type="user",
             target_id=membership_id,
         )
+
+
+MAX_NAMED_TOKEN_DAYS = 365
+
+
+async def create_named_token(
+    session: AsyncSession, principal: Principal, *, name: str, expires_in_days: int
+) -> IssuedToken:
+    """A long-lived bintu token of the calling user, for automation. Issued under the user's token
+    key like any other, so renewing the key (or a role change) ends it."""
+    if principal.membership_id is None:
+        raise BadRequest(
+            "A named bintu token belongs to a user: create it with your bintu token, not the API key.",
+            code="user_required",
+        )
+    if not 1 <= expires_in_days <= MAX_NAMED_TOKEN_DAYS:
+        raise BadRequest(f"expiresInDays must be 1 to {MAX_NAMED_TOKEN_DAYS}.", code="invalid_value")
+    membership = await get_scoped(session, Membership, principal.membership_id, principal, what="user")
+    issued = await issue_token(session, membership, timedelta(days=expires_in_days), name=name)
+    record(
+        session,
+        Actor.of(principal),
+        "token.created",
+        organisation_id=principal.organisation_id,
+        target_type="session",
+        target_id=issued.session.id,
+        after={"name": name, "expiresAt": issued.session.expires_at.isoformat()},
+    )
+    return issued

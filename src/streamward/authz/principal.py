@@ -2,11 +2,20 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Literal
-
-from streamward.orgs.models import Organisation
+from typing import Literal, Protocol
 
 AuthMethod = Literal["session", "api_key"]
+
+
+class OrganisationRecord(Protocol):
+    """What the access core knows of the organisation a Principal acts for. The row itself belongs
+    to the orgs feature, which hands it back typed (``orgs.models.organisation_of``)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def name(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,7 +23,7 @@ class Principal:
     """Who is asking: an organisation member through a bintu token, or the organisation itself
     through its API key (the master key, holding every permission)."""
 
-    organisation: Organisation
+    organisation: OrganisationRecord
     permissions: frozenset[str]
     method: AuthMethod
     membership_id: uuid.UUID | None = None

@@ -23,9 +23,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
 from streamward.authn.service import principal_from_token
-from streamward.authz.deps import access_rule
 from streamward.authz.permissions import LABELS, PREDEFINED_ROLES, Role, ordered
-from streamward.authz.policy import resolve_role
 from streamward.authz.principal import Principal
 from streamward.crypto import SecretBox, digest
 from streamward.dashboard.security import (
@@ -39,7 +37,9 @@ from streamward.dashboard.security import (
 from streamward.db import DbSession
 from streamward.errors import AppError, Forbidden
 from streamward.request_context import note_organisation
+from streamward.roles.lookup import resolve_role
 from streamward.runtime import Runtime, client_address, get_runtime
+from streamward.web.access import access_rule
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"

@@ -12,9 +12,9 @@ from streamward.dashboard.core import CheckedForm, Viewer, flash_redirect, page,
 from streamward.dashboard.page_tools import list_url
 from streamward.db import DbSession
 from streamward.errors import NotFound
-from streamward.events import service as events
-from streamward.events.schemas import DeliveryStatus
 from streamward.pagination import DEFAULT_LIMIT
+from streamward.webhooks import deliveries as events
+from streamward.webhooks.schemas import DeliveryStatus
 
 router = APIRouter(include_in_schema=False)
 

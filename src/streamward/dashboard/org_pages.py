@@ -11,12 +11,13 @@ from streamward.dashboard.core import CheckedForm, Viewer, flash_redirect, page,
 from streamward.dashboard.page_tools import form_values
 from streamward.db import DbSession
 from streamward.errors import AppError
-from streamward.events import delivery, ping
-from streamward.orgs import packages, webhook
+from streamward.orgs import packages
 from streamward.orgs import service as orgs
 from streamward.orgs.player_access import set_player_token_required
 from streamward.runtime import Runtime, get_runtime
 from streamward.streams import tags as stream_tags
+from streamward.webhooks import config as webhook
+from streamward.webhooks import delivery, ping
 
 router = APIRouter(include_in_schema=False)
 

@@ -9,13 +9,13 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from streamward import role_management as roles
+from streamward.authz.grants import Escalation, ensure_can_grant
 from streamward.authz.permissions import CATALOGUE, PermissionInfo, Role
-from streamward.authz.policy import Escalation, ensure_can_grant
 from streamward.dashboard.core import CheckedForm, Viewer, flash_redirect, page, render
 from streamward.dashboard.page_tools import form_values, validation_message
 from streamward.db import DbSession
 from streamward.errors import AppError
-from streamward.roles import service as roles
 from streamward.roles.schemas import RoleCreate, RoleUpdate
 
 router = APIRouter(include_in_schema=False)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from streamward import role_management as roles
 from streamward.authz.permissions import ADMIN_ROLE
 from streamward.dashboard.core import (
     CheckedForm,
@@ -29,7 +30,6 @@ from streamward.db import DbSession
 from streamward.errors import AppError, NotFound
 from streamward.invites import service as invites
 from streamward.pagination import DEFAULT_LIMIT
-from streamward.roles import service as roles
 from streamward.runtime import Runtime
 from streamward.users import service as users
 

@@ -5,8 +5,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from streamward.authn.schemas import RoleRef
 from streamward.invites.models import Invitation
+from streamward.roles.schemas import RoleRef
 from streamward.schemas import ApiModel, ColumnText, UtcDatetime
 from streamward.users.schemas import EmailAddress
 

@@ -21,12 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.audit.service import Actor, record
-from streamward.authn.password_policy import check_password
-from streamward.authn.passwords import hash_password, verify_password
-from streamward.authn.ratelimit import LoginThrottle
 from streamward.authn.service import LoginFailed, LoginResult, issue_token, principal_from_token
 from streamward.authz.permissions import Role
-from streamward.authz.policy import grantable_role, resolve_role
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import get_scoped, scoped
 from streamward.crypto import digest, new_token
@@ -34,8 +30,13 @@ from streamward.db import Database, utcnow
 from streamward.errors import AppError, BadRequest, Conflict, RateLimited, Unauthenticated
 from streamward.events.outbox import emit
 from streamward.invites.models import Invitation
+from streamward.limits import LoginThrottle
 from streamward.orgs.models import Organisation
+from streamward.orgs.service import lock_organisation
 from streamward.pagination import Page, keyset_page
+from streamward.password_policy import check_password
+from streamward.passwords import hash_password, verify_password
+from streamward.roles.lookup import grantable_role, resolve_role
 from streamward.users.models import Account, Membership
 from streamward.users.service import (
     add_account,
@@ -43,7 +44,6 @@ from streamward.users.service import (
     checked_email,
     email_prefix,
     find_account,
-    lock_organisation,
 )
 
 INVITE_TOKEN_PREFIX = "swi"

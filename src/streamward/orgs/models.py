@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
+from streamward.authz.principal import Principal
 from streamward.crypto import digest
 from streamward.db import Base, UTCDateTime, new_id, utcnow
 
@@ -50,3 +51,11 @@ class Organisation(Base):
 
     def to_log(self) -> dict[str, Any]:
         return {"id": str(self.id), "name": self.name}
+
+
+def organisation_of(principal: Principal) -> Organisation:
+    """The organisation row a Principal was authenticated against (the access core types it only by
+    its id and name)."""
+    organisation = principal.organisation
+    assert isinstance(organisation, Organisation)
+    return organisation

@@ -16,7 +16,7 @@ from streamward.audit.service import Actor, record
 from streamward.authz.principal import Principal
 from streamward.crypto import digest
 from streamward.events.outbox import emit
-from streamward.orgs.models import Organisation
+from streamward.orgs.models import Organisation, organisation_of
 from streamward.orgs.packages import require_package
 
 # Built once; the digest column is unique, so this is one index probe.
@@ -35,7 +35,7 @@ async def set_player_token_required(session: AsyncSession, principal: Principal,
     Requiring one needs the Secure Playback package (players could not get a token otherwise);
     turning it off is always allowed, so an organisation that lost the package is never stuck.
     """
-    organisation = principal.organisation
+    organisation = organisation_of(principal)
     if required:
         require_package(organisation.packages, "secure_playback")
     if organisation.player_token_required != required:

@@ -5,7 +5,6 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from streamward.authn.models import BintuSession
 from streamward.orgs.models import Organisation
 from streamward.schemas import ApiModel, ColumnText, UtcDatetime
 
@@ -50,19 +49,6 @@ class ApiKeyOut(ApiModel):
 
 class PlayerKeyOut(ApiModel):
     player_key: str
-
-
-class BintuTokenCreate(ApiModel):
-    name: Annotated[str, ColumnText(BintuSession.name)] = Field(
-        description="What the token is for, e.g. 'CI'."
-    )
-    expires_in_days: int = Field(ge=1, le=365)
-
-
-class BintuTokenOut(ApiModel):
-    token: str = Field(description="Shown once.")
-    name: str
-    expires_at: UtcDatetime
 
 
 class WebhookOut(ApiModel):

@@ -5,24 +5,20 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.audit.service import Actor, record
-from streamward.authn.service import IssuedToken, issue_token
-from streamward.authz.permissions import ADMIN_ROLE, Role
+from streamward.authz.permissions import Role
 from streamward.authz.principal import Principal
-from streamward.authz.scoping import get_scoped
 from streamward.crypto import SecretBox, digest, new_token
 from streamward.errors import BadRequest, NotFound
 from streamward.events.outbox import emit
 from streamward.orgs import packages as package_catalogue
-from streamward.orgs.models import ANALYTICS_LEVELS, SUPPORT_LEVELS, Organisation
+from streamward.orgs.models import ANALYTICS_LEVELS, SUPPORT_LEVELS, Organisation, organisation_of
 from streamward.pagination import Page, keyset_page
-from streamward.users.models import Membership
 
 API_KEY_PREFIX = "swk"
 PLAYER_KEY_PREFIX = "swp"
@@ -33,6 +29,24 @@ API_KEY_PURPOSE = "organisation.api_key"
 class CreatedOrganisation:
     organisation: Organisation
     api_key: str  # shown once to whoever created the organisation
+
+
+async def lock_organisation(session: AsyncSession, organisation_id: uuid.UUID) -> None:
+    """Serialise the membership changes of one organisation (role change, delete, joining,
+    role deletion), so that rules counting members, such as "at least one nanoAdmin", hold under
+    concurrent requests.
+
+    PostgreSQL: a row lock on the organisation, taken before anything is counted; a concurrent
+    request waits here and, under READ COMMITTED, counts again after the first one committed.
+    ``FOR NO KEY UPDATE`` rather than ``FOR UPDATE``: it does not block other transactions from
+    inserting rows that reference the organisation (audit entries, events). SQLite: a writing request
+    already holds the database's write lock from its first statement (BEGIN IMMEDIATE, see db.py).
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        return
+    await session.execute(
+        select(Organisation.id).where(Organisation.id == organisation_id).with_for_update(key_share=True)
+    )
 
 
 def _check_level(value: str, allowed: tuple[str, ...], what: str) -> str:
@@ -87,33 +101,6 @@ def reveal_api_key(box: SecretBox, organisation: Organisation) -> str:
     return box.open(organisation.api_key_sealed, purpose=API_KEY_PURPOSE)
 
 
-@dataclass(frozen=True)
-class ProvisionedOrganisation:
-    created: CreatedOrganisation
-    admin: Membership
-    admin_account_existed: bool
-
-
-async def create_with_admin(
-    session: AsyncSession,
-    box: SecretBox,
-    *,
-    admin_email: str,
-    admin_password: str,
-    **organisation: Any,
-) -> ProvisionedOrganisation:
-    """An organisation and its first nanoAdmin. An existing account joins with its own password."""
-    from streamward.users.service import add_membership, create_account, find_account
-
-    created = await create_organisation(session, box, **organisation)
-    account = await find_account(session, admin_email)
-    existed = account is not None
-    if account is None:
-        account = await create_account(session, email=admin_email, password=admin_password)
-    admin = await add_membership(session, created.organisation, account, ADMIN_ROLE)
-    return ProvisionedOrganisation(created, admin, existed)
-
-
 def _announce_change(session: AsyncSession, organisation: Organisation, changed: list[str]) -> None:
     emit(
         session,
@@ -133,7 +120,7 @@ async def reveal_api_key_audited(session: AsyncSession, box: SecretBox, principa
         target_type="organisation",
         target_id=principal.organisation_id,
     )
-    return reveal_api_key(box, principal.organisation)
+    return reveal_api_key(box, organisation_of(principal))
 
 
 async def api_key_for_login(
@@ -165,10 +152,8 @@ async def _locked_for_rotation(session: AsyncSession, principal: Principal) -> O
     makes concurrent rotations queue instead; the last one to commit wins, and the audit's
     ``before`` is what the previous one committed.
     """
-    from streamward.users.service import lock_organisation
-
     await lock_organisation(session, principal.organisation_id)
-    organisation = principal.organisation
+    organisation = organisation_of(principal)
     await session.refresh(organisation)
     return organisation
 
@@ -216,7 +201,7 @@ async def rotate_player_key(session: AsyncSession, principal: Principal) -> str:
 
 
 async def set_vod_public(session: AsyncSession, principal: Principal, public: bool) -> bool:
-    organisation = principal.organisation
+    organisation = organisation_of(principal)
     if organisation.vod_public != public:
         record(
             session,
@@ -232,35 +217,6 @@ async def set_vod_public(session: AsyncSession, principal: Principal, public: bo
         _announce_change(session, organisation, ["vodPublic"])
         await session.flush()
     return organisation.vod_public
-
-
-MAX_NAMED_TOKEN_DAYS = 365
-
-
-async def create_named_token(
-    session: AsyncSession, principal: Principal, *, name: str, expires_in_days: int
-) -> IssuedToken:
-    """A long-lived bintu token of the calling user, for automation. Issued under the user's token
-    key like any other, so renewing the key (or a role change) ends it."""
-    if principal.membership_id is None:
-        raise BadRequest(
-            "A named bintu token belongs to a user: create it with your bintu token, not the API key.",
-            code="user_required",
-        )
-    if not 1 <= expires_in_days <= MAX_NAMED_TOKEN_DAYS:
-        raise BadRequest(f"expiresInDays must be 1 to {MAX_NAMED_TOKEN_DAYS}.", code="invalid_value")
-    membership = await get_scoped(session, Membership, principal.membership_id, principal, what="user")
-    issued = await issue_token(session, membership, timedelta(days=expires_in_days), name=name)
-    record(
-        session,
-        Actor.of(principal),
-        "token.created",
-        organisation_id=principal.organisation_id,
-        target_type="session",
-        target_id=issued.session.id,
-        after={"name": name, "expiresAt": issued.session.expires_at.isoformat()},
-    )
-    return issued
 
 
 class InvalidOrganisationChange(BadRequest):

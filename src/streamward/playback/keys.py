@@ -21,8 +21,8 @@ from streamward.audit.service import Actor, record
 from streamward.crypto import SecretBox
 from streamward.db import utcnow
 from streamward.events.outbox import emit
+from streamward.orgs.service import lock_organisation
 from streamward.playback.models import PlaybackSigningKey
-from streamward.users.service import lock_organisation
 
 SIGNING_KEY_PURPOSE = "playback.signing_key"
 # Slack added to a key's expiry bound, so that issuing tokens writes the bound at most once an hour.

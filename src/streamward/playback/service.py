@@ -25,6 +25,7 @@ from streamward.authz.principal import Principal
 from streamward.authz.scoping import scoped
 from streamward.crypto import SecretBox
 from streamward.errors import AppError
+from streamward.orgs.models import organisation_of
 from streamward.orgs.packages import require_package
 from streamward.playback import keys
 from streamward.playback.models import PlaybackRevocation, PlaybackSigningKey
@@ -155,7 +156,7 @@ async def _check_streams(session: AsyncSession, principal: Principal, names: lis
 async def issue(
     session: AsyncSession, box: SecretBox, principal: Principal, request: TokenRequest, *, issuer: str
 ) -> str:
-    require_package(principal.organisation.packages, "secure_playback")
+    require_package(organisation_of(principal).packages, "secure_playback")
     scope = _scope_claims(request)
     if request.streams:
         await _check_streams(session, principal, request.streams)

@@ -9,6 +9,11 @@ from streamward.roles.models import CustomRole
 from streamward.schemas import ApiModel, ColumnText, column_length
 
 
+class RoleRef(ApiModel):
+    name: str
+    title: str
+
+
 class RoleProfile(ApiModel):
     """A role as the permission overview shows it."""
 

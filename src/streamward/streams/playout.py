@@ -22,8 +22,7 @@ from typing import Any
 from streamward.config import Settings
 from streamward.schemas import format_utc
 from streamward.streams.models import Stream
-from streamward.streams.service import StreamView
-from streamward.vod.models import VodAsset
+from streamward.streams.service import Recording, StreamView
 
 PASSTHROUGH_LABEL = "passthrough"
 
@@ -91,7 +90,7 @@ def renditions_of(stream: Stream) -> list[Rendition]:
     return result
 
 
-def _vod_entry(asset: VodAsset) -> dict[str, Any]:
+def _vod_entry(asset: Recording) -> dict[str, Any]:
     return {
         "url": asset.url,
         "type": "vod",
@@ -103,7 +102,7 @@ def _vod_entry(asset: VodAsset) -> dict[str, Any]:
 
 
 def playout_of(
-    renditions: Sequence[Rendition], addresses: Addresses, *, vod: Sequence[VodAsset] = ()
+    renditions: Sequence[Rendition], addresses: Addresses, *, vod: Sequence[Recording] = ()
 ) -> dict[str, Any]:
     rtmp, hls, h5live = [], [], []
     for index, r in enumerate(renditions):

@@ -13,10 +13,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,15 +24,14 @@ from streamward.audit.service import Actor, record
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import Tenant, get_scoped, scoped
 from streamward.db import end_transaction, utcnow
+from streamward.egress.guard import Resolver, UnsafeTarget, resolve_public
 from streamward.errors import BadRequest, Conflict, NotFound
-from streamward.events.egress import Resolver, UnsafeTarget, resolve_public
 from streamward.events.outbox import emit
-from streamward.orgs.models import Organisation
+from streamward.orgs.models import Organisation, organisation_of
 from streamward.orgs.packages import require_package
 from streamward.pagination import Page, keyset_page
 from streamward.streams.models import Stream, StreamState, StreamTag
 from streamward.streams.tags import replace_tags, tags_of
-from streamward.vod.models import VodAsset
 
 # bintu's transcoding profile names: "vtrans2-852x480x800x25" (width x height x kbps x fps) or
 # "vtrans2-800k" (a bitrate only); "vtrans-" without the 2 is the older spelling of the same.
@@ -184,7 +183,22 @@ class StreamView:
     stream: Stream
     tags: list[str]
     # Recorded assets of the stream, newest first, when the reader may see them (playout.web).
-    vod: Sequence[VodAsset] = field(default=())
+    vod: Sequence[Recording] = field(default=())
+
+
+class Recording(Protocol):
+    """What a stream object shows of a recorded asset (the vod feature's rows have these)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def stream_id(self) -> uuid.UUID | None: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def duration_seconds(self) -> float: ...
 
 
 class InvalidTranscodeProfile(BadRequest):
@@ -269,7 +283,7 @@ async def create_stream(
 ) -> StreamView:
     if transcodes:
         plan_renditions("check", transcodes)  # a malformed profile is 400 whatever the packages
-        require_package(principal.organisation.packages, "transcoding")
+        require_package(organisation_of(principal).packages, "transcoding")
     stream = await _insert_with_unique_name(
         session, principal, transcodes=transcodes, group_id=group_id, stream_type=stream_type
     )
@@ -494,31 +508,6 @@ async def group_members(session: AsyncSession, head: Stream) -> list[Stream]:
         .order_by(Stream.id)
     )
     return [head, *others.scalars()]
-
-
-async def recorded_assets(
-    session: AsyncSession, organisation_id: uuid.UUID, stream_ids: Sequence[uuid.UUID], *, per_stream: int
-) -> dict[uuid.UUID, list[VodAsset]]:
-    """The newest ``per_stream`` VOD assets of each stream (bintu's ``asset_limit``), in one query."""
-    found: dict[uuid.UUID, list[VodAsset]] = {stream_id: [] for stream_id in stream_ids}
-    if not stream_ids or per_stream < 1:
-        return found
-    rank = func.row_number().over(partition_by=VodAsset.stream_id, order_by=VodAsset.id.desc()).label("rank")
-    ranked = (
-        select(VodAsset.id, rank)
-        .where(VodAsset.organisation_id == organisation_id, VodAsset.stream_id.in_(stream_ids))
-        .subquery()
-    )
-    assets = await session.execute(
-        select(VodAsset)
-        .join(ranked, ranked.c.id == VodAsset.id)
-        .where(ranked.c.rank <= per_stream)
-        .order_by(VodAsset.id.desc())
-    )
-    for asset in assets.scalars():
-        if asset.stream_id is not None:
-            found[asset.stream_id].append(asset)
-    return found
 
 
 class PushUrlRefused(BadRequest):

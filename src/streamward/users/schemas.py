@@ -6,12 +6,12 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
-from streamward.authn.schemas import RoleRef
 from streamward.errors import BadRequest
-from streamward.roles.schemas import RoleProfile
+from streamward.roles.lookup import role_title
+from streamward.roles.schemas import RoleProfile, RoleRef
 from streamward.schemas import ApiModel, ColumnText, UtcDatetime
 from streamward.users.models import Account, Membership, normalise_email
-from streamward.users.service import UserView, checked_email, role_title
+from streamward.users.service import UserView, checked_email
 
 
 def _email_rule(value: str) -> str:

@@ -12,16 +12,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from streamward.audit.service import Actor, record
-from streamward.authn.password_policy import check_password
-from streamward.authn.passwords import hash_password
-from streamward.authz.permissions import ADMIN_ROLE, PREDEFINED_ROLES, Role
-from streamward.authz.policy import ensure_can_act_on, grantable_role, resolve_role
+from streamward.authz.grants import ensure_can_act_on
+from streamward.authz.permissions import ADMIN_ROLE, Role
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import get_scoped, scoped
+from streamward.crypto import SecretBox
 from streamward.errors import AppError, BadRequest, Forbidden
 from streamward.events.outbox import emit
 from streamward.orgs.models import Organisation
+from streamward.orgs.service import CreatedOrganisation, create_organisation, lock_organisation
 from streamward.pagination import Page, keyset_page
+from streamward.password_policy import check_password
+from streamward.passwords import hash_password
+from streamward.roles.lookup import grantable_role, resolve_role
 from streamward.schemas import ColumnText
 from streamward.users.models import Account, Membership, new_token_key, normalise_email
 
@@ -97,24 +100,6 @@ async def add_membership(
     return membership
 
 
-async def lock_organisation(session: AsyncSession, organisation_id: uuid.UUID) -> None:
-    """Serialise the membership changes of one organisation (role change, delete, joining,
-    role deletion), so that rules counting members, such as "at least one nanoAdmin", hold under
-    concurrent requests.
-
-    PostgreSQL: a row lock on the organisation, taken before anything is counted; a concurrent
-    request waits here and, under READ COMMITTED, counts again after the first one committed.
-    ``FOR NO KEY UPDATE`` rather than ``FOR UPDATE``: it does not block other transactions from
-    inserting rows that reference the organisation (audit entries, events). SQLite: a writing request
-    already holds the database's write lock from its first statement (BEGIN IMMEDIATE, see db.py).
-    """
-    if session.get_bind().dialect.name == "sqlite":
-        return
-    await session.execute(
-        select(Organisation.id).where(Organisation.id == organisation_id).with_for_update(key_share=True)
-    )
-
-
 def email_prefix(column: InstrumentedAttribute[Any], prefix: str, dialect: str) -> ColumnElement[bool]:
     """``column`` starts with ``prefix`` (emails are stored lower-cased), answered from an index.
 
@@ -127,12 +112,6 @@ def email_prefix(column: InstrumentedAttribute[Any], prefix: str, dialect: str) 
         return (column >= prefix) & (column < prefix + "\U0010ffff")
     escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return column.like(escaped + "%", escape="\\")
-
-
-def role_title(name: str) -> str:
-    """Predefined roles have titles; a custom role's title is its name."""
-    predefined = PREDEFINED_ROLES.get(name)
-    return predefined.title if predefined else name
 
 
 _USER_COLUMNS = (
@@ -329,3 +308,28 @@ async def delete_user(session: AsyncSession, principal: Principal, user_id: uuid
         _user_payload(membership, view.email) | {"role": membership.role},
         organisation_id=principal.organisation_id,
     )
+
+
+@dataclass(frozen=True)
+class ProvisionedOrganisation:
+    created: CreatedOrganisation
+    admin: Membership
+    admin_account_existed: bool
+
+
+async def create_with_admin(
+    session: AsyncSession,
+    box: SecretBox,
+    *,
+    admin_email: str,
+    admin_password: str,
+    **organisation: Any,
+) -> ProvisionedOrganisation:
+    """An organisation and its first nanoAdmin. An existing account joins with its own password."""
+    created = await create_organisation(session, box, **organisation)
+    account = await find_account(session, admin_email)
+    existed = account is not None
+    if account is None:
+        account = await create_account(session, email=admin_email, password=admin_password)
+    admin = await add_membership(session, created.organisation, account, ADMIN_ROLE)
+    return ProvisionedOrganisation(created, admin, existed)

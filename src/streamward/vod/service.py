@@ -9,16 +9,17 @@ read by anyone, without credentials; a private organisation's only by its member
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.audit.service import Actor, record
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import get_scoped, scoped
 from streamward.errors import Forbidden, NotFound
-from streamward.orgs.models import Organisation
+from streamward.orgs.models import Organisation, organisation_of
 from streamward.orgs.packages import require_package
 from streamward.pagination import Page, keyset_page
 from streamward.streams.models import Stream
@@ -106,7 +107,7 @@ async def import_asset(
     duration_seconds: float,
     url: str,
 ) -> VodAsset:
-    require_package(principal.organisation.packages, "vod")
+    require_package(organisation_of(principal).packages, "vod")
     if stream_id is not None:
         await get_scoped(session, Stream, stream_id, principal, what="stream")
     asset = VodAsset(
@@ -155,7 +156,7 @@ async def create_recording(
 async def delete_asset(session: AsyncSession, principal: Principal, asset_id: uuid.UUID) -> None:
     # Looked up first: another organisation's asset is 404 whatever our packages are.
     asset = await get_scoped(session, VodAsset, asset_id, principal, what="VOD")
-    require_package(principal.organisation.packages, "vod")
+    require_package(organisation_of(principal).packages, "vod")
     record(
         session,
         Actor.of(principal),
@@ -167,3 +168,28 @@ async def delete_asset(session: AsyncSession, principal: Principal, asset_id: uu
     )
     await session.delete(asset)
     await session.flush()
+
+
+async def recorded_assets(
+    session: AsyncSession, organisation_id: uuid.UUID, stream_ids: Sequence[uuid.UUID], *, per_stream: int
+) -> dict[uuid.UUID, list[VodAsset]]:
+    """The newest ``per_stream`` VOD assets of each stream (bintu's ``asset_limit``), in one query."""
+    found: dict[uuid.UUID, list[VodAsset]] = {stream_id: [] for stream_id in stream_ids}
+    if not stream_ids or per_stream < 1:
+        return found
+    rank = func.row_number().over(partition_by=VodAsset.stream_id, order_by=VodAsset.id.desc()).label("rank")
+    ranked = (
+        select(VodAsset.id, rank)
+        .where(VodAsset.organisation_id == organisation_id, VodAsset.stream_id.in_(stream_ids))
+        .subquery()
+    )
+    assets = await session.execute(
+        select(VodAsset)
+        .join(ranked, ranked.c.id == VodAsset.id)
+        .where(ranked.c.rank <= per_stream)
+        .order_by(VodAsset.id.desc())
+    )
+    for asset in assets.scalars():
+        if asset.stream_id is not None:
+            found[asset.stream_id].append(asset)
+    return found

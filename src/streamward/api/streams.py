@@ -11,17 +11,17 @@ from typing import Annotated, Any
 import pydantic_core
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
-from streamward.authz.deps import require
+from streamward.api.stream_readers import STREAM_READER, StreamReader, check_player_read, playable_for_token
 from streamward.authz.principal import Principal
 from streamward.db import DbSession
 from streamward.errors import BadRequest, NotFound, Unauthenticated
+from streamward.orgs.models import organisation_of
 from streamward.orgs.packages import has_package
 from streamward.orgs.player_access import set_player_token_required
 from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from streamward.runtime import Runtime, get_runtime
 from streamward.streams import service, tags
 from streamward.streams.models import StreamState
-from streamward.streams.player import STREAM_READER, StreamReader, check_player_read, playable_for_token
 from streamward.streams.playout import Addresses, group_object, player_object, stream_object
 from streamward.streams.schemas import (
     GroupIdQuery,
@@ -38,6 +38,8 @@ from streamward.streams.schemas import (
     TagRename,
 )
 from streamward.streams.service import StreamAction, StreamView
+from streamward.vod import service as vod
+from streamward.web.access import require
 
 stream_routes = APIRouter(prefix="/api/stream", tags=["streams"])
 player_access_routes = APIRouter(prefix="/api/organisation/player-access", tags=["organisation"])
@@ -100,10 +102,10 @@ async def _with_vod(
     if not views:
         return views
     organisation_id = views[0].stream.organisation_id
-    organisation = reader.principal.organisation if reader.principal else reader.player_organisation
+    organisation = organisation_of(reader.principal) if reader.principal else reader.player_organisation
     if organisation is None or not reader.may_read_vod(organisation):
         return views
-    assets = await service.recorded_assets(
+    assets = await vod.recorded_assets(
         db, organisation_id, [v.stream.id for v in views], per_stream=asset_limit
     )
     return [StreamView(v.stream, v.tags, assets[v.stream.id]) for v in views]
@@ -425,7 +427,7 @@ async def delete_stream(
     "", response_model=PlayerAccessOut, summary="Whether player reads of stream info need a playback token"
 )
 async def read_player_access(principal: Annotated[Principal, require("org:read")]) -> PlayerAccessOut:
-    organisation = principal.organisation
+    organisation = organisation_of(principal)
     return PlayerAccessOut(
         token_required=organisation.player_token_required,
         secure_playback=has_package(organisation.packages, "secure_playback"),
@@ -443,7 +445,7 @@ async def set_player_access(
     required = await set_player_token_required(db, principal, body.token_required)
     return PlayerAccessOut(
         token_required=required,
-        secure_playback=has_package(principal.organisation.packages, "secure_playback"),
+        secure_playback=has_package(organisation_of(principal).packages, "secure_playback"),
     )
 
 

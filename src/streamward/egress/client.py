@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from streamward.events.egress import (
+from streamward.egress.guard import (
     Resolver,
     UnsafeTarget,
     parse_webhook_url,

@@ -10,12 +10,12 @@ from streamward.audit.export import csv_response
 from streamward.audit.models import AuditEntry
 from streamward.audit.schemas import AuditEntryOut, AuditPage
 from streamward.audit.service import ACTOR_FILTER_LENGTH, AuditFilter, list_entries
-from streamward.authz.deps import require
 from streamward.authz.principal import Principal
 from streamward.db import DbSession
 from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from streamward.runtime import Runtime, get_runtime
 from streamward.schemas import column_query
+from streamward.web.access import require
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 

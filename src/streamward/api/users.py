@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from streamward.authz.deps import AUTHENTICATED, require
 from streamward.authz.principal import Principal
 from streamward.db import DbSession
 from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -22,6 +21,7 @@ from streamward.users.schemas import (
     UserPage,
     UserSummary,
 )
+from streamward.web.access import AUTHENTICATED, require
 
 router = APIRouter(prefix="/api/user", tags=["users"])
 

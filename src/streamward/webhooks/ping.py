@@ -14,7 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from streamward.authz.principal import Principal
 from streamward.crypto import SecretBox
 from streamward.db import end_transaction, new_id, utcnow
-from streamward.events.delivery import (
+from streamward.egress.client import EgressClient, SendResult
+from streamward.events.models import OutboxEvent, WebhookDelivery
+from streamward.webhooks.deliveries import WebhookNotConfigured
+from streamward.webhooks.delivery import (
     TEST_EVENT_TYPE,
     ClaimedEvent,
     describe,
@@ -22,9 +25,6 @@ from streamward.events.delivery import (
     render,
     send_signed,
 )
-from streamward.events.models import OutboxEvent, WebhookDelivery
-from streamward.events.service import WebhookNotConfigured
-from streamward.events.transport import EgressClient, SendResult
 
 
 async def send_test_event(

@@ -10,11 +10,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Response
 
-from streamward.authz.deps import require
+from streamward import role_management as service
 from streamward.authz.permissions import CATALOGUE
 from streamward.authz.principal import Principal
 from streamward.db import DbSession
-from streamward.roles import service
 from streamward.roles.models import CustomRole
 from streamward.roles.schemas import (
     PermissionInfoOut,
@@ -26,6 +25,7 @@ from streamward.roles.schemas import (
 )
 from streamward.schemas import column_path, column_query
 from streamward.users.models import Membership
+from streamward.web.access import require
 
 router = APIRouter(prefix="/api/permission", tags=["roles"])
 

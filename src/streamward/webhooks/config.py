@@ -23,14 +23,14 @@ from streamward.audit.service import Actor, record
 from streamward.authz.principal import Principal
 from streamward.crypto import SecretBox
 from streamward.db import end_transaction
+from streamward.egress.guard import Resolver, check_webhook_url
 from streamward.errors import BadRequest
-from streamward.events.delivery import WEBHOOK_SECRET_PURPOSE
-from streamward.events.egress import Resolver, check_webhook_url
 from streamward.events.outbox import emit
-from streamward.events.service import WebhookNotConfigured
-from streamward.events.signing import SECRET_PREFIX
-from streamward.orgs.models import Organisation
+from streamward.orgs.models import Organisation, organisation_of
 from streamward.schemas import ColumnText
+from streamward.webhooks.deliveries import WebhookNotConfigured
+from streamward.webhooks.delivery import WEBHOOK_SECRET_PURPOSE
+from streamward.webhooks.signing import SECRET_PREFIX
 
 SECRET_BYTES = 32
 
@@ -99,7 +99,7 @@ def _snapshot(organisation: Organisation) -> dict[str, Any]:
 
 
 def _changed(session: AsyncSession, principal: Principal, action: str, before: dict[str, Any]) -> None:
-    organisation = principal.organisation
+    organisation = organisation_of(principal)
     record(
         session,
         Actor.of(principal),
@@ -142,7 +142,7 @@ async def save(
     await check_webhook_url(url, allow_private=allow_private, resolver=resolver)
     # Read again, locked, in the write transaction: another save may have landed during the lookup
     # (and created the secret this one must then not replace).
-    organisation = principal.organisation
+    organisation = organisation_of(principal)
     await session.refresh(organisation, with_for_update={"key_share": True})
     before = _snapshot(organisation)
     organisation.webhook_url = url
@@ -160,7 +160,7 @@ async def save(
 
 async def rotate_secret(session: AsyncSession, box: SecretBox, principal: Principal) -> str:
     """A new signing secret, shown once; deliveries are signed with it from this transaction on."""
-    organisation = principal.organisation
+    organisation = organisation_of(principal)
     if not organisation.webhook_url:
         raise WebhookNotConfigured("Set a webhook first; its secret is created with it.")
     before = _snapshot(organisation)
@@ -173,7 +173,7 @@ async def rotate_secret(session: AsyncSession, box: SecretBox, principal: Princi
 
 async def remove(session: AsyncSession, principal: Principal) -> None:
     """No webhook any more: URL, subscriptions and secret are dropped (a new URL gets a new secret)."""
-    organisation = principal.organisation
+    organisation = organisation_of(principal)
     if organisation.webhook_url is None and organisation.webhook_secret_sealed is None:
         return
     before = _snapshot(organisation)

@@ -5,21 +5,22 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from streamward.authz.deps import require
 from streamward.authz.principal import Principal
 from streamward.db import DbSession
-from streamward.events import ping, service
 from streamward.events.models import WebhookDelivery
-from streamward.events.schemas import (
+from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from streamward.runtime import Runtime, get_runtime
+from streamward.schemas import column_query
+from streamward.web.access import require
+from streamward.webhooks import deliveries as service
+from streamward.webhooks import ping
+from streamward.webhooks.schemas import (
     DeliveryOut,
     DeliveryPage,
     DeliveryStatus,
     RedeliveryOut,
     TestDeliveryOut,
 )
-from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from streamward.runtime import Runtime, get_runtime
-from streamward.schemas import column_query
 
 router = APIRouter(prefix="/api/organisation/webhook", tags=["webhook deliveries"])
 

@@ -5,18 +5,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from streamward.authn.dependencies import API_KEY_HEADER, TOKEN_HEADER, authenticate
-from streamward.authz.deps import access_rule, require
 from streamward.authz.principal import Principal
 from streamward.db import DbSession
 from streamward.errors import Unauthenticated
-from streamward.orgs.models import Organisation
+from streamward.orgs.models import Organisation, organisation_of
 from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from streamward.runtime import Runtime, get_runtime
 from streamward.vod import service
 from streamward.vod.models import VodAsset
 from streamward.vod.schemas import VodAssetOut, VodImport, VodPage
 from streamward.vod.service import VodReader
+from streamward.web.access import access_rule, require
+from streamward.web.authenticate import API_KEY_HEADER, TOKEN_HEADER, authenticate
 
 router = APIRouter(prefix="/api/vod", tags=["vod"])
 
@@ -44,7 +44,7 @@ async def vod_reader(
         except ValueError:
             organisation = None
     elif principal is not None:
-        organisation = principal.organisation
+        organisation = organisation_of(principal)
     else:
         raise Unauthenticated(
             "Send credentials, or name an organisation whose VOD is public (?organisation=<id>)."

@@ -20,8 +20,6 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from streamward.audit.service import Actor
-from streamward.authn.dependencies import authenticate
-from streamward.authz.deps import PUBLIC, access_rule, require
 from streamward.authz.permissions import LABELS
 from streamward.authz.principal import Principal
 from streamward.db import DbSession
@@ -50,6 +48,8 @@ from streamward.playback.service import (
     SplayError,
 )
 from streamward.runtime import Runtime, get_runtime
+from streamward.web.access import PUBLIC, access_rule, require
+from streamward.web.authenticate import authenticate
 
 
 def as_splay_error(exc: AppError | RequestValidationError) -> SplayError:

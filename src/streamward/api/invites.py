@@ -9,9 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from streamward.authn.dependencies import TOKEN_HEADER
-from streamward.authn.schemas import LoginResponse, OrganisationRef, RoleRef, UserRef
-from streamward.authz.deps import PUBLIC, require
+from streamward.authn.schemas import LoginResponse, OrganisationRef, UserRef
 from streamward.authz.permissions import ordered
 from streamward.authz.principal import Principal
 from streamward.db import DbSession, utcnow
@@ -30,9 +28,12 @@ from streamward.invites.schemas import (
     InviteStatus,
 )
 from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from streamward.roles.lookup import role_title
+from streamward.roles.schemas import RoleRef
 from streamward.runtime import Runtime, client_address, get_runtime
 from streamward.schemas import column_query
-from streamward.users.service import role_title
+from streamward.web.access import PUBLIC, require
+from streamward.web.authenticate import TOKEN_HEADER
 
 manage = APIRouter(prefix="/api/user/invite", tags=["invitations"])
 public = APIRouter(prefix="/api/invite", tags=["invitations"])

@@ -17,18 +17,18 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from streamward.api import login as authn_api
 from streamward.audit.models import AuditEntry
-from streamward.authn import api as authn_api
-from streamward.authn.dependencies import MAX_CREDENTIAL_LENGTH
-from streamward.authn.ratelimit import RateLimitUnavailable
 from streamward.authn.schemas import PasswordResetRequest, PasswordResetRequested
 from streamward.authn.service import principal_from_api_key
-from streamward.authz.deps import PUBLIC
 from streamward.db import DbSession
 from streamward.errors import error_body
-from streamward.orgs.models import Organisation
+from streamward.limits import RateLimitUnavailable
+from streamward.orgs.models import Organisation, organisation_of
 from streamward.runtime import Runtime, client_address, get_runtime
 from streamward.schemas import format_utc
+from streamward.web.access import PUBLIC
+from streamward.web.authenticate import MAX_CREDENTIAL_LENGTH
 
 router = APIRouter(prefix="/api", tags=["bintu compatibility"])
 
@@ -110,7 +110,7 @@ async def check_api_key(
         principal = await principal_from_api_key(reader, body.apikey)
         if principal is None:
             return _refusal(401, "apikey_invalid", "This API key is not valid.", body.apikey)
-        issued_at = await api_key_issued_at(reader, principal.organisation)
+        issued_at = await api_key_issued_at(reader, organisation_of(principal))
     return ApiKeyValid(key=masked(body.apikey), created_at=format_utc(issued_at))
 
 

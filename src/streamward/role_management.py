@@ -1,7 +1,7 @@
 """Custom roles: an organisation's own permission sets, beside the three predefined roles.
 
 Members refer to a role by name and permissions are resolved on every request
-(authz.policy.resolve_role), so an edit applies to the members' very next request.
+(roles.lookup.resolve_role), so an edit applies to the members' very next request.
 """
 
 from __future__ import annotations
@@ -15,17 +15,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.audit.service import Actor, record
+from streamward.authz.grants import ensure_can_grant
 from streamward.authz.permissions import ALL_PERMISSIONS, PREDEFINED_ROLES, Role, ordered
-from streamward.authz.policy import custom_role, ensure_can_grant, grantable_role
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import scoped
 from streamward.db import utcnow
 from streamward.errors import AppError, BadRequest, NotFound
 from streamward.events.outbox import emit
 from streamward.invites.models import Invitation
+from streamward.orgs.service import lock_organisation
+from streamward.roles.lookup import custom_role, grantable_role
 from streamward.roles.models import CustomRole
 from streamward.users.models import Account, Membership, new_token_key
-from streamward.users.service import lock_organisation
 
 _RESERVED = {name.lower() for name in PREDEFINED_ROLES}
 

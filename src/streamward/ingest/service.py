@@ -25,16 +25,16 @@ from streamward.audit.service import Actor, record
 from streamward.config import Settings
 from streamward.crypto import SecretBox
 from streamward.db import Database, utcnow
+from streamward.egress.client import EgressClient
 from streamward.errors import AppError, BadRequest
-from streamward.events.delivery import load_target, send_signed
 from streamward.events.outbox import emit
-from streamward.events.transport import EgressClient
 from streamward.orgs.models import Organisation
 from streamward.orgs.packages import has_package
 from streamward.schemas import column_length
 from streamward.streams.models import Stream, StreamState
 from streamward.streams.service import StreamAction, StreamStateConflict, apply_action, find_by_name
 from streamward.vod.service import create_recording
+from streamward.webhooks.delivery import load_target, send_signed
 
 Call = Literal["publish", "update_publish", "publish_done"]
 # Fields the media server may send, per DOMAIN.md; anything else is dropped, not forwarded.

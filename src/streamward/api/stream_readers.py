@@ -26,8 +26,6 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from streamward.authn.dependencies import API_KEY_HEADER, MAX_CREDENTIAL_LENGTH, TOKEN_HEADER, authenticate
-from streamward.authz.deps import access_rule
 from streamward.authz.permissions import LABELS
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import Tenant
@@ -39,6 +37,8 @@ from streamward.orgs.player_access import organisation_by_player_key
 from streamward.playback.service import Presentation, SplayError, verify
 from streamward.runtime import Runtime, client_address, get_runtime
 from streamward.streams.models import Stream
+from streamward.web.access import access_rule
+from streamward.web.authenticate import API_KEY_HEADER, MAX_CREDENTIAL_LENGTH, TOKEN_HEADER, authenticate
 
 PLAYER_KEY_HEADER = "X-BINTU-PLAYERKEY"
 PLAYBACK_TOKEN_HEADER = "X-Playback-Token"

@@ -32,13 +32,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from streamward.audit.service import SYSTEM, record
 from streamward.crypto import SecretBox
 from streamward.db import Database, utcnow
+from streamward.egress.client import EgressClient, SendResult
 from streamward.events.models import OutboxEvent, WebhookDelivery
-from streamward.events.signing import signature_headers
-from streamward.events.transport import EgressClient, SendResult
 from streamward.housekeeping import run_periodically
 from streamward.orgs.models import Organisation
 from streamward.runtime import Runtime
 from streamward.schemas import format_utc
+from streamward.webhooks.signing import signature_headers
 
 log = logging.getLogger(__name__)
 

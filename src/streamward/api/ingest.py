@@ -10,12 +10,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from streamward.authz.deps import access_rule
 from streamward.db import DbSession
 from streamward.errors import BadRequest, NotFound, TooDeep, Unauthenticated
+from streamward.ingest import service as ingest
+from streamward.ingest.service import Call, IngestReport
 from streamward.runtime import Runtime, get_runtime
-from streamward.streams import ingest
-from streamward.streams.ingest import Call, IngestReport
+from streamward.web.access import access_rule
 
 INGEST_SECRET_HEADER = "X-Ingest-Secret"
 

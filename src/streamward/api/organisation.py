@@ -4,14 +4,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
 
-from streamward.authz.deps import require
+from streamward.authn import service as authn
+from streamward.authn.schemas import BintuTokenCreate, BintuTokenOut
 from streamward.authz.principal import Principal
 from streamward.db import DbSession
-from streamward.orgs import packages, service, webhook
+from streamward.orgs import packages, service
+from streamward.orgs.models import organisation_of
 from streamward.orgs.schemas import (
     ApiKeyOut,
-    BintuTokenCreate,
-    BintuTokenOut,
     Confirmation,
     OrganisationOut,
     PackageState,
@@ -23,6 +23,8 @@ from streamward.orgs.schemas import (
     WebhookUpdate,
 )
 from streamward.runtime import Runtime, get_runtime
+from streamward.web.access import require
+from streamward.webhooks import config as webhook
 
 router = APIRouter(prefix="/api/organisation", tags=["organisation"])
 bintu_token_router = APIRouter(prefix="/api/bintu", tags=["authentication"])
@@ -31,7 +33,7 @@ bintu_token_router = APIRouter(prefix="/api/bintu", tags=["authentication"])
 @router.get("", response_model=OrganisationOut, summary="The caller's organisation")
 async def read_organisation(principal: Annotated[Principal, require("org:read")]) -> OrganisationOut:
     # Loaded with the credential in one query; nothing more to fetch.
-    org = principal.organisation
+    org = organisation_of(principal)
     return OrganisationOut(
         id=org.id,
         name=org.name,
@@ -70,7 +72,7 @@ async def rotate_api_key(
 
 @router.get("/playerkey", response_model=PlayerKeyOut, summary="The player key")
 async def read_player_key(principal: Annotated[Principal, require("playerkey:read")]) -> PlayerKeyOut:
-    return PlayerKeyOut(player_key=principal.organisation.player_key)
+    return PlayerKeyOut(player_key=organisation_of(principal).player_key)
 
 
 @router.post(
@@ -95,7 +97,7 @@ def _webhook_fields(config: webhook.WebhookConfig) -> dict[str, Any]:
 
 @router.get("/webhook", response_model=WebhookOut, summary="The webhook config (never the secret)")
 async def read_webhook(principal: Annotated[Principal, require("webhook:read")]) -> WebhookOut:
-    return WebhookOut(**_webhook_fields(webhook.config_of(principal.organisation)))
+    return WebhookOut(**_webhook_fields(webhook.config_of(organisation_of(principal))))
 
 
 @router.put(
@@ -159,7 +161,7 @@ async def set_vod_visibility(
 async def create_bintu_token(
     body: BintuTokenCreate, principal: Annotated[Principal, require("apikey:read")], db: DbSession
 ) -> BintuTokenOut:
-    issued = await service.create_named_token(
+    issued = await authn.create_named_token(
         db, principal, name=body.name, expires_in_days=body.expires_in_days
     )
     return BintuTokenOut(token=issued.token, name=body.name, expires_at=issued.session.expires_at)

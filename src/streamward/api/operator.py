@@ -13,7 +13,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from streamward.audit.service import Actor
-from streamward.authz.deps import access_rule
 from streamward.crypto import same
 from streamward.db import DbSession
 from streamward.errors import NotFound, Unauthenticated
@@ -22,6 +21,7 @@ from streamward.orgs.models import Organisation
 from streamward.orgs.schemas import OperatorOrganisationOut, OperatorOrganisationPage, OrganisationPatch
 from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from streamward.runtime import Runtime, client_address, get_runtime
+from streamward.web.access import access_rule
 
 router = APIRouter(prefix="/api/operator", tags=["platform operator"])
 

@@ -1,4 +1,8 @@
-"""Policy functions: what a role name means inside one organisation, and who may grant it."""
+"""What a role name means inside one organisation: a predefined role, or one of its custom roles.
+
+Resolved on every request rather than cached in a token, so that a role change or a custom-role
+edit takes effect on the very next request, in every process.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,10 @@ from collections.abc import Collection
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from streamward.authz.permissions import ALL_PERMISSIONS, PREDEFINED_ROLES, Role, ordered
+from streamward.authz.grants import ensure_can_grant
+from streamward.authz.permissions import ALL_PERMISSIONS, PREDEFINED_ROLES, Role
 from streamward.authz.principal import Principal
-from streamward.errors import AppError, Forbidden
+from streamward.errors import AppError
 from streamward.roles.models import CustomRole
 
 
@@ -18,13 +23,6 @@ class UnknownRole(AppError):
     status_code = 422
     code = "unknown_role"
     message = "There is no role of that name in this organisation."
-
-
-class Escalation(Forbidden):
-    """Granting (or acting on) a role that holds permissions the caller lacks."""
-
-    code = "escalation"
-    message = "That role holds permissions you do not have."
 
 
 def custom_role(name: str, description: str, permissions: Collection[str]) -> Role:
@@ -38,6 +36,13 @@ def custom_role(name: str, description: str, permissions: Collection[str]) -> Ro
     )
 
 
+def role_title(name: str) -> str:
+    """How a role name reads without a look-up: a predefined role's title; a custom role's title
+    is its name."""
+    predefined = PREDEFINED_ROLES.get(name)
+    return predefined.title if predefined else name
+
+
 # Built once; answered from the unique (organisation_id, name) index.
 _CUSTOM_ROLE_LOOKUP = select(CustomRole.description, CustomRole.permissions).where(
     CustomRole.organisation_id == bindparam("organisation_id"), CustomRole.name == bindparam("name")
@@ -46,11 +51,7 @@ _CUSTOM_ROLE_LOOKUP = select(CustomRole.description, CustomRole.permissions).whe
 
 async def resolve_role(session: AsyncSession, organisation_id: uuid.UUID, name: str) -> Role | None:
     """The role called ``name`` in this organisation: predefined, custom, or None when unknown.
-
-    Resolved on every request rather than cached in the token, so that a role change or a
-    custom-role edit takes effect on the very next request, in every process. Predefined names
-    cost no query; a custom one costs one indexed look-up.
-    """
+    Predefined names cost no query; a custom one costs one indexed look-up."""
     predefined = PREDEFINED_ROLES.get(name)
     if predefined is not None:
         return predefined
@@ -70,23 +71,6 @@ async def existing_role(session: AsyncSession, organisation_id: uuid.UUID, name:
     if role is None:
         raise UnknownRole(details={"role": name})
     return role
-
-
-def ensure_can_grant(principal: Principal, permissions: frozenset[str], *, what: str) -> None:
-    """No escalation: nobody hands out (by invite, role change or role edit) a permission they lack.
-
-    The API key holds every permission, so it passes.
-    """
-    missing = permissions - principal.permissions
-    if missing:
-        raise Escalation(f"{what} holds permissions you do not have.", details={"missing": ordered(missing)})
-
-
-def ensure_can_act_on(principal: Principal, target_role: Role | None) -> None:
-    """Nobody changes or deletes a member whose role holds permissions they lack: a role with
-    ``user:edit`` alone must not be able to demote or remove the organisation's administrators."""
-    if target_role is not None:
-        ensure_can_grant(principal, target_role.permissions, what=f"This user's role ({target_role.name})")
 
 
 async def grantable_role(session: AsyncSession, principal: Principal, name: str) -> Role:

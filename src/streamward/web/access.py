@@ -10,10 +10,10 @@ from typing import Annotated, Any
 
 from fastapi import Depends
 
-from streamward.authn.dependencies import authenticate
 from streamward.authz.permissions import ALL_PERMISSIONS, LABELS
 from streamward.authz.principal import Principal
 from streamward.errors import Forbidden
+from streamward.web.authenticate import authenticate
 
 ACCESS_RULE_ATTRIBUTE = "streamward_access_rule"
 

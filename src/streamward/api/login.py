@@ -16,15 +16,15 @@ from streamward.authn.schemas import (
     PasswordResetComplete,
     PasswordResetRequest,
     PasswordResetRequested,
-    RoleRef,
     UserRef,
 )
-from streamward.authz.deps import AUTHENTICATED, PUBLIC
 from streamward.authz.principal import Principal
 from streamward.db import DbSession
 from streamward.errors import BadRequest
 from streamward.orgs.service import api_key_for_login
+from streamward.roles.schemas import RoleRef
 from streamward.runtime import Runtime, client_address, get_runtime
+from streamward.web.access import AUTHENTICATED, PUBLIC
 
 router = APIRouter(prefix="/api/user", tags=["authentication"])
 

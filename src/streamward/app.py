@@ -42,6 +42,7 @@ from streamward.dashboard.user_pages import router as user_pages_router
 from streamward.docs import router as docs_router
 from streamward.edge import EdgeText
 from streamward.errors import install_error_handlers
+from streamward.events import outbox
 from streamward.health import router as health_router
 from streamward.logs import configure_logging
 from streamward.metrics import Metrics
@@ -110,6 +111,8 @@ def tune_garbage_collector() -> None:
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     runtime = runtime or Runtime.from_settings(settings or load_settings())
     allow_special_email_domains(runtime.settings.special_email_domains)  # the email rule's setting
+    # A request that queued events wakes the in-process delivery worker once it has committed.
+    outbox.wake_on_commit(runtime.database, runtime.outbox_wakeup)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

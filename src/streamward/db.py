@@ -1,7 +1,7 @@
-"""Engine, session factory, declarative base and the session-per-request dependency.
+"""Engine, session factories, declarative base, column types and post-commit hooks.
 
-One request = one transaction: services only flush, the dependency commits once, before the
-response is sent (``scope="function"``), so a client never sees success for a change that was lost.
+Services only flush; whoever opened the session commits it (the request's session dependency in
+``web.session``, the delivery worker, the CLI), once.
 """
 
 from __future__ import annotations
@@ -12,24 +12,20 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
 from streamward.config import make_private_dir
-from streamward.errors import AppError
 
 log = logging.getLogger(__name__)
-
-EMITTED = "streamward.events_emitted"  # set by events.outbox.emit
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -175,10 +171,28 @@ class Database:
         reader_engine = (
             self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         )
-        self.reader = async_sessionmaker(reader_engine, expire_on_commit=False)
-        self.writer = async_sessionmaker(
-            self.engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
+        # Post-commit hooks see each committed session's ``info``: a feature marks there what it
+        # wants done once its transaction is durable (the outbox wakes its worker), and registers
+        # the hook once per process (``after_commit``); this module knows none of them.
+        self.commit_hooks: list[Callable[[dict[Any, Any]], None]] = []
+        session_class = type("StreamwardSession", (Session,), {})
+        event.listen(session_class, "after_commit", self._after_commit)
+        self.reader = async_sessionmaker(
+            reader_engine, expire_on_commit=False, sync_session_class=session_class
         )
+        self.writer = async_sessionmaker(
+            self.engine.execution_options(**{WRITE_OPTION: True}),
+            expire_on_commit=False,
+            sync_session_class=session_class,
+        )
+
+    def after_commit(self, hook: Callable[[dict[Any, Any]], None]) -> None:
+        """Run ``hook(session.info)`` after every transaction of this database commits."""
+        self.commit_hooks.append(hook)
+
+    def _after_commit(self, session: Session) -> None:
+        for hook in self.commit_hooks:
+            hook(session.info)
 
     def session(self, *, write: bool = True) -> AsyncSession:
         return (self.writer if write else self.reader)()
@@ -195,27 +209,3 @@ async def end_transaction(session: AsyncSession) -> None:
     perhaps noted the session's use): what it then reads to write must be read again, locked."""
     if session.in_transaction():
         await session.commit()
-
-
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
-    runtime = request.app.state.runtime
-    async with runtime.database.session(write=request.method not in _SAFE_METHODS) as session:
-        try:
-            yield session
-            await session.commit()
-            if session.info.pop(EMITTED, False):
-                runtime.outbox_wakeup.set()
-        except AppError as error:
-            # Some refusals must still leave a trace (a failed login's audit entry, say).
-            await (session.commit() if error.keep_changes else session.rollback())
-            raise
-        except BaseException:
-            await session.rollback()
-            raise
-
-
-# scope="function": the commit runs before the response is sent; a failed commit becomes an error reply.
-DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]

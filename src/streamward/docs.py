@@ -19,6 +19,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 from streamward.errors import NotFound
 from streamward.web.access import PUBLIC
+from streamward.web.session import reads
 
 ASSETS_DIR = Path(__file__).parent / "docs_assets"
 DOCS_PATH = "/api/docs"
@@ -77,6 +78,7 @@ def docs_html(title: str, openapi_url: str) -> str:
 
 
 @router.get(DOCS_PATH, response_class=HTMLResponse)
+@reads
 async def api_reference(request: Request) -> HTMLResponse:
     app = request.app
     return HTMLResponse(
@@ -85,6 +87,7 @@ async def api_reference(request: Request) -> HTMLResponse:
 
 
 @router.get(f"{ASSETS_PATH}/{{name}}")
+@reads
 async def api_reference_asset(name: str) -> FileResponse:
     media_type = _ASSET_TYPES.get(name)
     if media_type is None:

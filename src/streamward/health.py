@@ -24,6 +24,7 @@ from sqlalchemy import text
 from streamward.migrate import current_heads
 from streamward.runtime import Runtime
 from streamward.web.access import PUBLIC
+from streamward.web.session import reads
 
 # Short: a dead database must turn the probe red within the probe's own timeout (usually 1-5 s).
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -98,11 +99,13 @@ async def _redis_check(runtime: Runtime) -> Check | None:
 
 
 @router.get("/healthz", dependencies=[PUBLIC], include_in_schema=False)
+@reads
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
 @router.get("/readyz", dependencies=[PUBLIC], include_in_schema=False)
+@reads
 async def readyz(request: Request) -> JSONResponse:
     runtime: Runtime = request.app.state.runtime
     database, schema = await _database_checks(runtime)

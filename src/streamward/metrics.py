@@ -34,6 +34,7 @@ from streamward.audit.service import Actor
 from streamward.db import utcnow
 from streamward.events.models import OutboxEvent
 from streamward.runtime import Runtime
+from streamward.web.session import reads
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,7 @@ router = APIRouter(tags=["operations"])
     response_class=Response,
     include_in_schema=False,
 )
+@reads
 async def read_metrics(request: Request, _: Annotated[Actor, OPERATOR_ACCESS]) -> Response:
     metrics = metrics_of(request)
     await metrics.refresh(request.app.state.runtime)

@@ -24,6 +24,8 @@ T = TypeVar("T")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+# An id cursor is 22 characters; a name cursor (tags) encodes the name: room for the longest.
+MAX_CURSOR_LENGTH = 512
 
 
 class InvalidCursor(BadRequest):

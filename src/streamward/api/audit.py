@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from streamward.audit.export import csv_response
 from streamward.audit.models import AuditEntry
 from streamward.audit.schemas import AuditEntryOut, AuditPage
 from streamward.audit.service import ACTOR_FILTER_LENGTH, AuditFilter, list_entries
 from streamward.authz.principal import Principal
-from streamward.db import DbSession
-from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from streamward.runtime import Runtime, get_runtime
+from streamward.pagination import DEFAULT_LIMIT
 from streamward.schemas import column_query
 from streamward.web.access import require
+from streamward.web.params import Cursor, Limit, RuntimeDep
+from streamward.web.session import DbSession, reads
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 
@@ -26,10 +26,11 @@ router = APIRouter(prefix="/api/audit", tags=["audit"])
     summary="The organisation's audit log, newest first (JSON pages, or the whole selection as CSV)",
     responses={200: {"content": {"text/csv": {}}, "description": "JSON page, or CSV with format=csv"}},
 )
+@reads
 async def read_audit_log(
     principal: Annotated[Principal, require("audit:read")],
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
     actor: Annotated[
         str | None,
         Query(
@@ -59,8 +60,8 @@ async def read_audit_log(
     format: Annotated[
         Literal["json", "csv"], Query(description="csv: every matching entry, not one page.")
     ] = "json",
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> AuditPage | Response:
     # Parsed (and refused) before anything is read: the CSV's 200 is sent before its first row.
     where = AuditFilter.of(

@@ -9,9 +9,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -19,16 +19,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.api import login as authn_api
 from streamward.audit.models import AuditEntry
+from streamward.authn.principals import principal_from_api_key
 from streamward.authn.schemas import PasswordResetRequest, PasswordResetRequested
-from streamward.authn.service import principal_from_api_key
-from streamward.db import DbSession
 from streamward.errors import error_body
 from streamward.limits import RateLimitUnavailable
 from streamward.orgs.models import Organisation, organisation_of
-from streamward.runtime import Runtime, client_address, get_runtime
+from streamward.runtime import client_address
 from streamward.schemas import format_utc
 from streamward.web.access import PUBLIC
 from streamward.web.authenticate import MAX_CREDENTIAL_LENGTH
+from streamward.web.params import RuntimeDep
+from streamward.web.session import DbSession, reads, writes
 
 router = APIRouter(prefix="/api", tags=["bintu compatibility"])
 
@@ -84,8 +85,9 @@ async def api_key_issued_at(session: AsyncSession, organisation: Organisation) -
     summary="Check an API key (bintu SDK validateApiKey): its masked form and issue time",
     responses={401: {"description": "Not a valid API key"}, 429: {"description": "Too many checks"}},
 )
+@reads  # a check only reads: it must not queue behind writers (SQLite's one write lock)
 async def check_api_key(
-    body: ApiKeyCheck, request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]
+    body: ApiKeyCheck, request: Request, db: DbSession, runtime: RuntimeDep
 ) -> ApiKeyValid | JSONResponse:
     address = client_address(request, trust_forwarded_for=runtime.settings.trust_forwarded_for)
     try:
@@ -103,14 +105,11 @@ async def check_api_key(
         )
     if not body.apikey or len(body.apikey) > MAX_CREDENTIAL_LENGTH:
         return _refusal(401, "apikey_invalid", "This API key is not valid.", body.apikey)
-    # Only reads: a read-only session, not the writer a POST gets by default (on SQLite that would
-    # queue every check behind every write).
-    async with runtime.database.session(write=False) as reader:
-        # Looked up by its SHA-256, like every API-key authentication: the key itself is never compared.
-        principal = await principal_from_api_key(reader, body.apikey)
-        if principal is None:
-            return _refusal(401, "apikey_invalid", "This API key is not valid.", body.apikey)
-        issued_at = await api_key_issued_at(reader, organisation_of(principal))
+    # Looked up by its SHA-256, like every API-key authentication: the key itself is never compared.
+    principal = await principal_from_api_key(db, body.apikey)
+    if principal is None:
+        return _refusal(401, "apikey_invalid", "This API key is not valid.", body.apikey)
+    issued_at = await api_key_issued_at(db, organisation_of(principal))
     return ApiKeyValid(key=masked(body.apikey), created_at=format_utc(issued_at))
 
 
@@ -120,11 +119,12 @@ async def check_api_key(
     dependencies=[PUBLIC],
     summary="Mail a password reset link (bintu path); 200 whether or not the email has an account",
 )
+@writes
 async def request_password_reset(
     body: PasswordResetRequest,
     request: Request,
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
     background: BackgroundTasks,
 ) -> PasswordResetRequested:
     # The same handler as POST /api/user/password/reset: one throttle, one mail, one answer; only

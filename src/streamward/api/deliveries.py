@@ -3,15 +3,15 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter
 
 from streamward.authz.principal import Principal
-from streamward.db import DbSession
 from streamward.events.models import WebhookDelivery
-from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from streamward.runtime import Runtime, get_runtime
+from streamward.pagination import DEFAULT_LIMIT
 from streamward.schemas import column_query
 from streamward.web.access import require
+from streamward.web.params import Cursor, Limit, RuntimeDep
+from streamward.web.session import DbSession, reads, writes
 from streamward.webhooks import deliveries as service
 from streamward.webhooks import ping
 from streamward.webhooks.schemas import (
@@ -26,13 +26,14 @@ router = APIRouter(prefix="/api/organisation/webhook", tags=["webhook deliveries
 
 
 @router.get("/deliveries", response_model=DeliveryPage, summary="The delivery log, newest first")
+@reads
 async def list_deliveries(
     principal: Annotated[Principal, require("webhook:read")],
     db: DbSession,
     status: DeliveryStatus | None = None,
     event_type: Annotated[str | None, column_query(WebhookDelivery.event_type, alias="eventType")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> DeliveryPage:
     page = await service.list_deliveries(
         db, principal, status=status, event_type=event_type, limit=limit, cursor=cursor
@@ -48,6 +49,7 @@ async def list_deliveries(
     status_code=202,
     summary="Send a delivery's event again (same event id)",
 )
+@writes
 async def redeliver(
     delivery_id: uuid.UUID, principal: Annotated[Principal, require("webhook:write")], db: DbSession
 ) -> RedeliveryOut:
@@ -56,10 +58,11 @@ async def redeliver(
 
 
 @router.post("/test", response_model=TestDeliveryOut, summary="Send a signed test event now")
+@writes
 async def send_test_event(
     principal: Annotated[Principal, require("webhook:write")],
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
 ) -> TestDeliveryOut:
     event, result = await ping.send_test_event(db, principal, runtime.secret_box, runtime.egress)
     return TestDeliveryOut(

@@ -5,23 +5,23 @@ from __future__ import annotations
 
 import hmac
 import json
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from streamward.db import DbSession
 from streamward.errors import BadRequest, NotFound, TooDeep, Unauthenticated
 from streamward.ingest import service as ingest
 from streamward.ingest.service import Call, IngestReport
-from streamward.runtime import Runtime, get_runtime
 from streamward.web.access import access_rule
+from streamward.web.params import RuntimeDep
+from streamward.web.session import DbSession, writes
 
 INGEST_SECRET_HEADER = "X-Ingest-Secret"
 
 
 @access_rule("ingest")
-async def _media_server(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> None:
+async def _media_server(request: Request, runtime: RuntimeDep) -> None:
     configured = runtime.settings.ingest_secret
     if configured is None:
         raise NotFound("Ingest is not enabled on this server.", code="ingest_disabled")
@@ -66,9 +66,8 @@ def _allowed(stream_state: str) -> JSONResponse:
 
 
 @router.post("/publish", summary="A broadcaster started: allowed (200) or rejected (403)")
-async def publish(
-    request: Request, db: DbSession, runtime: Annotated[Runtime, Depends(get_runtime)]
-) -> JSONResponse:
+@writes
+async def publish(request: Request, db: DbSession, runtime: RuntimeDep) -> JSONResponse:
     report = await _report(request, "publish")
     allowed, why = await ingest.ask_webhook(
         runtime.database,
@@ -82,14 +81,14 @@ async def publish(
 
 
 @router.post("/update_publish", summary="Periodic report while live (forwarded through the outbox)")
+@writes
 async def update_publish(request: Request, db: DbSession) -> JSONResponse:
     stream = await ingest.update_publish(db, await _report(request, "update_publish"))
     return _allowed(stream.state)
 
 
 @router.post("/publish_done", summary="The broadcast ended")
-async def publish_done(
-    request: Request, db: DbSession, runtime: Annotated[Runtime, Depends(get_runtime)]
-) -> JSONResponse:
+@writes
+async def publish_done(request: Request, db: DbSession, runtime: RuntimeDep) -> JSONResponse:
     stream = await ingest.publish_done(db, runtime.settings, await _report(request, "publish_done"))
     return _allowed(stream.state)

@@ -7,12 +7,12 @@ import uuid
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from streamward.authn.schemas import LoginResponse, OrganisationRef, UserRef
 from streamward.authz.permissions import ordered
 from streamward.authz.principal import Principal
-from streamward.db import DbSession, utcnow
+from streamward.db import utcnow
 from streamward.invites import service
 from streamward.invites.models import Invitation
 from streamward.invites.schemas import (
@@ -27,13 +27,15 @@ from streamward.invites.schemas import (
     InviteRole,
     InviteStatus,
 )
-from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from streamward.pagination import DEFAULT_LIMIT
 from streamward.roles.lookup import role_title
 from streamward.roles.schemas import RoleRef
-from streamward.runtime import Runtime, client_address, get_runtime
+from streamward.runtime import client_address
 from streamward.schemas import column_query
 from streamward.web.access import PUBLIC, require
 from streamward.web.authenticate import TOKEN_HEADER
+from streamward.web.params import Cursor, Limit, RuntimeDep
+from streamward.web.session import DbSession, reads, writes
 
 manage = APIRouter(prefix="/api/user/invite", tags=["invitations"])
 public = APIRouter(prefix="/api/invite", tags=["invitations"])
@@ -64,11 +66,12 @@ def _issued(issued: service.IssuedInvite) -> InviteIssued:
     status_code=201,
     summary="Invite someone; returns the link (its token is shown only now)",
 )
+@writes
 async def create_invitation(
     body: InviteCreate,
     principal: Annotated[Principal, require("user:invite")],
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
 ) -> InviteIssued:
     issued = await service.create_invitation(
         db,
@@ -82,14 +85,15 @@ async def create_invitation(
 
 
 @manage.get("", response_model=InvitePage, summary="Invitations, newest first")
+@reads
 async def list_invitations(
     principal: Annotated[Principal, require("user:invite")],
     db: DbSession,
     status: InviteStatus | None = None,
     role: Annotated[str | None, column_query(Invitation.role)] = None,
     q: Annotated[str | None, column_query(Invitation.email, description="Bound email starts with.")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> InvitePage:
     page = await service.list_invitations(
         db, principal, status=status, role=role, email_starts_with=q, limit=limit, cursor=cursor
@@ -98,6 +102,7 @@ async def list_invitations(
 
 
 @manage.delete("/{invite_id}", status_code=204, summary="Revoke an invitation")
+@writes
 async def revoke_invitation(
     invite_id: uuid.UUID, principal: Annotated[Principal, require("user:invite")], db: DbSession
 ) -> Response:
@@ -110,11 +115,12 @@ async def revoke_invitation(
     response_model=InviteIssued,
     summary="A fresh token (and expiry) for an invitation; the old link stops working",
 )
+@writes
 async def renew_invitation(
     invite_id: uuid.UUID,
     principal: Annotated[Principal, require("user:invite")],
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
     body: InviteRenew | None = None,
 ) -> InviteIssued:
     issued = await service.renew_invitation(
@@ -133,8 +139,9 @@ async def renew_invitation(
     dependencies=[PUBLIC],
     summary="What an invitation offers: organisation name, role, whether an email is bound",
 )
+@reads
 async def preview_invitation(
-    token: str, request: Request, db: DbSession, runtime: Annotated[Runtime, Depends(get_runtime)]
+    token: str, request: Request, db: DbSession, runtime: RuntimeDep
 ) -> InvitePreview:
     await runtime.link_throttle.invitations.charge(client_address(request))
     usable = await service.preview_invitation(db, token)
@@ -153,11 +160,12 @@ async def preview_invitation(
     summary="Accept with an email and password (a new account, or that email's account) or with an "
     "existing account's X-BINTU-TOKEN",
 )
+@writes
 async def accept_invitation(
     token: str,
     request: Request,
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
     body: InviteAccept | None = None,
 ) -> LoginResponse:
     settings = runtime.settings
@@ -165,7 +173,6 @@ async def accept_invitation(
     await runtime.link_throttle.invitations.charge(address)
     result = await service.accept_invitation(
         db,
-        runtime.database,
         runtime.login_throttle,
         token,
         email=body.email if body else None,

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Request, Response
 
 from streamward.audit.service import Actor
 from streamward.authn import service
@@ -19,12 +19,13 @@ from streamward.authn.schemas import (
     UserRef,
 )
 from streamward.authz.principal import Principal
-from streamward.db import DbSession
 from streamward.errors import BadRequest
 from streamward.orgs.service import api_key_for_login
 from streamward.roles.schemas import RoleRef
-from streamward.runtime import Runtime, client_address, get_runtime
+from streamward.runtime import client_address
 from streamward.web.access import AUTHENTICATED, PUBLIC
+from streamward.web.params import RuntimeDep
+from streamward.web.session import DbSession, writes
 
 router = APIRouter(prefix="/api/user", tags=["authentication"])
 
@@ -36,9 +37,8 @@ router = APIRouter(prefix="/api/user", tags=["authentication"])
     dependencies=[PUBLIC],
     summary="Log in: exchange email and password for a bintu token",
 )
-async def validate(
-    body: LoginRequest, request: Request, db: DbSession, runtime: Annotated[Runtime, Depends(get_runtime)]
-) -> LoginResponse:
+@writes
+async def validate(body: LoginRequest, request: Request, db: DbSession, runtime: RuntimeDep) -> LoginResponse:
     settings = runtime.settings
     address = client_address(request, trust_forwarded_for=settings.trust_forwarded_for)
     result = await service.login(
@@ -64,6 +64,7 @@ async def validate(
 
 
 @router.post("/logout", status_code=204, summary="End the presented bintu token")
+@writes
 async def logout(principal: Annotated[Principal, AUTHENTICATED], db: DbSession) -> Response:
     if principal.session_id is None:
         raise BadRequest(
@@ -78,11 +79,12 @@ async def logout(principal: Annotated[Principal, AUTHENTICATED], db: DbSession) 
     status_code=204,
     summary="Change your password (needs the current one); ends your other sessions",
 )
+@writes
 async def change_password(
     body: PasswordChange,
     principal: Annotated[Principal, AUTHENTICATED],
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
 ) -> Response:
     await service.change_password(
         db,
@@ -101,11 +103,12 @@ async def change_password(
     dependencies=[PUBLIC],
     summary="Mail a password reset link; answers the same whether or not the email has an account",
 )
+@writes
 async def request_password_reset(
     body: PasswordResetRequest,
     request: Request,
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
     background: BackgroundTasks,
 ) -> PasswordResetRequested:
     settings = runtime.settings
@@ -128,12 +131,13 @@ async def request_password_reset(
     dependencies=[PUBLIC],
     summary="Set a new password with a reset link's token; ends every session of the account",
 )
+@writes
 async def complete_password_reset(
     token: str,
     body: PasswordResetComplete,
     request: Request,
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
 ) -> Response:
     address = client_address(request, trust_forwarded_for=runtime.settings.trust_forwarded_for)
     # Per address, valid link or not: each attempt hashes a password.

@@ -10,24 +10,25 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 
 from streamward.audit.service import Actor
 from streamward.crypto import same
-from streamward.db import DbSession
 from streamward.errors import NotFound, Unauthenticated
 from streamward.orgs import service
 from streamward.orgs.models import Organisation
 from streamward.orgs.schemas import OperatorOrganisationOut, OperatorOrganisationPage, OrganisationPatch
-from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from streamward.runtime import Runtime, client_address, get_runtime
+from streamward.pagination import DEFAULT_LIMIT
+from streamward.runtime import client_address
 from streamward.web.access import access_rule
+from streamward.web.params import Cursor, Limit, RuntimeDep
+from streamward.web.session import DbSession, reads, writes
 
 router = APIRouter(prefix="/api/operator", tags=["platform operator"])
 
 
 @access_rule("operator")
-async def operator(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> Actor:
+async def operator(request: Request, runtime: RuntimeDep) -> Actor:
     """The caller presents the operator token; returns the audit actor ``operator``."""
     configured = runtime.settings.operator_token
     expected = configured.get_secret_value() if configured is not None else ""
@@ -64,11 +65,12 @@ def organisation_out(organisation: Organisation) -> OperatorOrganisationOut:
 
 
 @router.get("/organisation", response_model=OperatorOrganisationPage, summary="All organisations")
+@reads
 async def list_organisations(
     _: Annotated[Actor, OPERATOR_ACCESS],
     db: DbSession,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> OperatorOrganisationPage:
     page = await service.list_organisations(db, limit=limit, cursor=cursor)
     return OperatorOrganisationPage(
@@ -79,6 +81,7 @@ async def list_organisations(
 @router.get(
     "/organisation/{organisation_id}", response_model=OperatorOrganisationOut, summary="One organisation"
 )
+@reads
 async def read_organisation(
     organisation_id: uuid.UUID, _: Annotated[Actor, OPERATOR_ACCESS], db: DbSession
 ) -> OperatorOrganisationOut:
@@ -90,6 +93,7 @@ async def read_organisation(
     response_model=OperatorOrganisationOut,
     summary="Change an organisation's name, levels, trial flag or packages",
 )
+@writes
 async def update_organisation(
     organisation_id: uuid.UUID,
     body: OrganisationPatch,

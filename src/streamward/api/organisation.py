@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 
 from streamward.authn import service as authn
 from streamward.authn.schemas import BintuTokenCreate, BintuTokenOut
 from streamward.authz.principal import Principal
-from streamward.db import DbSession
 from streamward.orgs import packages, service
 from streamward.orgs.models import organisation_of
 from streamward.orgs.schemas import (
@@ -22,8 +21,9 @@ from streamward.orgs.schemas import (
     WebhookSecretOut,
     WebhookUpdate,
 )
-from streamward.runtime import Runtime, get_runtime
 from streamward.web.access import require
+from streamward.web.params import RuntimeDep
+from streamward.web.session import DbSession, reads, writes
 from streamward.webhooks import config as webhook
 
 router = APIRouter(prefix="/api/organisation", tags=["organisation"])
@@ -31,6 +31,7 @@ bintu_token_router = APIRouter(prefix="/api/bintu", tags=["authentication"])
 
 
 @router.get("", response_model=OrganisationOut, summary="The caller's organisation")
+@reads
 async def read_organisation(principal: Annotated[Principal, require("org:read")]) -> OrganisationOut:
     # Loaded with the credential in one query; nothing more to fetch.
     org = organisation_of(principal)
@@ -48,10 +49,11 @@ async def read_organisation(principal: Annotated[Principal, require("org:read")]
 
 
 @router.get("/apikey", response_model=ApiKeyOut, summary="Reveal the API key (audited)")
+@writes  # the reveal is audited
 async def reveal_api_key(
     principal: Annotated[Principal, require("apikey:read")],
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
 ) -> ApiKeyOut:
     return ApiKeyOut(api_key=await service.reveal_api_key_audited(db, runtime.secret_box, principal))
 
@@ -61,16 +63,18 @@ async def reveal_api_key(
     response_model=ApiKeyOut,
     summary="Replace the API key; the old one stops at once",
 )
+@writes
 async def rotate_api_key(
     _: Confirmation,
     principal: Annotated[Principal, require("apikey:rotate")],
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
 ) -> ApiKeyOut:
     return ApiKeyOut(api_key=await service.rotate_api_key(db, runtime.secret_box, principal))
 
 
 @router.get("/playerkey", response_model=PlayerKeyOut, summary="The player key")
+@reads
 async def read_player_key(principal: Annotated[Principal, require("playerkey:read")]) -> PlayerKeyOut:
     return PlayerKeyOut(player_key=organisation_of(principal).player_key)
 
@@ -80,6 +84,7 @@ async def read_player_key(principal: Annotated[Principal, require("playerkey:rea
     response_model=PlayerKeyOut,
     summary="Replace the player key; players embedding the old one stop at once",
 )
+@writes
 async def rotate_player_key(
     _: Confirmation, principal: Annotated[Principal, require("playerkey:rotate")], db: DbSession
 ) -> PlayerKeyOut:
@@ -96,6 +101,7 @@ def _webhook_fields(config: webhook.WebhookConfig) -> dict[str, Any]:
 
 
 @router.get("/webhook", response_model=WebhookOut, summary="The webhook config (never the secret)")
+@reads
 async def read_webhook(principal: Annotated[Principal, require("webhook:read")]) -> WebhookOut:
     return WebhookOut(**_webhook_fields(webhook.config_of(organisation_of(principal))))
 
@@ -105,11 +111,12 @@ async def read_webhook(principal: Annotated[Principal, require("webhook:read")])
     response_model=WebhookSaved,
     summary="Set the webhook; the signing secret is returned once, when first created",
 )
+@writes
 async def save_webhook(
     body: WebhookUpdate,
     principal: Annotated[Principal, require("webhook:write")],
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
 ) -> WebhookSaved:
     saved = await webhook.save(
         db,
@@ -128,16 +135,18 @@ async def save_webhook(
     response_model=WebhookSecretOut,
     summary="Replace the webhook signing secret (shown once)",
 )
+@writes
 async def rotate_webhook_secret(
     _: Confirmation,
     principal: Annotated[Principal, require("webhook:write")],
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
 ) -> WebhookSecretOut:
     return WebhookSecretOut(secret=await webhook.rotate_secret(db, runtime.secret_box, principal))
 
 
 @router.delete("/webhook", status_code=204, summary="Remove the webhook and its secret")
+@writes
 async def delete_webhook(
     principal: Annotated[Principal, require("webhook:write")], db: DbSession
 ) -> Response:
@@ -146,6 +155,7 @@ async def delete_webhook(
 
 
 @router.put("/vod", response_model=VodSettings, summary="Make the organisation's VOD public or private")
+@writes
 async def set_vod_visibility(
     body: VodSettings, principal: Annotated[Principal, require("vod:settings")], db: DbSession
 ) -> VodSettings:
@@ -158,6 +168,7 @@ async def set_vod_visibility(
     status_code=201,
     summary="A named long-lived bintu token of the caller, for automation (shown once)",
 )
+@writes
 async def create_bintu_token(
     body: BintuTokenCreate, principal: Annotated[Principal, require("apikey:read")], db: DbSession
 ) -> BintuTokenOut:

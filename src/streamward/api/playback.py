@@ -14,15 +14,13 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Body, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from streamward.audit.service import Actor
-from streamward.authz.permissions import LABELS
 from streamward.authz.principal import Principal
-from streamward.db import DbSession
 from streamward.errors import AppError
 from streamward.playback import keys, service
 from streamward.playback.schemas import (
@@ -47,9 +45,9 @@ from streamward.playback.service import (
     TOKEN_EXPIRED,
     SplayError,
 )
-from streamward.runtime import Runtime, get_runtime
-from streamward.web.access import PUBLIC, access_rule, require
-from streamward.web.authenticate import authenticate
+from streamward.web.access import PUBLIC, require, token_service
+from streamward.web.params import RuntimeDep
+from streamward.web.session import DbSession, reads, writes
 
 
 def as_splay_error(exc: AppError | RequestValidationError) -> SplayError:
@@ -123,35 +121,16 @@ def install_splay_error_handler(app: FastAPI) -> None:
     app.add_exception_handler(SplayError, render)
 
 
-def token_service(permission: str) -> Any:
-    """Access rule of the token service: a bintu token or the API key whose permissions include
-    ``permission`` (the role's audiences then include ``token-service``)."""
-
-    @access_rule("token-service")
-    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-        if permission not in principal.permissions:
-            raise SplayError(
-                INVALID_CREDENTIALS,
-                "forbidden",
-                f"Your role does not allow this ({LABELS[permission]}).",
-                status_code=403,
-                details={"permission": permission},
-            )
-        return principal
-
-    dependency.__name__ = f"token_service_{permission.replace(':', '_')}"
-    return Depends(dependency)
-
-
 splay_router = APIRouter(prefix="/api/v1/splay", tags=["playback tokens"], route_class=SplayRoute)
 
 
 @splay_router.post("", response_model=SplayReply, summary="Issue a playback token")
+@writes
 async def issue_token(
     body: SplayRequest,
     principal: Annotated[Principal, token_service("playback:create")],
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
 ) -> SplayReply:
     request = service.TokenRequest(
         streams=body.streams,
@@ -173,21 +152,20 @@ async def issue_token(
 @splay_router.post(
     "/verify", response_model=VerifyReply, dependencies=[PUBLIC], summary="Check a playback token"
 )
-async def verify_token(body: VerifyRequest, runtime: Annotated[Runtime, Depends(get_runtime)]) -> VerifyReply:
+@reads  # runs on every player start: it must not queue behind writers (SQLite's one write lock)
+async def verify_token(body: VerifyRequest, db: DbSession, runtime: RuntimeDep) -> VerifyReply:
     where = service.Presentation(stream=body.stream, domain=body.domain, ip=body.ip)
-    # Verifying only reads, and runs on every player start: a read-only session, not the writer a
-    # POST gets by default (on SQLite that would queue every verification behind every write).
-    async with runtime.database.session(write=False) as reader:
-        claims = await service.verify(reader, body.token, where, issuer=runtime.settings.base_url)
+    claims = await service.verify(db, body.token, where, issuer=runtime.settings.base_url)
     return VerifyReply(data=VerifyData(token=body.token, claims=claims))
 
 
 @splay_router.post("/revoke", status_code=204, summary="Revoke a revocable playback token")
+@writes
 async def revoke_token(
     body: RevokeRequest,
     principal: Annotated[Principal, token_service("playback:revoke")],
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
 ) -> Response:
     await service.revoke(db, principal, body.token, issuer=runtime.settings.base_url)
     return Response(status_code=204)
@@ -205,6 +183,7 @@ JWKS_CACHE_CONTROL = "public, max-age=300"
     dependencies=[PUBLIC],
     summary="Public keys that verify playback tokens",
 )
+@reads
 async def jwks(
     response: Response,
     db: DbSession,
@@ -223,10 +202,11 @@ keys_router = APIRouter(prefix="/api/organisation/playback-keys", tags=["playbac
     response_model=PlaybackKeyRotationOut,
     summary="New playback signing key; optionally revoke old ones",
 )
+@writes
 async def rotate_keys(
     principal: Annotated[Principal, require("apikey:rotate")],
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
     body: Annotated[PlaybackKeyRotation, Body()] = PlaybackKeyRotation(),
 ) -> PlaybackKeyRotationOut:
     rotation = await keys.rotate(

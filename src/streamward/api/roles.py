@@ -13,7 +13,6 @@ from fastapi import APIRouter, Response
 from streamward import role_management as service
 from streamward.authz.permissions import CATALOGUE
 from streamward.authz.principal import Principal
-from streamward.db import DbSession
 from streamward.roles.models import CustomRole
 from streamward.roles.schemas import (
     PermissionInfoOut,
@@ -26,6 +25,7 @@ from streamward.roles.schemas import (
 from streamward.schemas import column_path, column_query
 from streamward.users.models import Membership
 from streamward.web.access import require
+from streamward.web.session import DbSession, reads, writes
 
 router = APIRouter(prefix="/api/permission", tags=["roles"])
 
@@ -37,6 +37,7 @@ def _out(found: service.RoleWithCount) -> RoleOut:
 
 
 @router.get("/list", response_model=RoleList, summary="Predefined and custom roles, with member counts")
+@reads
 async def list_roles(principal: Annotated[Principal, require("user:read")], db: DbSession) -> RoleList:
     return RoleList(
         items=[_out(found) for found in await service.list_roles(db, principal)],
@@ -45,6 +46,7 @@ async def list_roles(principal: Annotated[Principal, require("user:read")], db: 
 
 
 @router.get("", response_model=RoleOut, summary="One role's permission profile")
+@reads
 async def read_role(
     principal: Annotated[Principal, require("role:manage")],
     db: DbSession,
@@ -54,6 +56,7 @@ async def read_role(
 
 
 @router.post("", response_model=RoleOut, status_code=201, summary="Create a custom role")
+@writes
 async def create_role(
     body: RoleCreate, principal: Annotated[Principal, require("role:manage")], db: DbSession
 ) -> RoleOut:
@@ -68,6 +71,7 @@ async def create_role(
     response_model=RoleOut,
     summary="Edit a custom role; applies to its members' next request",
 )
+@writes
 async def update_role(
     name: RoleName, body: RoleUpdate, principal: Annotated[Principal, require("role:manage")], db: DbSession
 ) -> RoleOut:
@@ -78,6 +82,7 @@ async def update_role(
 
 
 @router.delete("/{name}", status_code=204, summary="Delete a custom role")
+@writes
 async def delete_role(
     name: RoleName,
     principal: Annotated[Principal, require("role:manage")],

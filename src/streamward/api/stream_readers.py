@@ -20,25 +20,26 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from streamward.authz.permissions import LABELS
+from streamward.authz.grants import check
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import Tenant
-from streamward.db import DbSession
 from streamward.errors import Forbidden, Unauthenticated
 from streamward.orgs.models import Organisation
 from streamward.orgs.packages import has_package
 from streamward.orgs.player_access import organisation_by_player_key
 from streamward.playback.service import Presentation, SplayError, verify
-from streamward.runtime import Runtime, client_address, get_runtime
+from streamward.runtime import client_address
 from streamward.streams.models import Stream
 from streamward.web.access import access_rule
 from streamward.web.authenticate import API_KEY_HEADER, MAX_CREDENTIAL_LENGTH, TOKEN_HEADER, authenticate
+from streamward.web.params import RuntimeDep
+from streamward.web.session import DbSession
 
 PLAYER_KEY_HEADER = "X-BINTU-PLAYERKEY"
 PLAYBACK_TOKEN_HEADER = "X-Playback-Token"
@@ -102,19 +103,11 @@ def _origin_host(request: Request) -> str | None:
 
 
 @access_rule("player")
-async def stream_reader(
-    request: Request, db: DbSession, runtime: Annotated[Runtime, Depends(get_runtime)]
-) -> StreamReader:
+async def stream_reader(request: Request, db: DbSession, runtime: RuntimeDep) -> StreamReader:
     """Credentials when sent (and then they must be valid and hold ``stream:read``), else the
     player key when sent (it must be valid), else an anonymous player."""
     if request.headers.get(TOKEN_HEADER) or request.headers.get(API_KEY_HEADER):
-        principal = await authenticate(request, db, runtime)
-        if not principal.can("stream:read"):
-            raise Forbidden(
-                f"Your role does not allow this ({LABELS['stream:read']}).",
-                code="forbidden",
-                details={"permission": "stream:read"},
-            )
+        principal = check(await authenticate(request, db, runtime), "stream:read")
         return StreamReader(principal=principal)
     token = request.query_params.get(PLAYBACK_TOKEN_QUERY) or request.headers.get(PLAYBACK_TOKEN_HEADER)
     reader = StreamReader(

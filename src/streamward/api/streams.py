@@ -9,17 +9,16 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import pydantic_core
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 
 from streamward.api.stream_readers import STREAM_READER, StreamReader, check_player_read, playable_for_token
 from streamward.authz.principal import Principal
-from streamward.db import DbSession
 from streamward.errors import BadRequest, NotFound, Unauthenticated
 from streamward.orgs.models import organisation_of
 from streamward.orgs.packages import has_package
 from streamward.orgs.player_access import set_player_token_required
 from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
-from streamward.runtime import Runtime, get_runtime
+from streamward.runtime import Runtime
 from streamward.streams import service, tags
 from streamward.streams.models import StreamState
 from streamward.streams.playout import Addresses, group_object, player_object, stream_object
@@ -40,13 +39,13 @@ from streamward.streams.schemas import (
 from streamward.streams.service import StreamAction, StreamView
 from streamward.vod import service as vod
 from streamward.web.access import require
+from streamward.web.params import Cursor, Limit, RuntimeDep
+from streamward.web.session import DbSession, reads, writes
 
 stream_routes = APIRouter(prefix="/api/stream", tags=["streams"])
 player_access_routes = APIRouter(prefix="/api/organisation/player-access", tags=["organisation"])
 tag_router = APIRouter(prefix="/api/tag", tags=["tags"])
 
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-Cursor = Annotated[str | None, Query(max_length=512)]
 # bintu's paging: `quantity` newest streams (default 50); more than the maximum is read as the maximum.
 Quantity = Annotated[
     int, Query(ge=1, description=f"How many streams (default {DEFAULT_LIMIT}, at most {MAX_LIMIT}).")
@@ -131,10 +130,11 @@ def _full(view: StreamView, principal: Principal, runtime: Runtime) -> Response:
     summary="Create a stream (200, the stream object)",
     response_description="The stream",
 )
+@writes
 async def create_stream(
     principal: Annotated[Principal, require("stream:create")],
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
     body: Annotated[StreamCreate | None, Body()] = None,
 ) -> Response:
     body = body or StreamCreate()
@@ -207,11 +207,12 @@ async def _list(
     description="With credentials: stream objects. With the player key (X-BINTU-PLAYERKEY, tags "
     "required): the player profile of the organisation's playable streams.",
 )
+@reads
 async def list_streams(
     request: Request,
     reader: Annotated[StreamReader, STREAM_READER],
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
     tags_brackets: BracketTags = None,
     tag: TagFilter = None,
     state: StateFilter = None,
@@ -242,11 +243,12 @@ async def list_streams(
     responses=PAGED,  # type: ignore[arg-type]
     summary="Player-key listing: the player profile of the organisation's playable streams",
 )
+@reads
 async def list_public_streams(
     request: Request,
     reader: Annotated[StreamReader, STREAM_READER],
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
     tags_brackets: BracketTags = None,
     tag: TagFilter = None,
     state: StateFilter = None,
@@ -274,11 +276,12 @@ async def list_public_streams(
     response_model=StreamOut | PlayerStreamOut,
     summary="One stream; without credentials (or with ?profile=player) its player profile",
 )
+@reads
 async def read_stream(
     stream_id: str,
     reader: Annotated[StreamReader, STREAM_READER],
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
     profile: Profile = None,
     asset_limit: AssetLimit = DEFAULT_ASSET_LIMIT,
 ) -> Response:
@@ -302,11 +305,12 @@ async def read_stream(
     description="`stream_id` is a stream id or a stream name; with credentials or the player key "
     "also a group id of the organisation.",
 )
+@reads
 async def read_stream_group(
     stream_id: str,
     reader: Annotated[StreamReader, STREAM_READER],
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
     profile: Profile = None,
 ) -> Response:
     head, organisation = await service.find_group_head(
@@ -320,11 +324,12 @@ async def read_stream_group(
 
 
 @stream_routes.put("/{stream_id}/tag", response_model=StreamOut, summary="Replace the stream's tags")
+@writes
 async def set_stream_tags(
     stream_id: str,
     principal: Annotated[Principal, require("tag:write")],
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
     body: Annotated[StreamTagsUpdate | None, Body()] = None,
 ) -> Response:
     # SDKs send no body at all to clear the tags.
@@ -337,12 +342,13 @@ async def set_stream_tags(
     response_model=StreamOut,
     summary="Set the restream target (rtmp/rtmps, public hosts only); null or empty removes it",
 )
+@writes
 async def set_push_url(
     stream_id: str,
     body: PushUrlUpdate,
     principal: Annotated[Principal, require("stream:manage")],
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
 ) -> Response:
     view = await service.set_push_url(
         db,
@@ -366,6 +372,7 @@ def lifecycle_route(path: str, summary: str) -> Callable[[Endpoint], Endpoint]:
     (POST documented as deprecated)."""
 
     def register(endpoint: Endpoint) -> Endpoint:
+        writes(endpoint)
         stream_routes.put(path, response_model=StreamOut, summary=summary)(endpoint)
         stream_routes.post(
             path,
@@ -384,7 +391,7 @@ async def stop_stream(
     stream_id: str,
     principal: Annotated[Principal, require("stream:manage")],
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
 ) -> Response:
     return await _act(stream_id, StreamAction.STOP, principal, db, runtime)
 
@@ -394,7 +401,7 @@ async def lock_stream(
     stream_id: str,
     principal: Annotated[Principal, require("stream:manage")],
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
 ) -> Response:
     return await _act(stream_id, StreamAction.LOCK, principal, db, runtime)
 
@@ -404,7 +411,7 @@ async def unlock_stream(
     stream_id: str,
     principal: Annotated[Principal, require("stream:manage")],
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
 ) -> Response:
     return await _act(stream_id, StreamAction.UNLOCK, principal, db, runtime)
 
@@ -414,11 +421,12 @@ async def unlock_stream(
     response_model=StreamOut,
     summary="Delete a stream: 200 with the stream, state deleted (the record stays)",
 )
+@writes
 async def delete_stream(
     stream_id: str,
     principal: Annotated[Principal, require("stream:manage")],
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
 ) -> Response:
     return await _act(stream_id, StreamAction.DELETE, principal, db, runtime)
 
@@ -426,6 +434,7 @@ async def delete_stream(
 @player_access_routes.get(
     "", response_model=PlayerAccessOut, summary="Whether player reads of stream info need a playback token"
 )
+@reads
 async def read_player_access(principal: Annotated[Principal, require("org:read")]) -> PlayerAccessOut:
     organisation = organisation_of(principal)
     return PlayerAccessOut(
@@ -439,6 +448,7 @@ async def read_player_access(principal: Annotated[Principal, require("org:read")
     response_model=PlayerAccessOut,
     summary="Require a playback token for anonymous and player-key stream reads (Secure Playback)",
 )
+@writes
 async def set_player_access(
     body: PlayerAccess, principal: Annotated[Principal, require("apikey:rotate")], db: DbSession
 ) -> PlayerAccessOut:
@@ -450,6 +460,7 @@ async def set_player_access(
 
 
 @tag_router.get("", response_model=TagPage, summary="Tags in use, by name, with their stream counts")
+@reads
 async def list_tags(
     principal: Annotated[Principal, require("tag:read")],
     db: DbSession,
@@ -464,6 +475,7 @@ async def list_tags(
 
 # `:path`: a tag may contain "/" (sent percent-encoded or not).
 @tag_router.put("/{name:path}", response_model=TagOut, summary="Rename a tag on every stream")
+@writes
 async def rename_tag(
     name: str, body: TagRename, principal: Annotated[Principal, require("tag:write")], db: DbSession
 ) -> TagOut:
@@ -472,6 +484,7 @@ async def rename_tag(
 
 
 @tag_router.delete("/{name:path}", status_code=204, summary="Take a tag off every stream")
+@writes
 async def delete_tag(
     name: str, principal: Annotated[Principal, require("tag:delete")], db: DbSession
 ) -> Response:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from streamward.authz.principal import Principal
-from streamward.db import DbSession
-from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from streamward.pagination import DEFAULT_LIMIT
 from streamward.schemas import column_query
 from streamward.users import service
 from streamward.users.models import Account, Membership
@@ -22,14 +21,14 @@ from streamward.users.schemas import (
     UserSummary,
 )
 from streamward.web.access import AUTHENTICATED, require
+from streamward.web.params import Cursor, Limit
+from streamward.web.session import DbSession, reads, writes
 
 router = APIRouter(prefix="/api/user", tags=["users"])
 
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Page size, at most {MAX_LIMIT}.")]
-Cursor = Annotated[str | None, Query(max_length=64, description="`nextCursor` of the previous page.")]
-
 
 @router.get("", response_model=UserPage, summary="Users of the organisation, newest first")
+@reads
 async def list_users(
     principal: Annotated[Principal, require("user:read")],
     db: DbSession,
@@ -51,6 +50,7 @@ async def list_users(
     response_model=UserDetail,
     summary="Change a user's role; ends the user's bintu tokens",
 )
+@writes
 async def change_permission(
     body: PermissionChange, principal: Annotated[Principal, require("user:edit")], db: DbSession
 ) -> UserDetail:
@@ -64,6 +64,7 @@ async def change_permission(
     description="Your own with any role; another user's needs `user:token_reset`. "
     "Playback tokens are not affected.",
 )
+@writes
 async def reset_token_key(
     body: TokenKeyReset, principal: Annotated[Principal, AUTHENTICATED], db: DbSession
 ) -> TokenKeyOut:
@@ -73,6 +74,7 @@ async def reset_token_key(
 
 # The uuid converter keeps /api/user/{id} from swallowing /api/user/validate, /invite and the like.
 @router.get("/{user_id:uuid}", response_model=UserDetail, summary="One user, with the role's permissions")
+@reads
 async def read_user(
     user_id: uuid.UUID, principal: Annotated[Principal, require("user:read")], db: DbSession
 ) -> UserDetail:
@@ -84,6 +86,7 @@ async def read_user(
     status_code=204,
     summary="Remove a user from the organisation; ends their bintu tokens",
 )
+@writes
 async def delete_user(
     user_id: uuid.UUID, principal: Annotated[Principal, require("user:delete")], db: DbSession
 ) -> Response:

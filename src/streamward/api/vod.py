@@ -6,25 +6,23 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from streamward.authz.principal import Principal
-from streamward.db import DbSession
 from streamward.errors import Unauthenticated
 from streamward.orgs.models import Organisation, organisation_of
-from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from streamward.runtime import Runtime, get_runtime
+from streamward.pagination import DEFAULT_LIMIT
 from streamward.vod import service
 from streamward.vod.models import VodAsset
 from streamward.vod.schemas import VodAssetOut, VodImport, VodPage
 from streamward.vod.service import VodReader
 from streamward.web.access import access_rule, require
 from streamward.web.authenticate import API_KEY_HEADER, TOKEN_HEADER, authenticate
+from streamward.web.params import Cursor, Limit, RuntimeDep
+from streamward.web.session import DbSession, reads, writes
 
 router = APIRouter(prefix="/api/vod", tags=["vod"])
 
 
 @access_rule("vod-visibility")
-async def vod_reader(
-    request: Request, db: DbSession, runtime: Annotated[Runtime, Depends(get_runtime)]
-) -> VodReader:
+async def vod_reader(request: Request, db: DbSession, runtime: RuntimeDep) -> VodReader:
     """Public when the organisation's VOD is public, ``vod:read`` otherwise (see vod.service.visibility).
 
     The organisation is the asset's (``/api/vod/{asset_id}``), else ``?organisation=``, else the
@@ -60,6 +58,7 @@ def asset_out(asset: VodAsset) -> VodAssetOut:
 
 
 @router.get("", response_model=VodPage, summary="VOD assets of an organisation, newest first")
+@reads
 async def list_assets(
     reader: Annotated[VodReader, VOD_READER],
     db: DbSession,
@@ -70,14 +69,15 @@ async def list_assets(
         Query(description="Whose VOD; needed without credentials. Defaults to the caller's organisation."),
     ] = None,
     stream_id: Annotated[uuid.UUID | None, Query(alias="streamId")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> VodPage:
     page = await service.list_assets(db, reader, stream_id=stream_id, limit=limit, cursor=cursor)
     return VodPage(items=[asset_out(a) for a in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/{asset_id}", response_model=VodAssetOut, summary="One VOD asset")
+@reads
 async def read_asset(
     asset_id: uuid.UUID, reader: Annotated[VodReader, VOD_READER], db: DbSession
 ) -> VodAssetOut:
@@ -85,6 +85,7 @@ async def read_asset(
 
 
 @router.post("", response_model=VodAssetOut, status_code=201, summary="Import a VOD asset")
+@writes
 async def import_asset(
     body: VodImport, principal: Annotated[Principal, require("stream:manage")], db: DbSession
 ) -> VodAssetOut:
@@ -100,6 +101,7 @@ async def import_asset(
 
 
 @router.delete("/{asset_id}", status_code=204, summary="Delete a VOD asset")
+@writes
 async def delete_asset(
     asset_id: uuid.UUID, principal: Annotated[Principal, require("stream:manage")], db: DbSession
 ) -> Response:

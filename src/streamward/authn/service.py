@@ -5,26 +5,26 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from sqlalchemy import ColumnElement, bindparam, delete, select, update
+from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.audit.service import Actor, record
 from streamward.authn.mail import MailMessage
 from streamward.authn.models import BintuSession, PasswordReset
-from streamward.authz.permissions import ALL_PERMISSIONS, Role
+from streamward.authz.permissions import Role
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import get_scoped
 from streamward.crypto import digest, new_token
-from streamward.db import WRITE_OPTION, Database, UTCDateTime, utcnow
+from streamward.db import utcnow
 from streamward.errors import AppError, BadRequest, InvalidCredentials, NotFound, RateLimited
 from streamward.limits import LoginThrottle
 from streamward.orgs.models import Organisation
 from streamward.password_policy import check_password
 from streamward.passwords import hash_password, needs_rehash, verify_password
 from streamward.request_context import note_login, note_rate_limit
-from streamward.roles.lookup import permissions_of, resolve_role
+from streamward.roles.lookup import resolve_role
 from streamward.users.models import Account, Membership, normalise_email
 from streamward.users.service import find_account
 
@@ -228,78 +228,6 @@ async def login(
 async def logout(session: AsyncSession, principal: Principal) -> None:
     if principal.session_id is not None:
         await session.execute(delete(BintuSession).where(BintuSession.id == principal.session_id))
-
-
-# Built once: composing a Select costs more CPU than running it on SQLite.
-_TOKEN_LOOKUP = (
-    select(BintuSession.id, BintuSession.last_used_at, Membership, Organisation, Account.email)
-    .join(
-        Membership,
-        (Membership.id == BintuSession.membership_id) & (Membership.token_key == BintuSession.token_key),
-    )
-    .join(Organisation, Organisation.id == Membership.organisation_id)
-    .join(Account, Account.id == Membership.account_id)
-    .where(
-        BintuSession.token_hash == bindparam("token_hash"),
-        BintuSession.expires_at > bindparam("now", type_=UTCDateTime()),
-    )
-)
-
-
-async def principal_from_token(session: AsyncSession, database: Database, token: str) -> Principal | None:
-    """The hot path of every member request: one query joins token, membership and organisation.
-
-    A token counts only while it was issued under the membership's current token key, so renewing
-    the key (one UPDATE) ends every token of that user at once.
-    """
-    now = utcnow()
-    row = (await session.execute(_TOKEN_LOOKUP, {"token_hash": digest(token), "now": now})).one_or_none()
-    if row is None:
-        return None
-    session_id, last_used_at, membership, organisation, email = row
-    if now - last_used_at > LAST_USED_RESOLUTION:
-        if session.get_bind().get_execution_options().get(WRITE_OPTION, False):
-            # A writing request already has a write transaction (on SQLite it holds the database's
-            # write lock from its first statement, so a second writer would wait out the busy timeout).
-            await session.execute(
-                update(BintuSession).where(BintuSession.id == session_id).values(last_used_at=now)
-            )
-        else:
-            await _touch(database, session_id, now)
-    return Principal(
-        organisation=organisation,
-        permissions=await permissions_of(session, organisation.id, membership.role),
-        method="session",
-        membership_id=membership.id,
-        account_id=membership.account_id,
-        email=email,
-        role=membership.role,
-        session_id=session_id,
-    )
-
-
-async def _touch(database: Database, session_id: uuid.UUID, now: datetime) -> None:
-    # Its own short write transaction: a read-only request must not turn into a writer for this.
-    try:
-        async with database.session(write=True) as writer:
-            await writer.execute(
-                update(BintuSession).where(BintuSession.id == session_id).values(last_used_at=now)
-            )
-            await writer.commit()
-    except Exception:  # bookkeeping only; never fail the request for it
-        log.warning("could not record session use", exc_info=True)
-
-
-_API_KEY_LOOKUP = select(Organisation).where(Organisation.api_key_hash == bindparam("api_key_hash"))
-
-
-async def principal_from_api_key(session: AsyncSession, api_key: str) -> Principal | None:
-    organisation = (
-        await session.execute(_API_KEY_LOOKUP, {"api_key_hash": digest(api_key)})
-    ).scalar_one_or_none()
-    if organisation is None:
-        return None
-    return Principal(organisation=organisation, permissions=ALL_PERMISSIONS, method="api_key")
 
 
 def _account_sessions(account_id: uuid.UUID) -> ColumnElement[bool]:

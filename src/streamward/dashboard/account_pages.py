@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from streamward.authn import service as authn
 from streamward.dashboard.core import CheckedForm, Viewer, flash_redirect, page, render
-from streamward.db import DbSession
 from streamward.errors import AppError
-from streamward.runtime import Runtime, get_runtime
+from streamward.web.params import RuntimeDep
+from streamward.web.session import DbSession, reads, writes
 
 router = APIRouter(include_in_schema=False)
 
@@ -20,17 +20,19 @@ CHANGED = "Your password was changed. Your other sessions were signed out; this 
 
 
 @router.get("/account/password")
+@reads
 async def password_page(request: Request, viewer: Annotated[Viewer, page()]) -> Response:
     return render(request, "account_password.html", title=TITLE)
 
 
 @router.post("/account/password")
+@writes
 async def change_password(
     request: Request,
     viewer: Annotated[Viewer, page()],
     form: CheckedForm,
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
 ) -> Response:
     def again(error: str, status: int, headers: dict[str, str] | None = None) -> Response:
         response = render(request, "account_password.html", status_code=status, title=TITLE, error=error)

@@ -25,7 +25,6 @@ from streamward.authz.permissions import PREDEFINED_ROLES
 from streamward.authz.principal import Principal
 from streamward.dashboard.core import Viewer, page, render, role_label
 from streamward.dashboard.page_tools import list_url
-from streamward.db import DbSession
 from streamward.errors import InvalidTime
 from streamward.invites.models import Invitation
 from streamward.pagination import DEFAULT_LIMIT
@@ -33,6 +32,8 @@ from streamward.runtime import Runtime
 from streamward.schemas import column_query
 from streamward.streams.models import Stream
 from streamward.users.models import Account, Membership
+from streamward.web.params import Cursor
+from streamward.web.session import DbSession, reads
 
 router = APIRouter(include_in_schema=False)
 
@@ -43,7 +44,6 @@ Target = Annotated[str | None, column_query(AuditEntry.target_id)]
 # Times are checked by the audit service (400 invalid_time), not here.
 Since = Annotated[str | None, Query(alias="from")]
 Until = Annotated[str | None, Query(alias="to")]
-Cursor = Annotated[str | None, Query(max_length=64)]
 
 # Every action the services record (tests/test_dash_overview.py checks the sources against it):
 # the words of a row's sentence, and the filter's label.
@@ -284,6 +284,7 @@ def _filter(
 
 
 @router.get("/audit")
+@reads
 async def audit_log(
     request: Request,
     viewer: Annotated[Viewer, page("audit:read")],
@@ -339,6 +340,7 @@ async def audit_log(
 
 
 @router.get("/audit/export.csv")
+@reads
 async def audit_csv(
     request: Request,
     viewer: Annotated[Viewer, page("audit:read")],

@@ -6,7 +6,7 @@ import uuid
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import Response
 
 from streamward.authn import service as authn
@@ -23,10 +23,12 @@ from streamward.dashboard.core import (
     role_label,
 )
 from streamward.dashboard.security import clear_session_cookie, is_https, session_token, set_session_cookie
-from streamward.db import DbSession
 from streamward.errors import AppError
 from streamward.invites import service as invites
-from streamward.runtime import Runtime, client_address, get_runtime
+from streamward.runtime import Runtime, client_address
+from streamward.web.authenticate import principal_for
+from streamward.web.params import RuntimeDep
+from streamward.web.session import DbSession, reads, writes
 
 router = APIRouter(include_in_schema=False)
 
@@ -39,6 +41,7 @@ def safe_next(value: str | None) -> str:
 
 
 @router.get("/login", dependencies=[PUBLIC_PAGE])
+@reads
 async def login_page(request: Request, next: str | None = None) -> Response:
     return render(
         request, "login.html", title="Sign in", next_url=safe_next(next), email="", organisations=[]
@@ -46,9 +49,8 @@ async def login_page(request: Request, next: str | None = None) -> Response:
 
 
 @router.post("/login", dependencies=[PUBLIC_PAGE])
-async def login(
-    request: Request, form: CheckedForm, db: DbSession, runtime: Annotated[Runtime, Depends(get_runtime)]
-) -> Response:
+@writes
+async def login(request: Request, form: CheckedForm, db: DbSession, runtime: RuntimeDep) -> Response:
     settings = runtime.settings
     email, password = form.get("email", "")[:320], form.get("password", "")
     next_url = safe_next(form.get("next"))
@@ -100,6 +102,7 @@ async def login(
 
 
 @router.post("/logout")
+@writes
 async def logout(viewer: Annotated[Viewer, page()], form: CheckedForm, db: DbSession) -> Response:
     await authn.logout(db, viewer.principal)
     response = redirect("/login")
@@ -123,14 +126,13 @@ async def _current_member_token(request: Request, db: DbSession, runtime: Runtim
     token = session_token(request)
     if not token:
         return None
-    principal = await authn.principal_from_token(db, runtime.database, token)
+    principal = await principal_for(request, db, runtime, token=token)
     return (token, principal.email or "") if principal else None
 
 
 @router.get("/invite/{token}", dependencies=[PUBLIC_PAGE])
-async def invitation(
-    request: Request, token: str, db: DbSession, runtime: Annotated[Runtime, Depends(get_runtime)]
-) -> Response:
+@reads
+async def invitation(request: Request, token: str, db: DbSession, runtime: RuntimeDep) -> Response:
     # Over budget: the 429 (or 503) page with Retry-After, by the shared error handler.
     await runtime.link_throttle.invitations.charge(client_address(request))
     return await _invitation_page(request, token, db, runtime)
@@ -167,12 +169,13 @@ async def _invitation_page(
 
 
 @router.post("/invite/{token}", dependencies=[PUBLIC_PAGE])
+@writes
 async def accept_invitation(
     request: Request,
     token: str,
     form: CheckedForm,
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
 ) -> Response:
     # Over budget: the 429 (or 503) page with Retry-After, by the shared error handler.
     await runtime.link_throttle.invitations.charge(client_address(request))
@@ -184,7 +187,6 @@ async def accept_invitation(
     try:
         result = await invites.accept_invitation(
             db,
-            runtime.database,
             runtime.login_throttle,
             token,
             email=None if signed_in else email,
@@ -206,16 +208,18 @@ async def accept_invitation(
 
 
 @router.get("/password/reset", dependencies=[PUBLIC_PAGE])
+@reads
 async def password_reset_request_page(request: Request) -> Response:
     return render(request, "password_reset.html", title="Reset your password", sent=False)
 
 
 @router.post("/password/reset", dependencies=[PUBLIC_PAGE])
+@writes
 async def password_reset_request(
     request: Request,
     form: CheckedForm,
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
     background: BackgroundTasks,
 ) -> Response:
     settings = runtime.settings
@@ -235,17 +239,19 @@ async def password_reset_request(
 
 
 @router.get("/password/reset/{token}", dependencies=[PUBLIC_PAGE])
+@reads
 async def password_reset_form(request: Request, token: str) -> Response:
     return render(request, "password_new.html", title="Choose a new password", token=token)
 
 
 @router.post("/password/reset/{token}", dependencies=[PUBLIC_PAGE])
+@writes
 async def password_reset_complete(
     request: Request,
     token: str,
     form: CheckedForm,
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
 ) -> Response:
     await runtime.link_throttle.password_resets.charge(client_address(request))
     password = form.get("password") or ""

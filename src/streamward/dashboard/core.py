@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,7 +22,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
-from streamward.authn.service import principal_from_token
 from streamward.authz.permissions import LABELS, PREDEFINED_ROLES, Role, ordered
 from streamward.authz.principal import Principal
 from streamward.crypto import SecretBox, digest
@@ -34,12 +33,14 @@ from streamward.dashboard.security import (
     remember_anonymous_csrf,
     session_token,
 )
-from streamward.db import DbSession
-from streamward.errors import AppError, Forbidden
-from streamward.request_context import note_organisation
+from streamward.errors import AppError
+from streamward.orgs.models import Organisation, organisation_of
 from streamward.roles.lookup import resolve_role
-from streamward.runtime import Runtime, client_address, get_runtime
-from streamward.web.access import access_rule
+from streamward.runtime import Runtime
+from streamward.web.access import access_rule, permission_rule
+from streamward.web.authenticate import principal_for
+from streamward.web.params import RuntimeDep
+from streamward.web.session import DbSession
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -129,42 +130,25 @@ class Viewer:
         return (self.email or "?")[:1].upper()
 
     @property
-    def organisation(self) -> Any:
-        return self.principal.organisation
+    def organisation(self) -> Organisation:
+        return organisation_of(self.principal)
 
 
-async def _viewer(
-    request: Request, db: DbSession, runtime: Annotated[Runtime, Depends(get_runtime)]
-) -> Viewer:
+async def _viewer(request: Request, db: DbSession, runtime: RuntimeDep) -> Viewer:
     token = session_token(request)
-    principal = await principal_from_token(db, runtime.database, token) if token else None
+    principal = await principal_for(request, db, runtime, token=token) if token else None
     if principal is None:
         raise LoginRequired()
-    # As the API's authenticate() does: audit entries of dashboard actions carry the client address,
-    # log lines the organisation.
-    note_organisation(principal.organisation.id)
-    principal = replace(principal, client_address=client_address(request))
     role = await resolve_role(db, principal.organisation_id, principal.role or "")
     request.state.viewer = Viewer(principal, token or "", role)
     return request.state.viewer  # type: ignore[no-any-return]
 
 
-_pages: dict[str, Any] = {}
-
-
 def page(permission: str | None = None) -> Any:
     """Dependency of a dashboard page: a signed-in viewer (holding ``permission`` when given)."""
-    key = permission or "signed-in"
-    if key not in _pages:
-
-        @access_rule(f"dashboard:{key}")
-        async def dependency(viewer: Annotated[Viewer, Depends(_viewer)]) -> Viewer:
-            if permission and not viewer.can(permission):
-                raise Forbidden(f"Your role does not allow this ({LABELS[permission]}).")
-            return viewer
-
-        _pages[key] = Depends(dependency)
-    return _pages[key]
+    return permission_rule(
+        f"dashboard:{permission or 'signed-in'}", permission, _viewer, lambda viewer: viewer.principal
+    )
 
 
 @access_rule("dashboard-public")
@@ -175,7 +159,7 @@ async def _public_page() -> None:
 PUBLIC_PAGE = Depends(_public_page)
 
 
-async def checked_form(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> dict[str, str]:
+async def checked_form(request: Request, runtime: RuntimeDep) -> dict[str, str]:
     """The submitted form, after its CSRF token was checked. State changes only ever come by POST."""
     form = await request.form()
     fields = {key: value for key, value in form.items() if isinstance(value, str)}

@@ -10,9 +10,10 @@ from fastapi.responses import Response
 
 from streamward.dashboard.core import CheckedForm, Viewer, flash_redirect, page, render
 from streamward.dashboard.page_tools import list_url
-from streamward.db import DbSession
 from streamward.errors import NotFound
 from streamward.pagination import DEFAULT_LIMIT
+from streamward.web.params import Cursor
+from streamward.web.session import DbSession, reads, writes
 from streamward.webhooks import deliveries as events
 from streamward.webhooks.schemas import DeliveryStatus
 
@@ -30,13 +31,14 @@ def _delivery_id(value: str) -> uuid.UUID:
 
 
 @router.get("/webhook/deliveries")
+@reads
 async def delivery_log(
     request: Request,
     viewer: Annotated[Viewer, page("webhook:read")],
     db: DbSession,
     status: Annotated[str | None, Query(max_length=16)] = None,
-    event_type: Annotated[str | None, Query(max_length=64)] = None,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    event_type: Cursor = None,
+    cursor: Cursor = None,
 ) -> Response:
     status = status if status in STATUSES else None
     event_type = (event_type or "").strip() or None
@@ -64,6 +66,7 @@ async def delivery_log(
 
 
 @router.post("/webhook/deliveries/{delivery_id}/redeliver")
+@writes
 async def redeliver(
     request: Request,
     delivery_id: str,

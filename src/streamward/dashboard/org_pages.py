@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from streamward.dashboard.core import CheckedForm, Viewer, flash_redirect, page, redirect, render
 from streamward.dashboard.page_tools import form_values
-from streamward.db import DbSession
 from streamward.errors import AppError
 from streamward.orgs import packages
 from streamward.orgs import service as orgs
 from streamward.orgs.player_access import set_player_token_required
-from streamward.runtime import Runtime, get_runtime
 from streamward.streams import tags as stream_tags
+from streamward.web.params import RuntimeDep
+from streamward.web.session import DbSession, reads, writes
 from streamward.webhooks import config as webhook
 from streamward.webhooks import delivery, ping
 
@@ -40,11 +40,13 @@ def _show_once(request: Request, text: str, **secret: str) -> Response:
 
 
 @router.get("/")
+@reads
 async def home(viewer: Annotated[Viewer, page()]) -> Response:
     return redirect("/organisation/overview")
 
 
 @router.get("/organisation")
+@reads
 async def organisation(viewer: Annotated[Viewer, page()]) -> Response:
     return redirect("/organisation/overview")
 
@@ -78,6 +80,7 @@ async def _overview(
 
 
 @router.get("/organisation/overview")
+@reads
 async def overview(
     request: Request,
     viewer: Annotated[Viewer, page("org:read")],
@@ -87,12 +90,13 @@ async def overview(
 
 
 @router.post("/organisation/apikey/reveal")
+@writes
 async def reveal_api_key(
     request: Request,
     viewer: Annotated[Viewer, page("apikey:read")],
     form: CheckedForm,
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
 ) -> Response:
     # A POST, not a GET: revealing is audited, and a GET must change nothing.
     api_key = await orgs.reveal_api_key_audited(db, runtime.secret_box, viewer.principal)
@@ -104,6 +108,7 @@ async def reveal_api_key(
 
 
 @router.post("/organisation/vod")
+@writes
 async def set_vod_visibility(
     request: Request, viewer: Annotated[Viewer, page("vod:settings")], form: CheckedForm, db: DbSession
 ) -> Response:
@@ -119,6 +124,7 @@ async def set_vod_visibility(
 
 
 @router.post("/organisation/player-access")
+@writes
 async def set_player_access(
     request: Request, viewer: Annotated[Viewer, page("apikey:rotate")], form: CheckedForm, db: DbSession
 ) -> Response:
@@ -133,11 +139,12 @@ async def set_player_access(
 
 
 @router.post("/organisation/webhook")
+@writes
 async def save_webhook(
     request: Request,
     viewer: Annotated[Viewer, page("webhook:write")],
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
     form: CheckedForm,
 ) -> Response:
     events = await form_values(request, "events")
@@ -165,12 +172,13 @@ async def save_webhook(
 
 
 @router.post("/organisation/webhook/secret/rotate")
+@writes
 async def rotate_webhook_secret(
     request: Request,
     viewer: Annotated[Viewer, page("webhook:write")],
     form: CheckedForm,
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
 ) -> Response:
     secret = await webhook.rotate_secret(db, runtime.secret_box, viewer.principal)
     return _show_once(
@@ -182,6 +190,7 @@ async def rotate_webhook_secret(
 
 
 @router.post("/organisation/webhook/delete")
+@writes
 async def delete_webhook(
     request: Request, viewer: Annotated[Viewer, page("webhook:write")], form: CheckedForm, db: DbSession
 ) -> Response:
@@ -195,12 +204,13 @@ async def delete_webhook(
 
 
 @router.post("/organisation/webhook/test")
+@writes
 async def send_test_event(
     request: Request,
     viewer: Annotated[Viewer, page("webhook:write")],
     form: CheckedForm,
     db: DbSession,
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    runtime: RuntimeDep,
 ) -> Response:
     _, result = await ping.send_test_event(db, viewer.principal, runtime.secret_box, runtime.egress)
     if result.ok:

@@ -14,9 +14,9 @@ from streamward.authz.grants import Escalation, ensure_can_grant
 from streamward.authz.permissions import CATALOGUE, PermissionInfo, Role
 from streamward.dashboard.core import CheckedForm, Viewer, flash_redirect, page, render
 from streamward.dashboard.page_tools import form_values, validation_message
-from streamward.db import DbSession
 from streamward.errors import AppError
 from streamward.roles.schemas import RoleCreate, RoleUpdate
+from streamward.web.session import DbSession, reads, writes
 
 router = APIRouter(include_in_schema=False)
 
@@ -72,6 +72,7 @@ async def _list_page(request: Request, viewer: Viewer, db: DbSession) -> Respons
 
 
 @router.get("/roles")
+@reads
 async def role_list(
     request: Request, viewer: Annotated[Viewer, page("role:manage")], db: DbSession
 ) -> Response:
@@ -106,11 +107,13 @@ def _form_page(
 
 
 @router.get("/roles/new")
+@reads
 async def role_new(request: Request, viewer: Annotated[Viewer, page("role:manage")]) -> Response:
     return _form_page(request, editing=None, name="", description="", permissions=set())
 
 
 @router.post("/roles")
+@writes
 async def role_create(
     request: Request, viewer: Annotated[Viewer, page("role:manage")], form: CheckedForm, db: DbSession
 ) -> Response:
@@ -147,6 +150,7 @@ async def role_create(
 
 
 @router.get("/roles/{name}/edit")
+@reads
 async def role_edit(
     request: Request, name: RoleName, viewer: Annotated[Viewer, page("role:manage")], db: DbSession
 ) -> Response:
@@ -164,6 +168,7 @@ async def role_edit(
 
 
 @router.post("/roles/{name}/edit")
+@writes
 async def role_update(
     request: Request,
     name: RoleName,
@@ -204,6 +209,7 @@ async def role_update(
 
 
 @router.post("/roles/{name}/delete")
+@writes
 async def role_delete(
     request: Request,
     name: RoleName,

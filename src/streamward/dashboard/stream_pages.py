@@ -14,7 +14,6 @@ from pydantic import ValidationError
 
 from streamward.dashboard.core import CheckedForm, Viewer, flash_redirect, page, render
 from streamward.dashboard.page_tools import form_values, lines, list_url, validation_message
-from streamward.db import DbSession
 from streamward.errors import AppError, NotFound
 from streamward.orgs.packages import has_package
 from streamward.pagination import DEFAULT_LIMIT
@@ -25,6 +24,8 @@ from streamward.streams.models import Stream, StreamState
 from streamward.streams.playout import Addresses, renditions_of
 from streamward.streams.schemas import StreamCreate, StreamTagsUpdate
 from streamward.streams.service import COMMON_PROFILES, TRANSITIONS, StreamAction
+from streamward.web.params import Cursor
+from streamward.web.session import DbSession, reads, writes
 
 router = APIRouter(include_in_schema=False)
 
@@ -98,13 +99,14 @@ def _taggable(stream: Stream) -> bool:
 
 
 @router.get("/streams")
+@reads
 async def stream_list(
     request: Request,
     viewer: Annotated[Viewer, page("stream:read")],
     db: DbSession,
-    tag: Annotated[str | None, Query(max_length=64)] = None,
+    tag: Cursor = None,
     state: Annotated[str | None, Query(max_length=16)] = None,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Cursor = None,
 ) -> Response:
     tag = (tag or "").strip() or None
     chosen = _state(state)
@@ -170,11 +172,13 @@ def _create_page(
 
 
 @router.get("/streams/new")
+@reads
 async def stream_new(request: Request, viewer: Annotated[Viewer, page("stream:create")]) -> Response:
     return _create_page(request, viewer)
 
 
 @router.post("/streams")
+@writes
 async def stream_create(
     request: Request, viewer: Annotated[Viewer, page("stream:create")], form: CheckedForm, db: DbSession
 ) -> Response:
@@ -252,6 +256,7 @@ async def _detail_page(
 
 
 @router.get("/streams/{stream_id}")
+@reads
 async def stream_detail(
     request: Request, stream_id: str, viewer: Annotated[Viewer, page("stream:read")], db: DbSession
 ) -> Response:
@@ -259,6 +264,7 @@ async def stream_detail(
 
 
 @router.post("/streams/{stream_id}/tags")
+@writes
 async def stream_tags_update(
     request: Request,
     stream_id: str,
@@ -296,6 +302,7 @@ async def _act(
 
 
 @router.post("/streams/{stream_id}/stop")
+@writes
 async def stream_stop(
     request: Request,
     stream_id: str,
@@ -307,6 +314,7 @@ async def stream_stop(
 
 
 @router.post("/streams/{stream_id}/lock")
+@writes
 async def stream_lock(
     request: Request,
     stream_id: str,
@@ -318,6 +326,7 @@ async def stream_lock(
 
 
 @router.post("/streams/{stream_id}/unlock")
+@writes
 async def stream_unlock(
     request: Request,
     stream_id: str,
@@ -329,6 +338,7 @@ async def stream_unlock(
 
 
 @router.post("/streams/{stream_id}/delete")
+@writes
 async def stream_delete(
     request: Request,
     stream_id: str,

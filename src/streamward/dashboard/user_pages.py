@@ -26,12 +26,13 @@ from streamward.dashboard.core import (
     take_flash,
 )
 from streamward.dashboard.page_tools import list_url
-from streamward.db import DbSession
 from streamward.errors import AppError, NotFound
 from streamward.invites import service as invites
 from streamward.pagination import DEFAULT_LIMIT
 from streamward.runtime import Runtime
 from streamward.users import service as users
+from streamward.web.params import Cursor
+from streamward.web.session import DbSession, reads, writes
 
 router = APIRouter(include_in_schema=False)
 
@@ -100,13 +101,14 @@ async def _invite_context(request: Request, db: DbSession, viewer: Viewer) -> di
 
 
 @router.get("/organisation/users")
+@reads
 async def user_list(
     request: Request,
     viewer: Annotated[Viewer, page("user:read")],
     db: DbSession,
-    role: Annotated[str | None, Query(max_length=64)] = None,
+    role: Cursor = None,
     q: Annotated[str | None, Query(max_length=320)] = None,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Cursor = None,
 ) -> Response:
     available = await _roles(db, viewer)
     listed = await users.list_users(
@@ -152,6 +154,7 @@ async def user_list(
 
 
 @router.get("/organisation/users/invite")
+@reads
 async def invite_form(
     request: Request, viewer: Annotated[Viewer, page("user:invite")], db: DbSession
 ) -> Response:
@@ -168,6 +171,7 @@ async def invite_form(
 
 
 @router.post("/organisation/users/invite")
+@writes
 async def invite_create(
     request: Request, viewer: Annotated[Viewer, page("user:invite")], form: CheckedForm, db: DbSession
 ) -> Response:
@@ -234,6 +238,7 @@ async def invite_create(
 
 
 @router.post("/organisation/users/invite/{invite_id}/revoke")
+@writes
 async def invite_revoke(
     request: Request,
     invite_id: uuid.UUID,
@@ -249,6 +254,7 @@ async def invite_revoke(
 
 
 @router.get("/organisation/users/{user_id}")
+@reads
 async def user_detail(
     request: Request, user_id: str, viewer: Annotated[Viewer, page("user:read")], db: DbSession
 ) -> Response:
@@ -278,6 +284,7 @@ async def user_detail(
 
 
 @router.post("/organisation/users/{user_id}/permission")
+@writes
 async def change_permission(
     request: Request,
     user_id: str,
@@ -313,6 +320,7 @@ async def change_permission(
 
 
 @router.post("/organisation/users/{user_id}/token-reset")
+@writes
 async def reset_token(
     request: Request, user_id: str, viewer: Annotated[Viewer, page()], form: CheckedForm, db: DbSession
 ) -> Response:
@@ -334,6 +342,7 @@ async def reset_token(
 
 
 @router.post("/organisation/users/{user_id}/delete")
+@writes
 async def delete_user(
     request: Request,
     user_id: str,

@@ -3,13 +3,17 @@ exists exactly when the change that caused it was committed."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from streamward.db import EMITTED, utcnow
+from streamward.db import Database, utcnow
 from streamward.events.models import OutboxEvent
+
+# Marks a session whose transaction queued events for delivery; read by the post-commit hook.
+_PENDING = "streamward.outbox_pending"
 
 
 def emit(
@@ -24,6 +28,21 @@ def emit(
         next_attempt_at=utcnow(),
     )
     session.add(event)
-    # Read by the request's session dependency after commit, to wake the in-process worker.
-    session.info[EMITTED] = True
+    wake_after_commit(session)
     return event
+
+
+def wake_after_commit(session: AsyncSession) -> None:
+    """Ask for the in-process worker to be woken once this session's transaction commits (an event
+    was queued or re-queued), rather than left to find it at its next poll."""
+    session.info[_PENDING] = True
+
+
+def wake_on_commit(database: Database, wakeup: asyncio.Event) -> None:
+    """Install the post-commit hook that sets ``wakeup`` after a transaction that queued events."""
+
+    def hook(info: dict[Any, Any]) -> None:
+        if info.pop(_PENDING, False):
+            wakeup.set()
+
+    database.after_commit(hook)

@@ -21,12 +21,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.audit.service import Actor, record
-from streamward.authn.service import LoginFailed, LoginResult, issue_token, principal_from_token
+from streamward.authn.principals import principal_from_token
+from streamward.authn.service import LoginFailed, LoginResult, issue_token
 from streamward.authz.permissions import Role
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import get_scoped, scoped
 from streamward.crypto import digest, new_token
-from streamward.db import Database, utcnow
+from streamward.db import utcnow
 from streamward.errors import AppError, BadRequest, Conflict, RateLimited, Unauthenticated
 from streamward.events.outbox import emit
 from streamward.invites.models import Invitation
@@ -333,7 +334,6 @@ async def _signing_in(
 
 async def accept_invitation(
     session: AsyncSession,
-    database: Database,
     throttle: LoginThrottle,
     token: str,
     *,
@@ -356,7 +356,8 @@ async def accept_invitation(
                 "Send either an email and password or your bintu token, not both.",
                 code="ambiguous_credentials",
             )
-        member = await principal_from_token(session, database, bintu_token)
+        use = await principal_from_token(session, bintu_token)
+        member = use.principal if use else None
         if member is None or member.account_id is None:
             raise Unauthenticated()
         account = await session.get(Account, member.account_id)

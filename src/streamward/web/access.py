@@ -1,7 +1,11 @@
 """How a route declares who may call it. Every route carries exactly one access rule:
-``require("perm")`` for members and API keys, ``PUBLIC`` for routes anyone may call, or another
-rule defined next to the feature that needs it (operator token, ingest secret). The route-table
-test fails on a route without one."""
+``require("perm")`` for members and API keys, ``PUBLIC`` for routes anyone may call, the
+dashboard's ``page(...)``, or another rule defined next to the surface that needs it (operator
+token, ingest secret, player reads). The route-table test fails on a route without one.
+
+``permission_rule`` is the one factory of permission checks: the JSON API, the token service and
+the dashboard build theirs with it, and the refusal is ``authz.grants.check``'s.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends
 
-from streamward.authz.permissions import ALL_PERMISSIONS, LABELS
+from streamward.authz.grants import check
+from streamward.authz.permissions import ALL_PERMISSIONS
 from streamward.authz.principal import Principal
-from streamward.errors import Forbidden
 from streamward.web.authenticate import authenticate
 
 ACCESS_RULE_ATTRIBUTE = "streamward_access_rule"
@@ -28,28 +32,44 @@ def access_rule(rule: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable
     return mark
 
 
-_requirements: dict[str, Any] = {}
+_rules: dict[tuple[str, str | None, Any], Any] = {}
+
+
+def permission_rule(
+    label: str,
+    permission: str | None,
+    source: Callable[..., Awaitable[Any]],
+    principal_of: Callable[[Any], Principal] = lambda subject: subject,
+) -> Any:
+    """Dependency: whoever ``source`` finds (a Principal, or a dashboard viewer that carries one),
+    provided it holds ``permission`` (any signed-in caller when None). Built once per combination,
+    so FastAPI sees the same dependency object on every route that asks for the same thing."""
+    if permission is not None and permission not in ALL_PERMISSIONS:
+        raise ValueError(f"unknown permission {permission!r}")
+    key = (label, permission, source)
+    if key not in _rules:
+
+        @access_rule(label)
+        async def dependency(subject: Any = Depends(source)) -> Any:
+            if permission is not None:
+                check(principal_of(subject), permission)
+            return subject
+
+        dependency.__name__ = "require_" + (permission or "signed_in").replace(":", "_")
+        _rules[key] = Depends(dependency)
+    return _rules[key]
 
 
 def require(permission: str) -> Any:
-    """Dependency: the caller is authenticated and holds ``permission``; yields the Principal."""
-    if permission not in ALL_PERMISSIONS:
-        raise ValueError(f"unknown permission {permission!r}")
-    if permission not in _requirements:
+    """Dependency of a JSON API route: the caller is authenticated and holds ``permission``;
+    yields the Principal."""
+    return permission_rule(f"permission:{permission}", permission, authenticate)
 
-        @access_rule(f"permission:{permission}")
-        async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-            if permission not in principal.permissions:
-                raise Forbidden(
-                    f"Your role does not allow this ({LABELS[permission]}).",
-                    code="forbidden",
-                    details={"permission": permission},
-                )
-            return principal
 
-        dependency.__name__ = f"require_{permission.replace(':', '_')}"
-        _requirements[permission] = Depends(dependency)
-    return _requirements[permission]
+def token_service(permission: str) -> Any:
+    """Access rule of the token service (``/api/v1/splay``): like ``require``; its routes turn the
+    refusal into the service's own envelope."""
+    return permission_rule("token-service", permission, authenticate)
 
 
 @access_rule("public")

@@ -1,43 +1,81 @@
+"""Who is asking: the one way every surface (JSON API, token service, dashboard, player reads)
+turns a credential into a Principal."""
+
 from __future__ import annotations
 
+import logging
+import uuid
 from dataclasses import replace
-from typing import Annotated
+from datetime import datetime
 
-from fastapi import Depends, Request
+from fastapi import Request
 
-from streamward.authn.service import principal_from_api_key, principal_from_token
+from streamward.authn.principals import principal_from_api_key, principal_from_token, record_use
 from streamward.authz.principal import Principal
-from streamward.db import DbSession
+from streamward.db import WRITE_OPTION
 from streamward.errors import BadRequest, Unauthenticated
 from streamward.request_context import note_organisation
-from streamward.runtime import Runtime, client_address, get_runtime
+from streamward.runtime import Runtime, client_address
+from streamward.web.params import RuntimeDep
+from streamward.web.session import DbSession
+
+log = logging.getLogger(__name__)
 
 TOKEN_HEADER = "X-BINTU-TOKEN"
 API_KEY_HEADER = "X-BINTU-APIKEY"
 MAX_CREDENTIAL_LENGTH = 256
 
 
-async def authenticate(
-    request: Request, db: DbSession, runtime: Annotated[Runtime, Depends(get_runtime)]
-) -> Principal:
+async def principal_for(
+    request: Request, db: DbSession, runtime: Runtime, *, token: str | None = None, api_key: str | None = None
+) -> Principal | None:
+    """The Principal of a bintu token or of the API key (one database round trip), carrying the
+    client's address for the audit log; None when the credential is not valid."""
+    credential = token or api_key
+    if not credential or len(credential) > MAX_CREDENTIAL_LENGTH:
+        return None
+    if token:
+        use = await principal_from_token(db, token)
+        if use is None:
+            return None
+        principal = use.principal
+        if use.stale_since is not None and principal.session_id is not None:
+            await _record_use(db, runtime, principal.session_id, use.stale_since)
+    else:
+        found = await principal_from_api_key(db, credential)
+        if found is None:
+            return None
+        principal = found
+    note_organisation(principal.organisation.id)  # for the request's log lines
+    return replace(principal, client_address=client_address(request))
+
+
+async def _record_use(db: DbSession, runtime: Runtime, session_id: uuid.UUID, when: datetime) -> None:
+    if db.get_bind().get_execution_options().get(WRITE_OPTION, False):
+        # A writing request already has its write transaction (on SQLite it holds the database's
+        # write lock from its first statement, so a second writer would wait out the busy timeout).
+        await record_use(db, session_id, when)
+        return
+    # A reading request must not turn into a writer for bookkeeping: a short write of its own.
+    try:
+        async with runtime.database.session(write=True) as writer:
+            await record_use(writer, session_id, when)
+            await writer.commit()
+    except Exception:  # bookkeeping only; never fail the request for it
+        log.warning("could not record session use", exc_info=True)
+
+
+async def authenticate(request: Request, db: DbSession, runtime: RuntimeDep) -> Principal:
+    """The API's credentials: ``X-BINTU-TOKEN`` or ``X-BINTU-APIKEY`` (never both)."""
     token = request.headers.get(TOKEN_HEADER)
     api_key = request.headers.get(API_KEY_HEADER)
     if token and api_key:
         raise BadRequest(
             f"Send either {TOKEN_HEADER} or {API_KEY_HEADER}, not both.", code="ambiguous_credentials"
         )
-    credential = token or api_key
-    if not credential:
+    if not (token or api_key):
         raise Unauthenticated(f"Send a bintu token ({TOKEN_HEADER}) or the API key ({API_KEY_HEADER}).")
-    if len(credential) > MAX_CREDENTIAL_LENGTH:
-        raise Unauthenticated()
-    principal = (
-        await principal_from_token(db, runtime.database, credential)
-        if token
-        else await principal_from_api_key(db, credential)
-    )
+    principal = await principal_for(request, db, runtime, token=token, api_key=api_key)
     if principal is None:
         raise Unauthenticated()
-    note_organisation(principal.organisation.id)  # for the request's log lines
-    address = client_address(request, trust_forwarded_for=runtime.settings.trust_forwarded_for)
-    return replace(principal, client_address=address)
+    return principal

@@ -10,9 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from streamward.audit.service import Actor, record
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import get_scoped, scoped
-from streamward.db import EMITTED, utcnow
+from streamward.db import utcnow
 from streamward.errors import Conflict
 from streamward.events.models import OutboxEvent, WebhookDelivery
+from streamward.events.outbox import wake_after_commit
 from streamward.pagination import Page, keyset_page
 
 
@@ -58,6 +59,6 @@ async def redeliver(session: AsyncSession, principal: Principal, delivery_id: uu
         before={"status": before},
         after={"status": "pending"},
     )
-    session.info[EMITTED] = True
+    wake_after_commit(session)
     await session.flush()
     return event

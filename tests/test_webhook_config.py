@@ -14,6 +14,7 @@ from sqlalchemy import update
 
 import streamward
 from streamward.orgs.models import Organisation
+from streamward.events.catalogue import EventType
 from streamward.webhooks.config import SUBSCRIBABLE_EVENTS
 from streamward.webhooks.delivery import FORM_EVENT_TYPES, TEST_EVENT_TYPE
 from streamward.webhooks.signing import secret_key
@@ -203,9 +204,14 @@ async def test_unknown_events_are_refused(env: Env) -> None:
 
 
 def test_every_management_event_the_code_emits_can_be_subscribed_to() -> None:
-    """A new ``emit(session, "x.y", ...)`` anywhere must be added to SUBSCRIBABLE_EVENTS, or no
-    organisation could ever receive it (media events are always sent, test events on request)."""
+    """``emit`` takes an EventType, so every event the code can queue is in the catalogue; each is
+    either subscribable, a media event (always sent) or the test event (sent on request), and the
+    webhook settings offer exactly the subscribable ones."""
     source = "\n".join(p.read_text() for p in Path(streamward.__file__).parent.rglob("*.py"))
-    emitted = set(re.findall(r'emit\(\s*\w+,\s*"([a-z_]+\.[a-z_]+)"', source))
-    assert emitted, "no emit() calls found: is the pattern still right?"
-    assert emitted - FORM_EVENT_TYPES - {TEST_EVENT_TYPE} <= set(SUBSCRIBABLE_EVENTS)
+    emitted = set(re.findall(r"EventType\.([A-Z_]+)", source))
+    assert emitted, "no EventType members used: is the pattern still right?"
+    for name in emitted:
+        event = EventType[name]
+        assert event.subscribable or event.value in FORM_EVENT_TYPES | {TEST_EVENT_TYPE}, event
+    assert set(SUBSCRIBABLE_EVENTS) == {e.value for e in EventType if e.subscribable}
+    assert not re.search(r'emit\(\s*\w+,\s*"', source), "emit() takes an EventType, not a string"

@@ -21,6 +21,7 @@ from streamward.authz.principal import Principal
 from streamward.authz.scoping import scoped
 from streamward.db import utcnow
 from streamward.errors import AppError, BadRequest, NotFound
+from streamward.events.catalogue import EventType
 from streamward.events.outbox import emit
 from streamward.invites.models import Invitation
 from streamward.orgs.service import lock_organisation
@@ -150,7 +151,7 @@ async def create_role(
     )
     emit(
         session,
-        "role.created",
+        EventType.ROLE_CREATED,
         {"name": name, "permissions": ordered(role.permissions)},
         organisation_id=principal.organisation_id,
     )
@@ -194,7 +195,7 @@ async def update_role(
     )
     emit(
         session,
-        "role.updated",
+        EventType.ROLE_UPDATED,
         {"name": name, "permissions": ordered(after.permissions)},
         organisation_id=principal.organisation_id,
     )
@@ -250,7 +251,7 @@ async def delete_role(
             )
             emit(
                 session,
-                "user.role_changed",
+                EventType.USER_ROLE_CHANGED,
                 {"userId": str(member_id), "email": email, "from": name, "to": target.name},
                 organisation_id=principal.organisation_id,
             )
@@ -281,4 +282,4 @@ async def delete_role(
         before=_snapshot(doomed),
         after=outcome,
     )
-    emit(session, "role.deleted", {"name": name} | outcome, organisation_id=principal.organisation_id)
+    emit(session, EventType.ROLE_DELETED, {"name": name} | outcome, organisation_id=principal.organisation_id)

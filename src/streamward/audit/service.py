@@ -1,4 +1,5 @@
-"""``record``: the one way a change leaves a trace (it joins the caller's transaction); reading the log."""
+"""``record``: the one way a change leaves a trace (it joins the caller's transaction);
+``record_change``: a change's trace and the event it causes, as one act; reading the log."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from streamward.authz.principal import Principal
 from streamward.authz.scoping import scoped
 from streamward.db import Database
 from streamward.errors import InvalidTime
+from streamward.events.catalogue import EventType
+from streamward.events.outbox import emit
 from streamward.pagination import Page, keyset_page
 from streamward.request_context import current_request_id
 from streamward.schemas import column_length, fit_column
@@ -64,6 +67,36 @@ def record(
     )
     session.add(entry)
     return entry
+
+
+def record_change(
+    session: AsyncSession,
+    actor: Actor | Principal,
+    action: str,
+    *,
+    organisation_id: uuid.UUID,
+    target_type: str,
+    target_id: uuid.UUID | str,
+    event: EventType,
+    payload: dict[str, Any],
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    """A change to an organisation: its audit entry and the event it causes, in the caller's
+    transaction, so both exist exactly when the change was committed. ``action`` names the entry
+    (often the event's own name); ``payload`` is built with ``event.payload(...)``."""
+    who = actor if isinstance(actor, Actor) else Actor.of(actor)
+    record(
+        session,
+        who,
+        action,
+        organisation_id=organisation_id,
+        target_type=target_type,
+        target_id=target_id,
+        before=before,
+        after=after,
+    )
+    emit(session, event, payload, organisation_id=organisation_id)
 
 
 # The actor filter matches the actor name or the actor's email: as long as the longer of the two.

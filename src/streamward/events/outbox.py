@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.db import Database, utcnow
+from streamward.events.catalogue import EventType
 from streamward.events.models import OutboxEvent
 
 # Marks a session whose transaction queued events for delivery; read by the post-commit hook.
@@ -17,11 +18,11 @@ _PENDING = "streamward.outbox_pending"
 
 
 def emit(
-    session: AsyncSession, type: str, payload: dict[str, Any], *, organisation_id: uuid.UUID
+    session: AsyncSession, type: EventType, payload: dict[str, Any], *, organisation_id: uuid.UUID
 ) -> OutboxEvent:
     event = OutboxEvent(
         organisation_id=organisation_id,
-        type=type,
+        type=str(type),
         payload=payload,
         status="pending",
         attempts=0,

@@ -27,6 +27,7 @@ from streamward.crypto import SecretBox
 from streamward.db import Database, utcnow
 from streamward.egress.client import EgressClient
 from streamward.errors import AppError, BadRequest
+from streamward.events.catalogue import EventType
 from streamward.events.outbox import emit
 from streamward.orgs.models import Organisation
 from streamward.orgs.packages import has_package
@@ -143,7 +144,12 @@ async def publish(session: AsyncSession, report: IngestReport, *, allowed: bool,
 
 async def update_publish(session: AsyncSession, report: IngestReport) -> Stream:
     stream = await _stream_or_reject(session, report)
-    emit(session, "media.update_publish", {"fields": report.fields}, organisation_id=stream.organisation_id)
+    emit(
+        session,
+        EventType.MEDIA_UPDATE_PUBLISH,
+        {"fields": report.fields},
+        organisation_id=stream.organisation_id,
+    )
     return stream
 
 
@@ -152,7 +158,12 @@ async def publish_done(session: AsyncSession, settings: Settings, report: Ingest
     live_since: datetime = stream.updated_at
     if stream.state == StreamState.LIVE:
         await apply_action(session, stream, StreamAction.PUBLISH_DONE, actor=media_server(report))
-    emit(session, "media.publish_done", {"fields": report.fields}, organisation_id=stream.organisation_id)
+    emit(
+        session,
+        EventType.MEDIA_PUBLISH_DONE,
+        {"fields": report.fields},
+        organisation_id=stream.organisation_id,
+    )
     organisation = await session.get(Organisation, stream.organisation_id)
     if organisation is not None and has_package(organisation.packages, "live_processing.recording"):
         ended = utcnow()

@@ -29,6 +29,7 @@ from streamward.authz.scoping import get_scoped, scoped
 from streamward.crypto import digest, new_token
 from streamward.db import utcnow
 from streamward.errors import AppError, BadRequest, Conflict, RateLimited, Unauthenticated
+from streamward.events.catalogue import EventType
 from streamward.events.outbox import emit
 from streamward.invites.models import Invitation
 from streamward.limits import LoginThrottle
@@ -173,7 +174,7 @@ async def create_invitation(
         target_id=invitation.id,
         after=details,
     )
-    emit(session, "user.invited", details, organisation_id=principal.organisation_id)
+    emit(session, EventType.USER_INVITED, details, organisation_id=principal.organisation_id)
     return issued
 
 
@@ -225,7 +226,7 @@ async def revoke_invitation(session: AsyncSession, principal: Principal, invite_
         before={"status": "pending"},
         after={"status": "revoked"},
     )
-    emit(session, "invite.revoked", details, organisation_id=principal.organisation_id)
+    emit(session, EventType.INVITE_REVOKED, details, organisation_id=principal.organisation_id)
 
 
 async def renew_invitation(
@@ -431,7 +432,7 @@ async def accept_invitation(
     )
     emit(
         session,
-        "user.joined",
+        EventType.USER_JOINED,
         {
             "userId": str(membership.id),
             "email": account.email,

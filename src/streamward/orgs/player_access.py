@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from streamward.audit.service import Actor, record
 from streamward.authz.principal import Principal
 from streamward.crypto import digest
+from streamward.events.catalogue import EventType
 from streamward.events.outbox import emit
 from streamward.orgs.models import Organisation, organisation_of
 from streamward.orgs.packages import require_package
@@ -52,7 +53,7 @@ async def set_player_token_required(session: AsyncSession, principal: Principal,
         organisation.player_token_required = required
         emit(
             session,
-            "organisation.updated",
+            EventType.ORGANISATION_UPDATED,
             {"id": str(organisation.id), "changed": ["playerTokenRequired"]},
             organisation_id=organisation.id,
         )

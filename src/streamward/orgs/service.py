@@ -15,6 +15,7 @@ from streamward.authz.permissions import Role
 from streamward.authz.principal import Principal
 from streamward.crypto import SecretBox, digest, new_token
 from streamward.errors import BadRequest, NotFound
+from streamward.events.catalogue import EventType
 from streamward.events.outbox import emit
 from streamward.orgs import packages as package_catalogue
 from streamward.orgs.models import ANALYTICS_LEVELS, SUPPORT_LEVELS, Organisation, organisation_of
@@ -104,7 +105,7 @@ def reveal_api_key(box: SecretBox, organisation: Organisation) -> str:
 def _announce_change(session: AsyncSession, organisation: Organisation, changed: list[str]) -> None:
     emit(
         session,
-        "organisation.updated",
+        EventType.ORGANISATION_UPDATED,
         {"id": str(organisation.id), "changed": changed},
         organisation_id=organisation.id,
     )
@@ -172,7 +173,7 @@ async def rotate_api_key(session: AsyncSession, box: SecretBox, principal: Princ
     )
     emit(
         session,
-        "apikey.rotated",
+        EventType.APIKEY_ROTATED,
         {"id": str(organisation.id), "rotatedBy": principal.actor},
         organisation_id=organisation.id,
     )

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from streamward.audit.service import Actor, record
 from streamward.crypto import SecretBox
 from streamward.db import utcnow
+from streamward.events.catalogue import EventType
 from streamward.events.outbox import emit
 from streamward.orgs.service import lock_organisation
 from streamward.playback.models import PlaybackSigningKey
@@ -184,7 +185,7 @@ async def rotate(
     )
     emit(
         session,
-        "organisation.updated",
+        EventType.ORGANISATION_UPDATED,
         {"id": str(organisation_id), "changed": ["playbackKeys"]},
         organisation_id=organisation_id,
     )

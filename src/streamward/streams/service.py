@@ -26,6 +26,7 @@ from streamward.authz.scoping import Tenant, get_scoped, scoped
 from streamward.db import end_transaction, utcnow
 from streamward.egress.guard import Resolver, UnsafeTarget, resolve_public
 from streamward.errors import BadRequest, Conflict, NotFound
+from streamward.events.catalogue import EventType
 from streamward.events.outbox import emit
 from streamward.orgs.models import Organisation, organisation_of
 from streamward.orgs.packages import require_package
@@ -151,11 +152,11 @@ async def apply_action(
     )
     payload = {"id": str(stream.id), "name": stream.name, "state": after.value, "previousState": before.value}
     if after is StreamState.DELETED:
-        emit(session, "stream.deleted", payload, organisation_id=stream.organisation_id)
+        emit(session, EventType.STREAM_DELETED, payload, organisation_id=stream.organisation_id)
     else:
         emit(
             session,
-            "stream.updated",
+            EventType.STREAM_UPDATED,
             payload | {"change": action.value},
             organisation_id=stream.organisation_id,
         )
@@ -305,7 +306,7 @@ async def create_stream(
     )
     emit(
         session,
-        "stream.created",
+        EventType.STREAM_CREATED,
         {"id": str(stream.id), "name": stream.name, "state": stream.state, "tags": stored_tags},
         organisation_id=principal.organisation_id,
     )
@@ -413,7 +414,7 @@ async def set_stream_tags(
         )
         emit(
             session,
-            "stream.updated",
+            EventType.STREAM_UPDATED,
             {
                 "id": str(stream.id),
                 "name": stream.name,
@@ -583,7 +584,7 @@ async def set_push_url(
         stream.updated_at = utcnow()
         emit(
             session,
-            "stream.updated",
+            EventType.STREAM_UPDATED,
             {"id": str(stream.id), "name": stream.name, "state": stream.state, "change": "push_url"},
             organisation_id=principal.organisation_id,
         )

@@ -17,6 +17,7 @@ from streamward.audit.service import Actor, record
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import scoped
 from streamward.errors import NotFound
+from streamward.events.catalogue import EventType
 from streamward.events.outbox import emit
 from streamward.pagination import InvalidCursor, Page, decode_text_cursor, encode_text_cursor
 from streamward.schemas import column_length
@@ -123,7 +124,7 @@ def _announce_tag_change(
     for stream in streams:
         emit(
             session,
-            "stream.updated",
+            EventType.STREAM_UPDATED,
             {"id": str(stream.id), "name": stream.name, "state": stream.state, "change": change},
             organisation_id=principal.organisation_id,
         )

@@ -18,6 +18,7 @@ from streamward.authz.principal import Principal
 from streamward.authz.scoping import get_scoped, scoped
 from streamward.crypto import SecretBox
 from streamward.errors import AppError, BadRequest, Forbidden
+from streamward.events.catalogue import EventType
 from streamward.events.outbox import emit
 from streamward.orgs.models import Organisation
 from streamward.orgs.service import CreatedOrganisation, create_organisation, lock_organisation
@@ -229,7 +230,7 @@ async def change_role(
     )
     emit(
         session,
-        "user.role_changed",
+        EventType.USER_ROLE_CHANGED,
         _user_payload(membership, current.email) | {"from": before, "to": new_role.name},
         organisation_id=principal.organisation_id,
     )
@@ -269,7 +270,7 @@ async def reset_token_key(
     )
     emit(
         session,
-        "user.token_reset",
+        EventType.USER_TOKEN_RESET,
         _user_payload(membership, email),
         organisation_id=principal.organisation_id,
     )
@@ -304,7 +305,7 @@ async def delete_user(session: AsyncSession, principal: Principal, user_id: uuid
     )
     emit(
         session,
-        "user.deleted",
+        EventType.USER_DELETED,
         _user_payload(membership, view.email) | {"role": membership.role},
         organisation_id=principal.organisation_id,
     )

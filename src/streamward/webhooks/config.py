@@ -25,6 +25,7 @@ from streamward.crypto import SecretBox
 from streamward.db import end_transaction
 from streamward.egress.guard import Resolver, check_webhook_url
 from streamward.errors import BadRequest
+from streamward.events.catalogue import SUBSCRIBABLE, EventType
 from streamward.events.outbox import emit
 from streamward.orgs.models import Organisation, organisation_of
 from streamward.schemas import ColumnText
@@ -35,23 +36,8 @@ from streamward.webhooks.signing import SECRET_PREFIX
 SECRET_BYTES = 32
 
 # Management events an organisation may subscribe its webhook to (stream events from media servers
-# are always sent). The one list to extend when a feature emits a new management event.
-SUBSCRIBABLE_EVENTS: tuple[str, ...] = (
-    "apikey.rotated",
-    "organisation.updated",
-    "stream.created",
-    "stream.updated",
-    "stream.deleted",
-    "user.invited",
-    "user.joined",
-    "user.role_changed",
-    "user.token_reset",
-    "user.deleted",
-    "invite.revoked",
-    "role.created",
-    "role.updated",
-    "role.deleted",
-)
+# are always sent): the catalogue's subscribable events, in its order.
+SUBSCRIBABLE_EVENTS: tuple[str, ...] = tuple(event.value for event in SUBSCRIBABLE)
 
 
 class UnknownEvent(BadRequest):
@@ -112,7 +98,7 @@ def _changed(session: AsyncSession, principal: Principal, action: str, before: d
     )
     emit(
         session,
-        "organisation.updated",
+        EventType.ORGANISATION_UPDATED,
         {"id": str(organisation.id), "changed": ["webhook"]},
         organisation_id=organisation.id,
     )

@@ -33,6 +33,7 @@ from streamward.audit.service import SYSTEM, record
 from streamward.crypto import SecretBox
 from streamward.db import Database, utcnow
 from streamward.egress.client import EgressClient, SendResult
+from streamward.events.catalogue import FORM_ENCODED, EventType
 from streamward.events.models import OutboxEvent, WebhookDelivery
 from streamward.housekeeping import run_periodically
 from streamward.orgs.models import Organisation
@@ -50,8 +51,8 @@ WEBHOOK_SECRET_PURPOSE = "organisation.webhook_secret"
 
 # Stream events from media servers go out in the documented form encoding, always (the webhook exists
 # for them); everything else is a JSON management event, sent only when subscribed.
-FORM_EVENT_TYPES = frozenset({"media.update_publish", "media.publish_done"})
-TEST_EVENT_TYPE = "webhook.test"
+FORM_EVENT_TYPES = frozenset(event.value for event in FORM_ENCODED)
+TEST_EVENT_TYPE = EventType.WEBHOOK_TEST.value
 
 
 @dataclass(frozen=True)

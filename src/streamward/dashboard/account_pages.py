@@ -11,7 +11,7 @@ from streamward.authn import service as authn
 from streamward.dashboard.core import CheckedForm, Viewer, flash_redirect, page, render
 from streamward.errors import AppError
 from streamward.web.params import RuntimeDep
-from streamward.web.session import DbSession, reads, writes
+from streamward.web.session import DbSession, note_refusal, reads, writes
 
 router = APIRouter(include_in_schema=False)
 
@@ -52,5 +52,6 @@ async def change_password(
             new_password=new_password,
         )
     except AppError as refused:
+        note_refusal(request, refused)
         return again(refused.message, refused.status_code, refused.headers)
     return flash_redirect(request, "/organisation/overview", "success", CHANGED)

@@ -28,7 +28,7 @@ from streamward.invites import service as invites
 from streamward.runtime import Runtime, client_address
 from streamward.web.authenticate import principal_for
 from streamward.web.params import RuntimeDep
-from streamward.web.session import DbSession, reads, writes
+from streamward.web.session import DbSession, note_refusal, reads, writes
 
 router = APIRouter(include_in_schema=False)
 
@@ -86,9 +86,11 @@ async def login(request: Request, form: CheckedForm, db: DbSession, runtime: Run
             lifetime=timedelta(seconds=settings.session_lifetime_seconds),
         )
     except authn.OrganisationChoiceRequired as choice:
+        note_refusal(request, choice)
         organisations = (choice.details or {}).get("organisations", [])
         return again("Choose the organisation to sign in to.", organisations, status=200)
     except AppError as refused:
+        note_refusal(request, refused)
         # The refusal's own side effects (audit of a failed attempt) are still committed.
         return again(refused.message, status=refused.status_code)
     response = redirect(next_url)
@@ -198,6 +200,7 @@ async def accept_invitation(
     except invites.InvalidInvite:
         return render(request, "invite_invalid.html", status_code=404, title="Invitation not valid")
     except AppError as refused:
+        note_refusal(request, refused)
         return await _invitation_page(
             request, token, db, runtime, error=refused.message, email=email, status_code=refused.status_code
         )
@@ -272,6 +275,7 @@ async def password_reset_complete(
             client_address=client_address(request),
         )
     except AppError as refused:
+        note_refusal(request, refused)
         return render(
             request,
             "password_new.html",

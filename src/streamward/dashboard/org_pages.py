@@ -15,7 +15,7 @@ from streamward.orgs import service as orgs
 from streamward.orgs.player_access import set_player_token_required
 from streamward.streams import tags as stream_tags
 from streamward.web.params import RuntimeDep
-from streamward.web.session import DbSession, reads, writes
+from streamward.web.session import DbSession, note_refusal, reads, writes
 from streamward.webhooks import config as webhook
 from streamward.webhooks import delivery, ping
 
@@ -159,6 +159,7 @@ async def save_webhook(
             resolver=runtime.webhook_resolver,
         )
     except AppError as refused:
+        note_refusal(request, refused)
         return await _overview(
             request, viewer, db, status_code=refused.status_code, webhook_error=refused.message
         )

@@ -16,7 +16,7 @@ from streamward.dashboard.core import CheckedForm, Viewer, flash_redirect, page,
 from streamward.dashboard.page_tools import form_values, validation_message
 from streamward.errors import AppError
 from streamward.roles.schemas import RoleCreate, RoleUpdate
-from streamward.web.session import DbSession, reads, writes
+from streamward.web.session import DbSession, note_refusal, reads, writes
 
 router = APIRouter(include_in_schema=False)
 
@@ -145,6 +145,7 @@ async def role_create(
                 permissions=body.permissions,
             )
     except AppError as refused:
+        note_refusal(request, refused)
         return again(refused.message, refused.status_code)
     return flash_redirect(request, "/roles", "success", CREATED.format(body.name))
 
@@ -204,6 +205,7 @@ async def role_update(
                 db, viewer.principal, name, description=body.description, permissions=body.permissions
             )
     except AppError as refused:
+        note_refusal(request, refused)
         return again(refused.message, refused.status_code)
     return flash_redirect(request, "/roles", "success", UPDATED.format(name))
 
@@ -224,5 +226,6 @@ async def role_delete(
         text = "Members hold this role: choose the role to move them to."
         return flash_redirect(request, "/roles", "danger", f"Nothing was changed. {text}")
     except AppError as refused:
+        note_refusal(request, refused)
         return flash_redirect(request, "/roles", "danger", f"Nothing was changed. {refused.message}")
     return flash_redirect(request, "/roles", "success", DELETED.format(name))

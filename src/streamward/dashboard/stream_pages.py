@@ -25,7 +25,7 @@ from streamward.streams.playout import Addresses, renditions_of
 from streamward.streams.schemas import StreamCreate, StreamTagsUpdate
 from streamward.streams.service import COMMON_PROFILES, TRANSITIONS, StreamAction
 from streamward.web.params import Cursor
-from streamward.web.session import DbSession, reads, writes
+from streamward.web.session import DbSession, note_refusal, reads, writes
 
 router = APIRouter(include_in_schema=False)
 
@@ -212,6 +212,7 @@ async def stream_create(
                 group_id=body.group_id,
             )
     except AppError as refused:
+        note_refusal(request, refused)
         return again(refused.message, refused.status_code)
     name = created.stream.name
     return flash_redirect(
@@ -282,6 +283,7 @@ async def stream_tags_update(
         async with db.begin_nested():
             saved = await streams.set_stream_tags(db, viewer.principal, target, body.tags)
     except AppError as refused:  # the page shows the refusal (a stream gone meanwhile: not found)
+        note_refusal(request, refused)
         return await _detail_page(
             request, viewer, db, target, tags=tags, error=refused.message, status_code=refused.status_code
         )

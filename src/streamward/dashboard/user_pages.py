@@ -32,7 +32,7 @@ from streamward.pagination import DEFAULT_LIMIT
 from streamward.runtime import Runtime
 from streamward.users import service as users
 from streamward.web.params import Cursor
-from streamward.web.session import DbSession, reads, writes
+from streamward.web.session import DbSession, note_refusal, reads, writes
 
 router = APIRouter(include_in_schema=False)
 
@@ -198,8 +198,7 @@ async def invite_create(
                 base_url=runtime.settings.base_url,
             )
         except AppError as refused:
-            # create_invitation refuses before it writes; no rollback here: it would expire the
-            # viewer's organisation that the page below still renders.
+            note_refusal(request, refused)  # rolled back after the page below is rendered
             error, status = refused.message, refused.status_code
     if error is not None:
         # A form error keeps what was typed: the fallback page, with the error, answers this POST.
@@ -249,6 +248,7 @@ async def invite_revoke(
     try:
         await invites.revoke_invitation(db, viewer.principal, invite_id)
     except AppError as refused:
+        note_refusal(request, refused)
         return await _refused(request, db, refused, USERS)
     return flash_redirect(request, USERS, "success", "The invitation was revoked: its link no longer works.")
 
@@ -301,6 +301,7 @@ async def change_permission(
     except NotFound as refused:
         return await _refused(request, db, refused, USERS)
     except AppError as refused:
+        note_refusal(request, refused)
         return await _refused(request, db, refused, back)
     label = role_label(changed.role.name, changed.role.title) if changed.role else changed.membership.role
     if changed.membership.role == before_role and changed.membership.token_key == before_key:
@@ -333,6 +334,7 @@ async def reset_token(
     except NotFound as refused:
         return await _refused(request, db, refused, USERS)
     except AppError as refused:
+        note_refusal(request, refused)
         return await _refused(request, db, refused, back)
     if target == viewer.principal.membership_id:
         return flash_redirect(request, "/login", "info", "Your token was reset: sign in again.")
@@ -358,6 +360,7 @@ async def delete_user(
     except NotFound as refused:
         return await _refused(request, db, refused, USERS)
     except AppError as refused:
+        note_refusal(request, refused)
         return await _refused(request, db, refused, back)
     if target == viewer.principal.membership_id:
         return flash_redirect(request, "/login", "info", "You left the organisation.")

@@ -21,6 +21,7 @@ from streamward.runtime import Runtime
 
 SessionMode = Literal["read", "write"]
 SESSION_MODE_ATTRIBUTE = "streamward_session_mode"
+REFUSAL_ATTRIBUTE = "streamward_refusal"
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
@@ -37,6 +38,13 @@ def writes(endpoint: Endpoint) -> Endpoint:
     return endpoint
 
 
+def note_refusal(request: Request, refusal: AppError) -> None:
+    """The route answers with ``refusal`` without raising it (a dashboard page shows it in a
+    form): the request's transaction is rolled back as if it had been raised, unless the refusal
+    keeps its changes (a failed login's audit entry)."""
+    setattr(request.state, REFUSAL_ATTRIBUTE, refusal)
+
+
 def declared_mode(endpoint: Any) -> SessionMode | None:
     mode: SessionMode | None = getattr(endpoint, SESSION_MODE_ATTRIBUTE, None)
     return mode
@@ -51,7 +59,13 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with runtime.database.session(write=mode == "write") as session:
         try:
             yield session
-            await session.commit()
+            refusal: AppError | None = getattr(request.state, REFUSAL_ATTRIBUTE, None)
+            if refusal is not None and not refusal.keep_changes:
+                # A page that answered with a refusal (rendered, not raised) writes nothing: the
+                # attempt may have written before it was refused.
+                await session.rollback()
+            else:
+                await session.commit()
         except AppError as error:
             # Some refusals must still leave a trace (a failed login's audit entry, say).
             await (session.commit() if error.keep_changes else session.rollback())

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from streamward.audit.models import AuditEntry
-from streamward.dashboard.core import FLASH_COOKIE
+from streamward.dashboard.flash import FLASH_COOKIE
 from streamward.users.models import Membership
 from tests.conftest import Env
 from tests.sec_pages_support import csrf_of, signed_in

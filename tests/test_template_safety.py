@@ -26,7 +26,7 @@ from jinja2.runtime import Macro
 from markupsafe import Markup, escape
 from sqlalchemy import update
 
-import streamward.dashboard.core
+import streamward.dashboard.templating
 import streamward.users.service
 from streamward.authz.permissions import LABELS
 from streamward.streams.models import Stream
@@ -109,7 +109,7 @@ SLASHLESS = '"><script>x<img src=x onerror=1>\'"&'
 MARKERS = ("<script>x", "<img src=x", "</script><form>", "'\"&")
 HOSTILE_EMAIL = f"{PAYLOAD}@example.com"
 OPERATOR_TOKEN = "operator-token-for-template-safety-tests"
-TEMPLATE_DIR = streamward.dashboard.core.TEMPLATE_DIR
+TEMPLATE_DIR = streamward.dashboard.templating.TEMPLATE_DIR
 # Every file of the folder, whatever its extension: each must be covered below.
 ALL_TEMPLATES = sorted(p.relative_to(TEMPLATE_DIR).as_posix() for p in TEMPLATE_DIR.rglob("*") if p.is_file())
 
@@ -159,7 +159,7 @@ class Pages:
 def rendered_templates(monkeypatch: pytest.MonkeyPatch) -> set[str]:
     """Names of the templates loaded while the test runs: pages, and what they extend, include, import."""
     loaded: set[str] = set()
-    environment = streamward.dashboard.core.templates.env
+    environment = streamward.dashboard.templating.templates.env
     original = environment.get_template
 
     def recording(name: Any, *args: Any, **kwargs: Any) -> Any:
@@ -270,7 +270,7 @@ async def test_every_template_renders_hostile_values_as_text(
     # Sign-in pages: a hostile next URL and email, and the organisation choice of an account that
     # belongs to two organisations (one of them named by the operator API above).
     other = await env.org(name=f"Other {PAYLOAD}")
-    await env.member(other, "nanoUser", email=HOSTILE_EMAIL, password=PASSWORD, login=False)
+    await env.member(other, "nanoUser", email=HOSTILE_EMAIL, password=PASSWORD, token=False)
     login = anonymous(env)
     pages.check(await login.get(f"/login?next={quote('/' + PAYLOAD, safe='')}"), shows=("/" + PAYLOAD,))
     form = {"csrf_token": csrf_of((await login.get("/login")).text), "email": HOSTILE_EMAIL}
@@ -372,7 +372,7 @@ async def test_every_template_renders_hostile_values_as_text(
 
 def _template_ast(name: str) -> nodes.Template:
     source = (TEMPLATE_DIR / name).read_text()
-    return streamward.dashboard.core.templates.env.parse(source)
+    return streamward.dashboard.templating.templates.env.parse(source)
 
 
 def _hostile_class() -> type[str]:
@@ -409,7 +409,7 @@ def _hostile_class() -> type[str]:
 
 
 def render_hostile(name: str) -> str:
-    environment = streamward.dashboard.core.templates.env
+    environment = streamward.dashboard.templating.templates.env
     variables = set().union(*(meta.find_undeclared_variables(_template_ast(n)) for n in ALL_TEMPLATES))
     hostile = _hostile_class()
     context = {variable: hostile() for variable in variables - set(environment.globals)}
@@ -434,7 +434,7 @@ def test_every_template_escapes_every_variable(name: str) -> None:
 
 
 def test_autoescape_is_on_for_every_template_whatever_its_name() -> None:
-    environment = streamward.dashboard.core.templates.env
+    environment = streamward.dashboard.templating.templates.env
     # A bool, not Starlette's default select_autoescape() that escapes only *.html/*.htm/*.xml names.
     assert environment.autoescape is True
     for name in [*ALL_TEMPLATES, "partial.txt", "mail.j2"]:
@@ -442,7 +442,7 @@ def test_autoescape_is_on_for_every_template_whatever_its_name() -> None:
 
 
 def test_the_dashboards_filters_return_text_that_autoescape_escapes() -> None:
-    environment = streamward.dashboard.core.templates.env
+    environment = streamward.dashboard.templating.templates.env
     render = environment.from_string
     assert render("{{ p|label }}").render(p=PAYLOAD) == str(escape(PAYLOAD))  # unknown: the name itself
     assert render("{{ p|label }}").render(p="user:edit") == str(escape(LABELS["user:edit"]))
@@ -458,7 +458,7 @@ def test_the_dashboards_filters_return_text_that_autoescape_escapes() -> None:
 
 def test_json_script_is_one_element_whose_text_parses_back_to_the_value() -> None:
     value = {"description": PAYLOAD + "<!-- \u2028\u2029 </SCRIPT >", "n": [1, None, True]}
-    rendered = streamward.dashboard.core.templates.env.from_string('{{ v|json_script("role-data") }}').render(
+    rendered = streamward.dashboard.templating.templates.env.from_string('{{ v|json_script("role-data") }}').render(
         v=value
     )
     opening = '<script type="application/json" id="role-data">'
@@ -467,7 +467,7 @@ def test_json_script_is_one_element_whose_text_parses_back_to_the_value() -> Non
     for raw in ("<", ">", "&", "\u2028", "\u2029"):
         assert raw not in text
     assert json.loads(text) == value
-    attribute = streamward.dashboard.core.json_script({}, '"><b>')
+    attribute = streamward.dashboard.templating.json_script({}, '"><b>')
     assert attribute.startswith('<script type="application/json" id="&#34;&gt;&lt;b&gt;">')
 
 
@@ -478,7 +478,7 @@ async def test_every_dashboard_response_forbids_foreign_form_targets_and_base_ur
     """Injected markup could still post a form elsewhere or re-base relative URLs; the page CSP's
     form-action 'self' and base-uri 'none' stop both, on every dashboard response (refusals included)."""
     org = await env.org()
-    admin = await env.member(org, "nanoAdmin", login=False)
+    admin = await env.member(org, "nanoAdmin", token=False)
     browsers = [await sign_in(env, admin.email, admin.password, str(org.id)), anonymous(env)]
     app = env.client._transport.app  # type: ignore[attr-defined]
     dashboard = [

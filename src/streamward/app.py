@@ -33,11 +33,12 @@ from streamward.cors import Cors
 from streamward.dashboard.account_pages import router as account_pages_router
 from streamward.dashboard.audit_pages import router as audit_pages_router
 from streamward.dashboard.auth_pages import router as auth_pages_router
-from streamward.dashboard.core import STATIC_DIR, render_error
+from streamward.dashboard.core import render_error
 from streamward.dashboard.delivery_pages import router as delivery_pages_router
 from streamward.dashboard.org_pages import router as org_pages_router
 from streamward.dashboard.role_pages import router as role_pages_router
 from streamward.dashboard.stream_pages import router as stream_pages_router
+from streamward.dashboard.templating import STATIC_DIR
 from streamward.dashboard.user_pages import router as user_pages_router
 from streamward.docs import router as docs_router
 from streamward.edge import EdgeText

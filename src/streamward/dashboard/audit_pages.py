@@ -23,8 +23,9 @@ from streamward.audit.models import AuditEntry
 from streamward.audit.service import ACTOR_FILTER_LENGTH, AuditFilter, list_entries
 from streamward.authz.permissions import PREDEFINED_ROLES
 from streamward.authz.principal import Principal
-from streamward.dashboard.core import Viewer, page, render, role_label
+from streamward.dashboard.core import Viewer, page, render
 from streamward.dashboard.page_tools import list_url
+from streamward.dashboard.templating import role_label
 from streamward.errors import InvalidTime
 from streamward.invites.models import Invitation
 from streamward.pagination import DEFAULT_LIMIT

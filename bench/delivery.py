@@ -38,7 +38,8 @@ from streamward.migrate import upgrade  # noqa: E402
 from streamward.orgs.models import Organisation  # noqa: E402
 from streamward.orgs.service import create_organisation  # noqa: E402
 from streamward.runtime import Runtime  # noqa: E402
-from streamward.webhooks.delivery import WEBHOOK_SECRET_PURPOSE, worker_for  # noqa: E402
+from streamward.webhooks.delivery import WEBHOOK_SECRET_PURPOSE  # noqa: E402
+from streamward.worker import worker_for  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 PG_ADMIN = os.environ.get("STREAMWARD_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

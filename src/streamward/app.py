@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -53,7 +52,7 @@ from streamward.observability import Observability
 from streamward.openapi import install_openapi
 from streamward.runtime import Runtime
 from streamward.users.service import allow_special_email_domains
-from streamward.webhooks.delivery import worker_for
+from streamward.worker import in_process_worker
 
 ROUTERS = (
     authn_router,
@@ -118,16 +117,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         tune_garbage_collector()
-        stop = asyncio.Event()
-        worker_task = None
-        if runtime.settings.run_worker:
-            # On app.state for /readyz (its heartbeat); its attempts go to this app's metrics.
-            worker = app.state.delivery_worker = worker_for(runtime, observe_attempt=metrics.observe_delivery)
-            worker_task = asyncio.create_task(worker.run(stop))
-        yield
-        stop.set()
-        if worker_task is not None:
-            await worker_task
+        async with in_process_worker(runtime, observe_attempt=metrics.observe_delivery) as worker:
+            if worker is not None:  # on app.state for /readyz (its heartbeat)
+                app.state.delivery_worker = worker
+            yield
         await runtime.aclose()
 
     app = FastAPI(

@@ -64,11 +64,11 @@ async def send_test_event(
     db: DbSession,
     runtime: RuntimeDep,
 ) -> TestDeliveryOut:
-    event, result = await ping.send_test_event(db, principal, runtime.secret_box, runtime.egress)
+    event, outcome = await ping.send_test_event(db, principal, runtime.secret_box, runtime.egress)
     return TestDeliveryOut(
         event_id=event.id,
-        delivered=result.ok,
-        response_code=result.status_code,
-        duration_ms=result.duration_ms,
-        error=None if result.ok else (result.error or f"HTTP {result.status_code}"),
+        delivered=outcome.delivered,
+        response_code=outcome.response_code,
+        duration_ms=outcome.duration_ms,
+        error=outcome.error,
     )

@@ -23,6 +23,15 @@ from streamward.audit.service import Actor
 from streamward.authz.principal import Principal
 from streamward.errors import AppError
 from streamward.playback import keys, service
+from streamward.playback.errors import (
+    INVALID_CREDENTIALS,
+    MALFORMED_TOKEN,
+    NOT_REVOCABLE,
+    OTHER_ORGANISATION,
+    PARAMETER_MISSING,
+    TOKEN_EXPIRED,
+    SplayError,
+)
 from streamward.playback.schemas import (
     Jwk,
     Jwks,
@@ -35,15 +44,6 @@ from streamward.playback.schemas import (
     VerifyData,
     VerifyReply,
     VerifyRequest,
-)
-from streamward.playback.service import (
-    INVALID_CREDENTIALS,
-    MALFORMED_TOKEN,
-    NOT_REVOCABLE,
-    OTHER_ORGANISATION,
-    PARAMETER_MISSING,
-    TOKEN_EXPIRED,
-    SplayError,
 )
 from streamward.web.access import PUBLIC, require, token_service
 from streamward.web.params import RuntimeDep

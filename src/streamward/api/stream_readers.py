@@ -30,12 +30,16 @@ from streamward.authz.grants import check
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import Tenant
 from streamward.errors import Forbidden, Unauthenticated
-from streamward.orgs.models import Organisation
+from streamward.orgs.models import Organisation, organisation_of
 from streamward.orgs.packages import has_package
 from streamward.orgs.player_access import organisation_by_player_key
-from streamward.playback.service import Presentation, SplayError, verify
+from streamward.playback.errors import SplayError
+from streamward.playback.service import Presentation, verify
 from streamward.runtime import client_address
 from streamward.streams.models import Stream
+from streamward.streams.playout import Addresses, player_object, stream_object
+from streamward.streams.service import StreamView
+from streamward.vod import service as vod
 from streamward.web.access import access_rule
 from streamward.web.authenticate import API_KEY_HEADER, MAX_CREDENTIAL_LENGTH, TOKEN_HEADER, authenticate
 from streamward.web.params import RuntimeDep
@@ -44,6 +48,8 @@ from streamward.web.session import DbSession
 PLAYER_KEY_HEADER = "X-BINTU-PLAYERKEY"
 PLAYBACK_TOKEN_HEADER = "X-Playback-Token"
 PLAYBACK_TOKEN_QUERY = "token"
+# ``?profile=player``: the player profile, whoever reads.
+PLAYER_PROFILE = "player"
 
 
 class PlaybackTokenRequired(Forbidden):
@@ -180,3 +186,30 @@ async def playable_for_token(
     names = set(claims.get("streams") or [])
     group = claims.get("groupid")
     return [s for s in streams if s.name in names or (group is not None and s.group_id == group)]
+
+
+async def with_recordings(
+    session: AsyncSession, reader: StreamReader, views: list[StreamView], asset_limit: int
+) -> list[StreamView]:
+    """The views with their newest recorded assets (``playout.web``), when the reader may see them."""
+    if not views:
+        return views
+    organisation_id = views[0].stream.organisation_id
+    organisation = organisation_of(reader.principal) if reader.principal else reader.player_organisation
+    if organisation is None or not reader.may_read_vod(organisation):
+        return views
+    assets = await vod.recorded_assets(
+        session, organisation_id, [v.stream.id for v in views], per_stream=asset_limit
+    )
+    return [StreamView(v.stream, v.tags, assets[v.stream.id]) for v in views]
+
+
+def present(
+    view: StreamView, reader: StreamReader, addresses: Addresses, profile: str | None
+) -> dict[str, Any]:
+    """The stream object the reader gets: players (and ``?profile=player``) the player profile,
+    credentials the full object, its push URL only with ``stream:manage``."""
+    principal = reader.principal
+    if principal is None or profile == PLAYER_PROFILE:
+        return player_object(view, addresses)
+    return stream_object(view, addresses, show_push_url=principal.can("stream:manage"))

@@ -1,27 +1,44 @@
 """The bintu stream API (BINTU-WIRE.md): every success is 200 with a JSON body, lists are bare
-arrays paged by an RFC 8288 ``Link: <...>; rel="next"`` header, and the read paths follow the
-``player`` access rule (streams/player.py). Stream objects are built as dicts (streams/playout.py)
-and sent as they are; the response models document them and the tests hold them to it."""
+arrays paged by an RFC 8288 ``Link: <...>; rel="next"`` header (stream_listing.py), and the read
+paths follow the ``player`` access rule (stream_readers.py). Stream objects are built as dicts
+(streams/playout.py) and sent as they are; the response models document them and the tests hold
+them to it."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated
 
-import pydantic_core
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Body, Request, Response
 
-from streamward.api.stream_readers import STREAM_READER, StreamReader, check_player_read, playable_for_token
+from streamward.api.stream_listing import (
+    DEFAULT_ASSET_LIMIT,
+    PAGED,
+    AssetLimit,
+    Filters,
+    Profile,
+    json_response,
+    listing,
+)
+from streamward.api.stream_readers import (
+    PLAYER_PROFILE,
+    STREAM_READER,
+    StreamReader,
+    check_player_read,
+    playable_for_token,
+    present,
+    with_recordings,
+)
 from streamward.authz.principal import Principal
-from streamward.errors import BadRequest, NotFound, Unauthenticated
+from streamward.errors import NotFound
 from streamward.orgs.models import organisation_of
 from streamward.orgs.packages import has_package
 from streamward.orgs.player_access import set_player_token_required
-from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from streamward.pagination import DEFAULT_LIMIT
 from streamward.runtime import Runtime
-from streamward.streams import service, tags
-from streamward.streams.models import StreamState
-from streamward.streams.playout import Addresses, group_object, player_object, stream_object
+from streamward.streams import push, service, tags
+from streamward.streams.lifecycle import StreamAction
+from streamward.streams.playout import Addresses, group_object, stream_object
 from streamward.streams.schemas import (
     GroupIdQuery,
     PlayerAccess,
@@ -36,8 +53,7 @@ from streamward.streams.schemas import (
     TagPage,
     TagRename,
 )
-from streamward.streams.service import StreamAction, StreamView
-from streamward.vod import service as vod
+from streamward.streams.service import StreamView
 from streamward.web.access import require
 from streamward.web.params import Cursor, Limit, RuntimeDep
 from streamward.web.session import DbSession, reads, writes
@@ -46,77 +62,9 @@ stream_routes = APIRouter(prefix="/api/stream", tags=["streams"])
 player_access_routes = APIRouter(prefix="/api/organisation/player-access", tags=["organisation"])
 tag_router = APIRouter(prefix="/api/tag", tags=["tags"])
 
-# bintu's paging: `quantity` newest streams (default 50); more than the maximum is read as the maximum.
-Quantity = Annotated[
-    int, Query(ge=1, description=f"How many streams (default {DEFAULT_LIMIT}, at most {MAX_LIMIT}).")
-]
-AssetLimit = Annotated[
-    int, Query(ge=0, le=100, description="Recorded assets listed per stream in playout.web (default 10).")
-]
-DEFAULT_ASSET_LIMIT = 10
-BracketTags = Annotated[
-    list[str] | None,
-    Query(
-        alias="tags[]", max_length=20, description="bintu's filter, repeated: streams carrying all of them."
-    ),
-]
-TagFilter = Annotated[list[str] | None, Query(max_length=20, description="Same as tags[].")]
-StateFilter = Annotated[
-    StreamState | None, Query(description="Deleted streams are listed only when asked for.")
-]
-Profile = Annotated[str | None, Query(max_length=16, description="`player`: the player profile.")]
-PLAYER_PROFILE = "player"
-# Lists are bare arrays (what bintu clients read); the next page is announced in a header.
-PAGED = {
-    200: {
-        "headers": {
-            "Link": {
-                "description": 'RFC 8288: `<...>; rel="next"`, the same request with the next '
-                "page's cursor; absent on the last page.",
-                "schema": {"type": "string"},
-            }
-        }
-    }
-}
 Endpoint = Callable[..., Awaitable[Response]]
-
-
-def json_response(content: Any, *, headers: dict[str, str] | None = None) -> Response:
-    """200 with ``content`` serialised as it is (already in its wire shape)."""
-    return Response(pydantic_core.to_json(content), media_type="application/json", headers=headers)
-
-
-def next_link(request: Request, cursor: str | None) -> dict[str, str] | None:
-    """RFC 8288 paging that leaves the body a bare array: the same request with the next cursor."""
-    if cursor is None:
-        return None
-    url = request.url.include_query_params(cursor=cursor)
-    target = url.path + ("?" + url.query if url.query else "")
-    return {"Link": f'<{target}>; rel="next"'}
-
-
-async def _with_vod(
-    db: DbSession, reader: StreamReader, views: list[StreamView], asset_limit: int
-) -> list[StreamView]:
-    if not views:
-        return views
-    organisation_id = views[0].stream.organisation_id
-    organisation = organisation_of(reader.principal) if reader.principal else reader.player_organisation
-    if organisation is None or not reader.may_read_vod(organisation):
-        return views
-    assets = await vod.recorded_assets(
-        db, organisation_id, [v.stream.id for v in views], per_stream=asset_limit
-    )
-    return [StreamView(v.stream, v.tags, assets[v.stream.id]) for v in views]
-
-
-def _present(
-    view: StreamView, reader: StreamReader, addresses: Addresses, profile: str | None
-) -> dict[str, Any]:
-    principal = reader.principal
-    if principal is None or profile == PLAYER_PROFILE:
-        return player_object(view, addresses)
-    return stream_object(view, addresses, show_push_url=principal.can("stream:manage"))
+# Whoever may act on a stream's lifecycle and restream target.
+StreamManager = Annotated[Principal, require("stream:manage")]
 
 
 def _full(view: StreamView, principal: Principal, runtime: Runtime) -> Response:
@@ -149,56 +97,6 @@ async def create_stream(
     return _full(view, principal, runtime)
 
 
-async def _list(
-    request: Request,
-    reader: StreamReader,
-    db: DbSession,
-    runtime: Runtime,
-    *,
-    tag_filter: list[str],
-    state: StreamState | None,
-    group_id: str | None,
-    quantity: int,
-    cursor: str | None,
-    asset_limit: int,
-    profile: str | None,
-) -> Response:
-    tenant = reader.tenant
-    if tenant is None:
-        raise Unauthenticated(
-            "Send credentials (X-BINTU-APIKEY, X-BINTU-TOKEN) or the player key (X-BINTU-PLAYERKEY)."
-        )
-    if reader.is_player and "tags[]" not in request.query_params and "tag" not in request.query_params:
-        raise BadRequest(
-            "A player-key listing needs tags: send tags[]=<tag> (tags[]= for every stream).",
-            code="tags_required",
-        )
-    page: Page[StreamView] = await service.list_streams(
-        db,
-        tenant,
-        tags=[t.strip() for t in tag_filter if t.strip()],
-        state=state,
-        group_id=group_id,
-        limit=min(quantity, MAX_LIMIT),
-        cursor=cursor,
-        playable_only=reader.is_player,
-    )
-    views = list(page.items)
-    if reader.player_organisation is not None:
-        allowed = await playable_for_token(
-            db,
-            reader,
-            reader.player_organisation,
-            [v.stream for v in views],
-            issuer=runtime.settings.base_url,
-        )
-        views = [v for v in views if v.stream in allowed]
-    views = await _with_vod(db, reader, views, asset_limit)
-    addresses = Addresses.of(runtime.settings)
-    body = [_present(view, reader, addresses, profile) for view in views]
-    return json_response(body, headers=next_link(request, page.next_cursor))
-
-
 @stream_routes.get(
     "",
     response_model=list[StreamOut | PlayerStreamOut],
@@ -213,28 +111,11 @@ async def list_streams(
     reader: Annotated[StreamReader, STREAM_READER],
     db: DbSession,
     runtime: RuntimeDep,
-    tags_brackets: BracketTags = None,
-    tag: TagFilter = None,
-    state: StateFilter = None,
+    filters: Filters,
     group_id: Annotated[str | None, GroupIdQuery] = None,
-    quantity: Quantity = DEFAULT_LIMIT,
-    cursor: Cursor = None,
-    asset_limit: AssetLimit = DEFAULT_ASSET_LIMIT,
     profile: Profile = None,
 ) -> Response:
-    return await _list(
-        request,
-        reader,
-        db,
-        runtime,
-        tag_filter=(tags_brackets or []) + (tag or []),
-        state=state,
-        group_id=group_id,
-        quantity=quantity,
-        cursor=cursor,
-        asset_limit=asset_limit,
-        profile=profile,
-    )
+    return await listing(request, reader, db, runtime, filters, group_id=group_id, profile=profile)
 
 
 @stream_routes.get(
@@ -249,26 +130,9 @@ async def list_public_streams(
     reader: Annotated[StreamReader, STREAM_READER],
     db: DbSession,
     runtime: RuntimeDep,
-    tags_brackets: BracketTags = None,
-    tag: TagFilter = None,
-    state: StateFilter = None,
-    quantity: Quantity = DEFAULT_LIMIT,
-    cursor: Cursor = None,
-    asset_limit: AssetLimit = DEFAULT_ASSET_LIMIT,
+    filters: Filters,
 ) -> Response:
-    return await _list(
-        request,
-        reader,
-        db,
-        runtime,
-        tag_filter=(tags_brackets or []) + (tag or []),
-        state=state,
-        group_id=None,
-        quantity=quantity,
-        cursor=cursor,
-        asset_limit=asset_limit,
-        profile=PLAYER_PROFILE,
-    )
+    return await listing(request, reader, db, runtime, filters, group_id=None, profile=PLAYER_PROFILE)
 
 
 @stream_routes.get(
@@ -294,8 +158,8 @@ async def read_stream(
         await check_player_read(db, reader, organisation, stream, issuer=runtime.settings.base_url)
         reader = StreamReader(player_organisation=organisation)  # VOD visibility: the stream's organisation
         view = StreamView(stream, [])
-    (view,) = await _with_vod(db, reader, [view], asset_limit)
-    return json_response(_present(view, reader, Addresses.of(runtime.settings), profile))
+    (view,) = await with_recordings(db, reader, [view], asset_limit)
+    return json_response(present(view, reader, Addresses.of(runtime.settings), profile))
 
 
 @stream_routes.get(
@@ -346,11 +210,11 @@ async def set_stream_tags(
 async def set_push_url(
     stream_id: str,
     body: PushUrlUpdate,
-    principal: Annotated[Principal, require("stream:manage")],
+    principal: StreamManager,
     db: DbSession,
     runtime: RuntimeDep,
 ) -> Response:
-    view = await service.set_push_url(
+    view = await push.set_push_url(
         db,
         principal,
         stream_id,
@@ -388,30 +252,21 @@ def lifecycle_route(path: str, summary: str) -> Callable[[Endpoint], Endpoint]:
 
 @lifecycle_route("/{stream_id}/stop", "End a live stream")
 async def stop_stream(
-    stream_id: str,
-    principal: Annotated[Principal, require("stream:manage")],
-    db: DbSession,
-    runtime: RuntimeDep,
+    stream_id: str, principal: StreamManager, db: DbSession, runtime: RuntimeDep
 ) -> Response:
     return await _act(stream_id, StreamAction.STOP, principal, db, runtime)
 
 
 @lifecycle_route("/{stream_id}/lock", "Lock a stream: no publishing, no deleting")
 async def lock_stream(
-    stream_id: str,
-    principal: Annotated[Principal, require("stream:manage")],
-    db: DbSession,
-    runtime: RuntimeDep,
+    stream_id: str, principal: StreamManager, db: DbSession, runtime: RuntimeDep
 ) -> Response:
     return await _act(stream_id, StreamAction.LOCK, principal, db, runtime)
 
 
 @lifecycle_route("/{stream_id}/unlock", "Unlock a stream")
 async def unlock_stream(
-    stream_id: str,
-    principal: Annotated[Principal, require("stream:manage")],
-    db: DbSession,
-    runtime: RuntimeDep,
+    stream_id: str, principal: StreamManager, db: DbSession, runtime: RuntimeDep
 ) -> Response:
     return await _act(stream_id, StreamAction.UNLOCK, principal, db, runtime)
 
@@ -423,10 +278,7 @@ async def unlock_stream(
 )
 @writes
 async def delete_stream(
-    stream_id: str,
-    principal: Annotated[Principal, require("stream:manage")],
-    db: DbSession,
-    runtime: RuntimeDep,
+    stream_id: str, principal: StreamManager, db: DbSession, runtime: RuntimeDep
 ) -> Response:
     return await _act(stream_id, StreamAction.DELETE, principal, db, runtime)
 
@@ -436,11 +288,7 @@ async def delete_stream(
 )
 @reads
 async def read_player_access(principal: Annotated[Principal, require("org:read")]) -> PlayerAccessOut:
-    organisation = organisation_of(principal)
-    return PlayerAccessOut(
-        token_required=organisation.player_token_required,
-        secure_playback=has_package(organisation.packages, "secure_playback"),
-    )
+    return _player_access(principal, organisation_of(principal).player_token_required)
 
 
 @player_access_routes.put(
@@ -452,11 +300,12 @@ async def read_player_access(principal: Annotated[Principal, require("org:read")
 async def set_player_access(
     body: PlayerAccess, principal: Annotated[Principal, require("apikey:rotate")], db: DbSession
 ) -> PlayerAccessOut:
-    required = await set_player_token_required(db, principal, body.token_required)
-    return PlayerAccessOut(
-        token_required=required,
-        secure_playback=has_package(organisation_of(principal).packages, "secure_playback"),
-    )
+    return _player_access(principal, await set_player_token_required(db, principal, body.token_required))
+
+
+def _player_access(principal: Principal, required: bool) -> PlayerAccessOut:
+    secure_playback = has_package(organisation_of(principal).packages, "secure_playback")
+    return PlayerAccessOut(token_required=required, secure_playback=secure_playback)
 
 
 @tag_router.get("", response_model=TagPage, summary="Tags in use, by name, with their stream counts")

@@ -17,7 +17,7 @@ from streamward.streams import tags as stream_tags
 from streamward.web.params import RuntimeDep
 from streamward.web.session import DbSession, note_refusal, reads, writes
 from streamward.webhooks import config as webhook
-from streamward.webhooks import delivery, ping
+from streamward.webhooks import ping
 
 router = APIRouter(include_in_schema=False)
 
@@ -213,23 +213,15 @@ async def send_test_event(
     db: DbSession,
     runtime: RuntimeDep,
 ) -> Response:
-    _, result = await ping.send_test_event(db, viewer.principal, runtime.secret_box, runtime.egress)
-    if result.ok:
+    _, outcome = await ping.send_test_event(db, viewer.principal, runtime.secret_box, runtime.egress)
+    if outcome.delivered:
         return flash_redirect(
-            request,
-            OVERVIEW,
-            "success",
-            f"The test event was delivered: the receiver answered HTTP {result.status_code}.",
+            request, OVERVIEW, "success", f"The test event was delivered: {outcome.answer}."
         )
     # Never a success banner for a failure: say what happened, as the delivery log records it.
-    answer = (
-        f"the receiver answered HTTP {result.status_code}"
-        if result.status_code is not None
-        else f"no answer ({delivery.describe(result)})"
-    )
     return flash_redirect(
         request,
         OVERVIEW,
         "danger",
-        f"The test event was not delivered: {answer}. The delivery log has every attempt.",
+        f"The test event was not delivered: {outcome.answer}. The delivery log has every attempt.",
     )

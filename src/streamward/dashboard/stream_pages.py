@@ -20,10 +20,11 @@ from streamward.pagination import DEFAULT_LIMIT
 from streamward.runtime import Runtime
 from streamward.streams import service as streams
 from streamward.streams import tags as stream_tags
+from streamward.streams.lifecycle import TRANSITIONS, StreamAction, StreamEdit, StreamStateConflict, may_edit
 from streamward.streams.models import Stream, StreamState
 from streamward.streams.playout import Addresses, renditions_of
 from streamward.streams.schemas import StreamCreate, StreamTagsUpdate
-from streamward.streams.service import COMMON_PROFILES, TRANSITIONS, StreamAction
+from streamward.streams.transcode import COMMON_PROFILES
 from streamward.web.params import Cursor
 from streamward.web.session import DbSession, note_refusal, reads, writes
 
@@ -92,10 +93,6 @@ def allowed_actions(stream: Stream) -> list[str]:
     """The buttons the lifecycle table allows from the stream's state (the service decides anyway)."""
     state = StreamState(stream.state)
     return [action.value for action in BUTTONS if state in TRANSITIONS[action]]
-
-
-def _taggable(stream: Stream) -> bool:
-    return stream.state != StreamState.DELETED
 
 
 @router.get("/streams")
@@ -245,7 +242,7 @@ async def _detail_page(
         stream=view.stream,
         badges=STATE_BADGES,
         actions=allowed_actions(view.stream),
-        taggable=_taggable(view.stream),
+        taggable=may_edit(view.stream, StreamEdit.TAG),  # the form only where the service allows it
         tags="\n".join(view.tags) if tags is None else tags,
         ingest_url=runtime.settings.ingest_rtmp_url,
         playout=playout_links(view.stream, Addresses.of(runtime.settings)),
@@ -298,7 +295,7 @@ async def _act(
     try:
         async with db.begin_nested():
             acted = await streams.act_on_stream(db, viewer.principal, _stream_id(stream_id), action)
-    except streams.StreamStateConflict:
+    except StreamStateConflict:
         return flash_redirect(request, "/streams", "danger", STATE_CONFLICT)
     return flash_redirect(request, "/streams", "success", DONE[action].format(acted.stream.name))
 

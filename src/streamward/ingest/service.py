@@ -32,10 +32,12 @@ from streamward.events.outbox import emit
 from streamward.orgs.models import Organisation
 from streamward.orgs.packages import has_package
 from streamward.schemas import column_length
+from streamward.streams.lifecycle import StreamAction, StreamStateConflict, apply_action
 from streamward.streams.models import Stream, StreamState
-from streamward.streams.service import StreamAction, StreamStateConflict, apply_action, find_by_name
+from streamward.streams.service import find_by_name
 from streamward.vod.service import create_recording
 from streamward.webhooks.delivery import load_target, send_signed
+from streamward.webhooks.outcome import outcome_of
 
 Call = Literal["publish", "update_publish", "publish_done"]
 # Fields the media server may send, per DOMAIN.md; anything else is dropped, not forwarded.
@@ -117,9 +119,10 @@ async def ask_webhook(
         content_type="application/x-www-form-urlencoded",
         timeout_seconds=timeout_seconds,
     )
-    if result.ok:
-        return True, f"webhook answered {result.status_code}"
-    return False, result.error or f"webhook answered {result.status_code}"
+    outcome = outcome_of(result)
+    if outcome.response_code is None:
+        return False, outcome.reason
+    return outcome.delivered, f"webhook answered {outcome.response_code}"
 
 
 async def publish(session: AsyncSession, report: IngestReport, *, allowed: bool, why: str) -> Stream:
@@ -147,7 +150,7 @@ async def update_publish(session: AsyncSession, report: IngestReport) -> Stream:
     emit(
         session,
         EventType.MEDIA_UPDATE_PUBLISH,
-        {"fields": report.fields},
+        EventType.MEDIA_UPDATE_PUBLISH.payload(fields=report.fields),
         organisation_id=stream.organisation_id,
     )
     return stream
@@ -161,7 +164,7 @@ async def publish_done(session: AsyncSession, settings: Settings, report: Ingest
     emit(
         session,
         EventType.MEDIA_PUBLISH_DONE,
-        {"fields": report.fields},
+        EventType.MEDIA_PUBLISH_DONE.payload(fields=report.fields),
         organisation_id=stream.organisation_id,
     )
     organisation = await session.get(Organisation, stream.organisation_id)

@@ -17,11 +17,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from sqlalchemy import Select, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from streamward.audit.service import Actor, record
+from streamward.audit.service import Actor, record, record_change
 from streamward.crypto import SecretBox
 from streamward.db import utcnow
 from streamward.events.catalogue import EventType
-from streamward.events.outbox import emit
 from streamward.orgs.service import lock_organisation
 from streamward.playback.models import PlaybackSigningKey
 
@@ -174,19 +173,15 @@ async def rotate(
         retired=[key.kid for key in retired],
         revoked=[key.kid for key in older] if revoke_old else [],
     )
-    record(
+    record_change(
         session,
         actor,
         "playback.keys_rotated",
         organisation_id=organisation_id,
         target_type="playback_key",
         target_id=new_key.kid,
+        event=EventType.ORGANISATION_UPDATED,
+        payload=EventType.ORGANISATION_UPDATED.payload(id=str(organisation_id), changed=["playbackKeys"]),
         after={"kid": rotation.kid, "retired": rotation.retired, "revoked": rotation.revoked},
-    )
-    emit(
-        session,
-        EventType.ORGANISATION_UPDATED,
-        {"id": str(organisation_id), "changed": ["playbackKeys"]},
-        organisation_id=organisation_id,
     )
     return rotation

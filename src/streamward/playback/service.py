@@ -24,10 +24,19 @@ from streamward.audit.service import Actor, record
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import scoped
 from streamward.crypto import SecretBox
-from streamward.errors import AppError
 from streamward.orgs.models import organisation_of
 from streamward.orgs.packages import require_package
 from streamward.playback import keys
+from streamward.playback.errors import (
+    NOT_REVOCABLE,
+    OTHER_ORGANISATION,
+    PARAMETER_MISSING,
+    TOKEN_EXPIRED,
+    SplayError,
+    bad_parameter,
+    malformed,
+    refused,
+)
 from streamward.playback.models import PlaybackRevocation, PlaybackSigningKey
 from streamward.streams.models import Stream, StreamState
 from streamward.streams.service import find_by_name
@@ -50,41 +59,6 @@ REVOCATION_KEPT_AFTER_EXP_SECONDS = 2 * CLOCK_LEEWAY_SECONDS
 # Where the service reads the time (Unix seconds), looked up at each use: tests replace it to step
 # through a token's life.
 clock: Callable[[], float] = time.time
-
-# Documented error codes of the token service.
-PARAMETER_MISSING = 1000
-INVALID_CREDENTIALS = 1001
-TOKEN_EXPIRED = 1002
-MALFORMED_TOKEN = 2004
-NOT_REVOCABLE = 2011
-OTHER_ORGANISATION = 2012
-
-
-class SplayError(AppError):
-    """A token-service error: a documented numeric code, plus a stable ``reason`` string."""
-
-    def __init__(
-        self,
-        number: int,
-        reason: str,
-        message: str,
-        *,
-        status_code: int,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message, code=reason, details=details)
-        self.number = number
-        self.status_code = status_code
-
-
-def _bad_parameter(message: str, **details: Any) -> SplayError:
-    return SplayError(
-        PARAMETER_MISSING, "invalid_parameter", message, status_code=400, details=details or None
-    )
-
-
-def _malformed(reason: str, message: str) -> SplayError:
-    return SplayError(MALFORMED_TOKEN, reason, message, status_code=400)
 
 
 @dataclass(frozen=True)
@@ -127,12 +101,12 @@ def _time_claims(request: TokenRequest, now: int) -> tuple[int, int]:
     nbf = request.nbf if request.nbf is not None else now
     limit = MAX_REVOCABLE_LIFETIME if request.revocable else MAX_LIFETIME
     if exp <= now:
-        raise _bad_parameter("exp must be in the future.", exp=exp)
+        raise bad_parameter("exp must be in the future.", exp=exp)
     if exp - now > limit.total_seconds():
         what = "A revocable token" if request.revocable else "A token"
-        raise _bad_parameter(f"{what} may live at most {limit.days or 1} day(s).", exp=exp)
+        raise bad_parameter(f"{what} may live at most {limit.days or 1} day(s).", exp=exp)
     if nbf >= exp:
-        raise _bad_parameter("nbf must be before exp.", nbf=nbf)
+        raise bad_parameter("nbf must be before exp.", nbf=nbf)
     return nbf, exp
 
 
@@ -192,13 +166,13 @@ async def _decode(
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError:
-        raise _malformed("malformed_token", "This is not a playback token.") from None
+        raise malformed("malformed_token", "This is not a playback token.") from None
     if header.get("alg") != ALGORITHM:
-        raise _malformed("algorithm_not_allowed", f"Playback tokens are signed with {ALGORITHM} only.")
+        raise malformed("algorithm_not_allowed", f"Playback tokens are signed with {ALGORITHM} only.")
     kid = header.get("kid")
     key = await keys.key_for_kid(session, kid) if isinstance(kid, str) and len(kid) <= 64 else None
     if key is None:
-        raise _malformed("unknown_key", "The token was not signed by a key of this service.")
+        raise malformed("unknown_key", "The token was not signed by a key of this service.")
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
@@ -215,11 +189,11 @@ async def _decode(
             },
         )
     except jwt.InvalidAudienceError:
-        raise _malformed("wrong_audience", "The token is not meant for playback.") from None
+        raise malformed("wrong_audience", "The token is not meant for playback.") from None
     except jwt.InvalidTokenError:
-        raise _malformed("invalid_token", "The token's signature or claims are not valid.") from None
+        raise malformed("invalid_token", "The token's signature or claims are not valid.") from None
     if claims.get("typ") != TOKEN_TYPE or claims.get("org") != str(key.organisation_id):
-        raise _malformed("invalid_token", "The token's signature or claims are not valid.")
+        raise malformed("invalid_token", "The token's signature or claims are not valid.")
     _check_times(claims, clock())
     if key.revoked_at is not None:
         raise SplayError(
@@ -231,7 +205,7 @@ async def _decode(
 def _check_times(claims: dict[str, Any], now: float) -> None:
     times = [claims[name] for name in ("iat", "nbf", "exp")]
     if not all(isinstance(value, int) and not isinstance(value, bool) for value in times):
-        raise _malformed("invalid_token", "The token's times must be whole Unix seconds.")
+        raise malformed("invalid_token", "The token's times must be whole Unix seconds.")
     iat, nbf, exp = times
     if now >= exp + CLOCK_LEEWAY_SECONDS:
         raise SplayError(TOKEN_EXPIRED, "token_expired", "The token has expired.", status_code=403)
@@ -262,10 +236,6 @@ def _address_matches(allowed: str, address: str) -> bool:
         return False
 
 
-def _refused(reason: str, message: str) -> SplayError:
-    return SplayError(INVALID_CREDENTIALS, reason, message, status_code=403)
-
-
 async def _check_presentation(session: AsyncSession, claims: dict[str, Any], where: Presentation) -> None:
     if where.stream is not None:
         stream = await find_by_name(session, where.stream)
@@ -277,26 +247,26 @@ async def _check_presentation(session: AsyncSession, claims: dict[str, Any], whe
                 status_code=403,
             )
         if stream is None or stream.state == StreamState.DELETED:
-            raise _refused("scope_mismatch", "The token does not grant this stream.")
+            raise refused("scope_mismatch", "The token does not grant this stream.")
         granted = (
             claims.get("orgawide") is True
             or where.stream in (claims.get("streams") or [])
             or ("groupid" in claims and claims["groupid"] == stream.group_id)
         )
         if not granted:
-            raise _refused("scope_mismatch", "The token does not grant this stream.")
+            raise refused("scope_mismatch", "The token does not grant this stream.")
     # A restriction the token carries is checked whenever it exists: a verifier that does not say
     # where the token is used cannot pass a restricted token (fail closed).
     if "domain" in claims:
         if where.domain is None:
-            raise _bad_parameter("This token is bound to a domain: send the domain it is used on.")
+            raise bad_parameter("This token is bound to a domain: send the domain it is used on.")
         if not _domain_matches(claims["domain"], where.domain):
-            raise _refused("domain_mismatch", "The token is not valid on this domain.")
+            raise refused("domain_mismatch", "The token is not valid on this domain.")
     if "ip" in claims:
         if where.ip is None:
-            raise _bad_parameter("This token is bound to a client address: send the ip it is used from.")
+            raise bad_parameter("This token is bound to a client address: send the ip it is used from.")
         if not _address_matches(claims["ip"], where.ip):
-            raise _refused("ip_mismatch", "The token is not valid from this address.")
+            raise refused("ip_mismatch", "The token is not valid from this address.")
 
 
 async def verify(session: AsyncSession, token: str, where: Presentation, *, issuer: str) -> dict[str, Any]:

@@ -6,8 +6,8 @@ from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_
 
 from streamward.schemas import ApiModel, ColumnText, column_query
 from streamward.streams.models import Stream, StreamState
-from streamward.streams.service import TranscodeRequest
 from streamward.streams.tags import distinct_tags, normalise_tag
+from streamward.streams.transcode import TranscodeRequest
 
 Tag = Annotated[str, AfterValidator(normalise_tag)]
 GroupId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]

@@ -1,167 +1,36 @@
-"""Streams: creation, reads, tags of one stream, and the lifecycle.
-
-The lifecycle is one table (``TRANSITIONS``) and one function that applies it (``apply_action``):
-the JSON API uses it for stop/lock/unlock/delete, and media-server ingest uses it for
-``publish``/``publish_done``. Anything the table does not allow is refused with 409.
+"""Streams: creation, reads (a tenant's list, one stream, a player's stream or group) and the tags
+of one stream. The lifecycle and what each state allows are lifecycle.py's; transcoded renditions
+are transcode.py's, the push URL push.py's.
 """
 
 from __future__ import annotations
 
-import re
 import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from streamward.audit.service import Actor, record
+from streamward.audit.service import Actor, record_change
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import Tenant, get_scoped, scoped
-from streamward.db import end_transaction, utcnow
-from streamward.egress.guard import Resolver, UnsafeTarget, resolve_public
-from streamward.errors import BadRequest, Conflict, NotFound
+from streamward.db import utcnow
+from streamward.errors import NotFound
 from streamward.events.catalogue import EventType
-from streamward.events.outbox import emit
 from streamward.orgs.models import Organisation, organisation_of
 from streamward.orgs.packages import require_package
 from streamward.pagination import Page, keyset_page
+from streamward.streams.lifecycle import PLAYABLE_STATES, StreamAction, StreamEdit, apply_action, check_edit
 from streamward.streams.models import Stream, StreamState, StreamTag
 from streamward.streams.tags import replace_tags, tags_of
-
-# bintu's transcoding profile names: "vtrans2-852x480x800x25" (width x height x kbps x fps) or
-# "vtrans2-800k" (a bitrate only); "vtrans-" without the 2 is the older spelling of the same.
-_PROFILE = re.compile(r"vtrans2?-(?:(\d{1,5})x(\d{1,5})x(\d{1,6})x(\d{1,3})|(\d{1,6})k)")
-MAX_DIMENSION = 8192
-MAX_BITRATE_KBPS = 100_000
-MAX_FPS = 240
-MAX_TRANSCODES = 8
-# Offered by the dashboard; any name of the grammar above is accepted by the API.
-COMMON_PROFILES: tuple[str, ...] = (
-    "vtrans2-1280x720x2500x30",
-    "vtrans2-852x480x800x25",
-    "vtrans2-640x360x400x25",
-    "vtrans2-426x240x200x25",
-)
-# Streams a player may see; locked and deleted ones do not exist for it.
-PLAYABLE_STATES = (StreamState.CREATED.value, StreamState.LIVE.value, StreamState.ENDED.value)
+from streamward.streams.transcode import TranscodeRequest, plan_renditions
 
 _NAME_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 _NAME_ATTEMPTS = 3
-
-
-class StreamAction(StrEnum):
-    PUBLISH = "publish"  # media server: a broadcaster started sending
-    PUBLISH_DONE = "publish_done"  # media server: the broadcast ended
-    STOP = "stop"
-    LOCK = "lock"
-    UNLOCK = "unlock"
-    DELETE = "delete"
-
-
-# From-state -> to-state for every action; a missing pair is a refused transition (409).
-# A locked stream can neither go live nor be deleted; unlocking returns to the state it was locked in.
-# A live stream must be stopped before it is locked or deleted.
-TRANSITIONS: dict[StreamAction, dict[StreamState, StreamState]] = {
-    StreamAction.PUBLISH: {StreamState.CREATED: StreamState.LIVE, StreamState.ENDED: StreamState.LIVE},
-    StreamAction.PUBLISH_DONE: {StreamState.LIVE: StreamState.ENDED},
-    StreamAction.STOP: {StreamState.LIVE: StreamState.ENDED},
-    StreamAction.LOCK: {StreamState.CREATED: StreamState.LOCKED, StreamState.ENDED: StreamState.LOCKED},
-    # The target is a placeholder: apply_action restores the state before the lock.
-    StreamAction.UNLOCK: {StreamState.LOCKED: StreamState.CREATED},
-    StreamAction.DELETE: {StreamState.CREATED: StreamState.DELETED, StreamState.ENDED: StreamState.DELETED},
-}
-
-_AUDIT_ACTIONS = {
-    StreamAction.PUBLISH: "stream.published",
-    StreamAction.PUBLISH_DONE: "stream.publish_done",
-    StreamAction.STOP: "stream.stopped",
-    StreamAction.LOCK: "stream.locked",
-    StreamAction.UNLOCK: "stream.unlocked",
-    StreamAction.DELETE: "stream.deleted",
-}
-
-
-_PAST_TENSE = {
-    StreamAction.PUBLISH: "published",
-    StreamAction.PUBLISH_DONE: "ended",
-    StreamAction.STOP: "stopped",
-    StreamAction.LOCK: "locked",
-    StreamAction.UNLOCK: "unlocked",
-    StreamAction.DELETE: "deleted",
-}
-_HINTS = {
-    (StreamAction.DELETE, StreamState.LIVE): " Stop it first.",
-    (StreamAction.LOCK, StreamState.LIVE): " Stop it first.",
-    (StreamAction.DELETE, StreamState.LOCKED): " Unlock it first.",
-}
-
-
-class StreamStateConflict(Conflict):
-    code = "stream_state_conflict"
-
-    def __init__(self, action: StreamAction, state: StreamState) -> None:
-        allowed = sorted(TRANSITIONS[action])
-        super().__init__(
-            f"A {state.value} stream cannot be {_PAST_TENSE[action]}.{_HINTS.get((action, state), '')}",
-            details={"state": state.value, "action": action.value, "allowedFrom": [s.value for s in allowed]},
-        )
-
-
-def next_state(stream: Stream, action: StreamAction) -> StreamState:
-    """Where ``action`` takes ``stream``; raises StreamStateConflict when the table refuses it."""
-    current = StreamState(stream.state)
-    target = TRANSITIONS[action].get(current)
-    if target is None:
-        raise StreamStateConflict(action, current)
-    if action is StreamAction.UNLOCK:
-        return StreamState(stream.state_before_lock or StreamState.CREATED)
-    return target
-
-
-async def apply_action(
-    session: AsyncSession, stream: Stream, action: StreamAction, *, actor: Actor
-) -> Stream:
-    """Move ``stream`` through the lifecycle, with its audit entry and event, in the caller's transaction.
-
-    The caller loads the stream for update (``find_by_name`` or ``get_stream(..., for_update=True)``)
-    so that two concurrent actions on one stream are applied one after the other.
-    """
-    before = StreamState(stream.state)
-    after = next_state(stream, action)
-    stream.state_before_lock = before.value if after is StreamState.LOCKED else None
-    stream.state = after.value
-    stream.updated_at = utcnow()
-    if after is StreamState.DELETED:
-        # A deleted stream uses no tag any more (the overview's tag counts drop at once).
-        await session.execute(delete(StreamTag).where(StreamTag.stream_id == stream.id))
-    record(
-        session,
-        actor,
-        _AUDIT_ACTIONS[action],
-        organisation_id=stream.organisation_id,
-        target_type="stream",
-        target_id=stream.id,
-        before={"state": before.value},
-        after={"state": after.value},
-    )
-    payload = {"id": str(stream.id), "name": stream.name, "state": after.value, "previousState": before.value}
-    if after is StreamState.DELETED:
-        emit(session, EventType.STREAM_DELETED, payload, organisation_id=stream.organisation_id)
-    else:
-        emit(
-            session,
-            EventType.STREAM_UPDATED,
-            payload | {"change": action.value},
-            organisation_id=stream.organisation_id,
-        )
-    await session.flush()
-    return stream
 
 
 async def find_by_name(session: AsyncSession, name: str, *, for_update: bool = False) -> Stream | None:
@@ -202,77 +71,6 @@ class Recording(Protocol):
     def duration_seconds(self) -> float: ...
 
 
-class InvalidTranscodeProfile(BadRequest):
-    code = "invalid_transcode_profile"
-
-
-@dataclass(frozen=True)
-class TranscodeRequest:
-    """One entry of ``transcodes`` as a client sends it: ``{"profile": "vtrans2-...", "tags": [...]}``."""
-
-    profile: str
-    tags: list[str] = field(default_factory=list)
-
-
-def parse_profile(profile: str) -> tuple[int, int, int, int]:
-    """(width, height, bitrate in kbps, fps) of a bintu profile name; 0 where the name says nothing
-    (a bitrate-only profile keeps the source's size and frame rate). Raises InvalidTranscodeProfile."""
-    match = _PROFILE.fullmatch(profile)
-    if match is None:
-        raise InvalidTranscodeProfile(
-            f"Unknown transcode profile {profile[:80]!r}: use vtrans2-<width>x<height>x<kbps>x<fps> "
-            "(e.g. vtrans2-852x480x800x25) or vtrans2-<kbps>k.",
-            details={"profile": profile[:80]},
-        )
-    if match.group(5) is not None:
-        width, height, bitrate, fps = 0, 0, int(match.group(5)), 0
-    else:
-        width, height, bitrate, fps = (int(group) for group in match.groups()[:4])
-        if not (0 < width <= MAX_DIMENSION and 0 < height <= MAX_DIMENSION and 0 < fps <= MAX_FPS):
-            raise InvalidTranscodeProfile(
-                f"Transcode profile {profile!r} is out of range (size up to {MAX_DIMENSION}, "
-                f"frame rate up to {MAX_FPS}).",
-                details={"profile": profile},
-            )
-    if not 0 < bitrate <= MAX_BITRATE_KBPS:
-        raise InvalidTranscodeProfile(
-            f"Transcode profile {profile!r}: the bitrate must be 1 to {MAX_BITRATE_KBPS} kbps.",
-            details={"profile": profile},
-        )
-    return width, height, bitrate, fps
-
-
-def plan_renditions(stream_name: str, requests: Sequence[TranscodeRequest]) -> list[dict[str, Any]]:
-    """The stored rendition objects for ``requests``, in order; each plays out as
-    "<stream name>-<position>" (the passthrough, position 0, is the stream itself)."""
-    if len(requests) > MAX_TRANSCODES:
-        raise InvalidTranscodeProfile(
-            f"A stream has at most {MAX_TRANSCODES} transcoded renditions.", details={"max": MAX_TRANSCODES}
-        )
-    seen: set[str] = set()
-    renditions = []
-    for position, request in enumerate(requests, start=1):
-        width, height, bitrate, fps = parse_profile(request.profile)
-        if request.profile in seen:
-            raise InvalidTranscodeProfile(
-                f"Transcode profile {request.profile!r} is given twice.", details={"profile": request.profile}
-            )
-        seen.add(request.profile)
-        renditions.append(
-            {
-                "id": str(uuid.uuid4()),
-                "profile": request.profile,
-                "width": width,
-                "height": height,
-                "bitrate": bitrate,
-                "fps": fps,
-                "streamname": f"{stream_name}-{position}",
-                "tags": list(request.tags),
-            }
-        )
-    return renditions
-
-
 async def create_stream(
     session: AsyncSession,
     principal: Principal,
@@ -289,13 +87,17 @@ async def create_stream(
         session, principal, transcodes=transcodes, group_id=group_id, stream_type=stream_type
     )
     stored_tags = await replace_tags(session, stream, [], tags)  # a new stream has none yet
-    record(
+    record_change(
         session,
-        Actor.of(principal),
+        principal,
         "stream.created",
         organisation_id=principal.organisation_id,
         target_type="stream",
         target_id=stream.id,
+        event=EventType.STREAM_CREATED,
+        payload=EventType.STREAM_CREATED.payload(
+            id=str(stream.id), name=stream.name, state=stream.state, tags=stored_tags
+        ),
         after={
             "name": stream.name,
             "tags": stored_tags,
@@ -303,12 +105,6 @@ async def create_stream(
             "groupId": group_id,
             "type": stream_type,
         },
-    )
-    emit(
-        session,
-        EventType.STREAM_CREATED,
-        {"id": str(stream.id), "name": stream.name, "state": stream.state, "tags": stored_tags},
-        organisation_id=principal.organisation_id,
     )
     return StreamView(stream, stored_tags)
 
@@ -392,37 +188,24 @@ async def set_stream_tags(
     session: AsyncSession, principal: Principal, stream_id: uuid.UUID | str, tags: list[str]
 ) -> StreamView:
     stream = await get_stream(session, principal, stream_id, for_update=True)
-    if stream.state == StreamState.DELETED:
-        raise Conflict(
-            "A deleted stream cannot be tagged.",
-            code="stream_state_conflict",
-            details={"state": stream.state, "action": "tag"},
-        )
+    check_edit(stream, StreamEdit.TAG)
     before = (await tags_of(session, [stream.id]))[stream.id]
     after = await replace_tags(session, stream, before, tags)
     if after != before:
         stream.updated_at = utcnow()
-        record(
+        record_change(
             session,
-            Actor.of(principal),
+            principal,
             "stream.tags_updated",
             organisation_id=principal.organisation_id,
             target_type="stream",
             target_id=stream.id,
+            event=EventType.STREAM_UPDATED,
+            payload=EventType.STREAM_UPDATED.payload(
+                id=str(stream.id), name=stream.name, state=stream.state, change="tags", tags=after
+            ),
             before={"tags": before},
             after={"tags": after},
-        )
-        emit(
-            session,
-            EventType.STREAM_UPDATED,
-            {
-                "id": str(stream.id),
-                "name": stream.name,
-                "state": stream.state,
-                "change": "tags",
-                "tags": after,
-            },
-            organisation_id=principal.organisation_id,
         )
     return StreamView(stream, after)
 
@@ -509,84 +292,3 @@ async def group_members(session: AsyncSession, head: Stream) -> list[Stream]:
         .order_by(Stream.id)
     )
     return [head, *others.scalars()]
-
-
-class PushUrlRefused(BadRequest):
-    code = "push_url_refused"
-
-
-PUSH_SCHEMES = {"rtmp": 1935, "rtmps": 443}
-MAX_PUSH_URL_LENGTH = 2048
-
-
-async def check_push_url(url: str, *, allow_private: bool, resolver: Resolver) -> str:
-    """A restream target: rtmp(s), no credentials in the authority, and every address its host
-    resolves to public (the webhook SSRF rule: Streamward's media side would connect there)."""
-    if len(url) > MAX_PUSH_URL_LENGTH:
-        raise PushUrlRefused(f"The push URL is longer than {MAX_PUSH_URL_LENGTH} characters.")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise PushUrlRefused("The push URL cannot be parsed.") from None
-    if parts.scheme not in PUSH_SCHEMES:
-        raise PushUrlRefused("The push URL must be an rtmp:// or rtmps:// URL.")
-    if not parts.hostname:
-        raise PushUrlRefused("The push URL has no host.")
-    if parts.username or parts.password:
-        raise PushUrlRefused("Credentials before the host are not allowed in a push URL.")
-    try:
-        await resolve_public(
-            parts.hostname,
-            port or PUSH_SCHEMES[parts.scheme],
-            allow_private=allow_private,
-            resolver=resolver,
-        )
-    except UnsafeTarget as refused:
-        raise PushUrlRefused(refused.message.replace("webhook", "push URL")) from None
-    return url
-
-
-async def set_push_url(
-    session: AsyncSession,
-    principal: Principal,
-    stream_id: uuid.UUID | str,
-    url: str | None,
-    *,
-    allow_private: bool,
-    resolver: Resolver,
-) -> StreamView:
-    """Set (or, with None, remove) the stream's restream target. The audit entry names only the
-    target's host: the rest of such a URL is often the target's stream key."""
-    if url is not None:
-        # Resolving the host is a network call: never inside the write transaction.
-        await end_transaction(session)
-        url = await check_push_url(url, allow_private=allow_private, resolver=resolver)
-    stream = await get_stream(session, principal, stream_id, for_update=True)
-    if stream.state == StreamState.DELETED:
-        raise Conflict(
-            "A deleted stream cannot be restreamed.",
-            code="stream_state_conflict",
-            details={"state": stream.state, "action": "push_url"},
-        )
-    if url != stream.push_url:
-        record(
-            session,
-            Actor.of(principal),
-            "stream.push_url_changed",
-            organisation_id=principal.organisation_id,
-            target_type="stream",
-            target_id=stream.id,
-            before={"pushHost": urlsplit(stream.push_url).hostname if stream.push_url else None},
-            after={"pushHost": urlsplit(url).hostname if url else None},
-        )
-        stream.push_url = url
-        stream.updated_at = utcnow()
-        emit(
-            session,
-            EventType.STREAM_UPDATED,
-            {"id": str(stream.id), "name": stream.name, "state": stream.state, "change": "push_url"},
-            organisation_id=principal.organisation_id,
-        )
-        await session.flush()
-    return StreamView(stream, (await tags_of(session, [stream.id]))[stream.id])

@@ -121,11 +121,15 @@ async def _streams_tagged(session: AsyncSession, principal: Principal, tag: str)
 def _announce_tag_change(
     session: AsyncSession, principal: Principal, streams: list[Stream], change: str
 ) -> None:
+    # One audit entry for the tag (the caller's), one event per stream it changed: receivers follow
+    # streams, not tags.
     for stream in streams:
         emit(
             session,
             EventType.STREAM_UPDATED,
-            {"id": str(stream.id), "name": stream.name, "state": stream.state, "change": change},
+            EventType.STREAM_UPDATED.payload(
+                id=str(stream.id), name=stream.name, state=stream.state, change=change
+            ),
             organisation_id=principal.organisation_id,
         )
 

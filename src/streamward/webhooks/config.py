@@ -19,14 +19,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from streamward.audit.service import Actor, record
+from streamward.audit.service import record_change
 from streamward.authz.principal import Principal
 from streamward.crypto import SecretBox
 from streamward.db import end_transaction
 from streamward.egress.guard import Resolver, check_webhook_url
 from streamward.errors import BadRequest
 from streamward.events.catalogue import SUBSCRIBABLE, EventType
-from streamward.events.outbox import emit
 from streamward.orgs.models import Organisation, organisation_of
 from streamward.schemas import ColumnText
 from streamward.webhooks.deliveries import WebhookNotConfigured
@@ -86,21 +85,17 @@ def _snapshot(organisation: Organisation) -> dict[str, Any]:
 
 def _changed(session: AsyncSession, principal: Principal, action: str, before: dict[str, Any]) -> None:
     organisation = organisation_of(principal)
-    record(
+    record_change(
         session,
-        Actor.of(principal),
+        principal,
         action,
         organisation_id=organisation.id,
         target_type="organisation",
         target_id=organisation.id,
+        event=EventType.ORGANISATION_UPDATED,
+        payload=EventType.ORGANISATION_UPDATED.payload(id=str(organisation.id), changed=["webhook"]),
         before=before,
         after=_snapshot(organisation),
-    )
-    emit(
-        session,
-        EventType.ORGANISATION_UPDATED,
-        {"id": str(organisation.id), "changed": ["webhook"]},
-        organisation_id=organisation.id,
     )
 
 

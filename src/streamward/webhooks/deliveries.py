@@ -1,4 +1,4 @@
-"""The delivery log, redelivery and test events (the worker itself is in delivery.py)."""
+"""The delivery log and redelivery (each attempt is logged by delivery.py; the test event is ping.py)."""
 
 from __future__ import annotations
 

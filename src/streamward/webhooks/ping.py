@@ -14,22 +14,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from streamward.authz.principal import Principal
 from streamward.crypto import SecretBox
 from streamward.db import end_transaction, new_id, utcnow
-from streamward.egress.client import EgressClient, SendResult
-from streamward.events.models import OutboxEvent, WebhookDelivery
+from streamward.egress.client import EgressClient
+from streamward.events.models import OutboxEvent
 from streamward.webhooks.deliveries import WebhookNotConfigured
 from streamward.webhooks.delivery import (
     TEST_EVENT_TYPE,
     ClaimedEvent,
-    describe,
+    attempt_row,
     load_target,
     render,
     send_signed,
 )
+from streamward.webhooks.outcome import SendOutcome, outcome_of
 
 
 async def send_test_event(
     session: AsyncSession, principal: Principal, box: SecretBox, client: EgressClient
-) -> tuple[OutboxEvent, SendResult]:
+) -> tuple[OutboxEvent, SendOutcome]:
     """Send a signed test event and log it like any delivery (one attempt, never retried)."""
     target = await load_target(session, box, principal.organisation_id)
     if target is None:
@@ -50,20 +51,9 @@ async def send_test_event(
     body, content_type = render(claimed)
     result = await send_signed(client, target, message_id=str(event.id), body=body, content_type=content_type)
 
-    event.status = "delivered" if result.ok else "failed"
+    outcome = outcome_of(result)
+    event.status = "delivered" if outcome.delivered else "failed"
     session.add(event)
-    session.add(
-        WebhookDelivery(
-            organisation_id=event.organisation_id,
-            event_id=event.id,
-            event_type=event.type,
-            attempt=1,
-            status="succeeded" if result.ok else ("refused" if result.refused else "failed"),
-            response_code=result.status_code,
-            duration_ms=result.duration_ms,
-            error=None if result.ok else describe(result),
-            url=target.url,
-        )
-    )
+    session.add(attempt_row(claimed, target.url, outcome))
     await session.flush()
-    return event, result
+    return event, outcome

@@ -1,0 +1,138 @@
+"""The bintu stream listings (``GET /stream`` and ``GET /stream/public``): the filters they share,
+declared once, and their answer, a bare JSON array (what bintu clients read) with the next page
+announced in an RFC 8288 ``Link`` header."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import pydantic_core
+from fastapi import Depends, Query, Request, Response
+
+from streamward.api.stream_readers import StreamReader, playable_for_token, present, with_recordings
+from streamward.errors import BadRequest, Unauthenticated
+from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from streamward.runtime import Runtime
+from streamward.streams import service
+from streamward.streams.models import StreamState
+from streamward.streams.playout import Addresses
+from streamward.web.params import Cursor
+from streamward.web.session import DbSession
+
+# bintu's paging: `quantity` newest streams (default 50); more than the maximum is read as the maximum.
+Quantity = Annotated[
+    int, Query(ge=1, description=f"How many streams (default {DEFAULT_LIMIT}, at most {MAX_LIMIT}).")
+]
+AssetLimit = Annotated[
+    int, Query(ge=0, le=100, description="Recorded assets listed per stream in playout.web (default 10).")
+]
+DEFAULT_ASSET_LIMIT = 10
+BracketTags = Annotated[
+    list[str] | None,
+    Query(
+        alias="tags[]", max_length=20, description="bintu's filter, repeated: streams carrying all of them."
+    ),
+]
+TagFilter = Annotated[list[str] | None, Query(max_length=20, description="Same as tags[].")]
+StateFilter = Annotated[
+    StreamState | None, Query(description="Deleted streams are listed only when asked for.")
+]
+Profile = Annotated[str | None, Query(max_length=16, description="`player`: the player profile.")]
+PAGED = {
+    200: {
+        "headers": {
+            "Link": {
+                "description": 'RFC 8288: `<...>; rel="next"`, the same request with the next '
+                "page's cursor; absent on the last page.",
+                "schema": {"type": "string"},
+            }
+        }
+    }
+}
+
+
+def json_response(content: Any, *, headers: dict[str, str] | None = None) -> Response:
+    """200 with ``content`` serialised as it is (already in its wire shape)."""
+    return Response(pydantic_core.to_json(content), media_type="application/json", headers=headers)
+
+
+def next_link(request: Request, cursor: str | None) -> dict[str, str] | None:
+    """RFC 8288 paging that leaves the body a bare array: the same request with the next cursor."""
+    if cursor is None:
+        return None
+    url = request.url.include_query_params(cursor=cursor)
+    target = url.path + ("?" + url.query if url.query else "")
+    return {"Link": f'<{target}>; rel="next"'}
+
+
+@dataclass(frozen=True)
+class StreamFilters:
+    tags: list[str]  # all of them; blanks dropped
+    state: StreamState | None
+    limit: int
+    cursor: str | None
+    asset_limit: int
+
+
+async def stream_filters(
+    tags_brackets: BracketTags = None,
+    tag: TagFilter = None,
+    state: StateFilter = None,
+    quantity: Quantity = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    asset_limit: AssetLimit = DEFAULT_ASSET_LIMIT,
+) -> StreamFilters:
+    """The query parameters both listings take."""
+    tags = [t.strip() for t in (tags_brackets or []) + (tag or []) if t.strip()]
+    return StreamFilters(tags, state, min(quantity, MAX_LIMIT), cursor, asset_limit)
+
+
+Filters = Annotated[StreamFilters, Depends(stream_filters)]
+
+
+async def listing(
+    request: Request,
+    reader: StreamReader,
+    db: DbSession,
+    runtime: Runtime,
+    filters: StreamFilters,
+    *,
+    group_id: str | None,
+    profile: str | None,
+) -> Response:
+    """One page of the reader's streams, newest first, each as the reader may see it."""
+    tenant = reader.tenant
+    if tenant is None:
+        raise Unauthenticated(
+            "Send credentials (X-BINTU-APIKEY, X-BINTU-TOKEN) or the player key (X-BINTU-PLAYERKEY)."
+        )
+    if reader.is_player and "tags[]" not in request.query_params and "tag" not in request.query_params:
+        raise BadRequest(
+            "A player-key listing needs tags: send tags[]=<tag> (tags[]= for every stream).",
+            code="tags_required",
+        )
+    page = await service.list_streams(
+        db,
+        tenant,
+        tags=filters.tags,
+        state=filters.state,
+        group_id=group_id,
+        limit=filters.limit,
+        cursor=filters.cursor,
+        playable_only=reader.is_player,
+    )
+    views = list(page.items)
+    if reader.player_organisation is not None:
+        allowed = await playable_for_token(
+            db,
+            reader,
+            reader.player_organisation,
+            [v.stream for v in views],
+            issuer=runtime.settings.base_url,
+        )
+        views = [v for v in views if v.stream in allowed]
+    views = await with_recordings(db, reader, views, filters.asset_limit)
+    addresses = Addresses.of(runtime.settings)
+    body = [present(view, reader, addresses, profile) for view in views]
+    return json_response(body, headers=next_link(request, page.next_cursor))

@@ -6,11 +6,14 @@ import asyncio
 import logging
 import secrets
 import sys
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from streamward.config import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from streamward.users.provisioning import ProvisionedOrganisation
 
 app = typer.Typer(
     help="Streamward: organisations, users, roles and credentials of a streaming cloud.", no_args_is_help=True
@@ -57,6 +60,22 @@ def _upgrade(settings: Settings) -> None:
         _fail(f"cannot reach the database: {exc}")
 
 
+def _warn_about_setup(settings: Settings, workers: int) -> None:
+    """Settings that work but are likely a mistake for a server others reach."""
+    from streamward.limits import unshared_limits_warning
+
+    if settings.mail_backend == "console" and not _is_local(settings.base_url):
+        # The console backend sends nothing: it files each mail under var_dir/mail. Fine on a laptop.
+        logging.getLogger("streamward").warning(
+            "STREAMWARD_MAIL_BACKEND=console sends no mail (each one, password-reset link included, "
+            "is filed under %s); use smtp for a server others reach (%s)",
+            settings.var_dir / "mail",
+            settings.base_url,
+        )
+    if limits_warning := unshared_limits_warning(settings, workers):
+        logging.getLogger("streamward").warning(limits_warning)
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Overrides STREAMWARD_HOST.")] = None,
@@ -79,18 +98,7 @@ def serve(
     if workers > 1 and settings.is_sqlite:
         _fail("--workers needs PostgreSQL (STREAMWARD_DATABASE_URL): SQLite takes one writer at a time")
     _upgrade(settings)
-    if settings.mail_backend == "console" and not _is_local(settings.base_url):
-        # The console backend sends nothing: it files each mail under var_dir/mail. Fine on a laptop.
-        logging.getLogger("streamward").warning(
-            "STREAMWARD_MAIL_BACKEND=console sends no mail (each one, password-reset link included, "
-            "is filed under %s); use smtp for a server others reach (%s)",
-            settings.var_dir / "mail",
-            settings.base_url,
-        )
-    from streamward.limits import unshared_limits_warning
-
-    if limits_warning := unshared_limits_warning(settings, workers):
-        logging.getLogger("streamward").warning(limits_warning)
+    _warn_about_setup(settings, workers)
     typer.echo(f"Streamward on http://{settings.host}:{settings.port}  (API docs: /api/docs)")
     if workers > 1:
         # The processes are spawned and read their settings from the environment, like this one did:
@@ -126,7 +134,7 @@ def worker() -> None:
     import signal
 
     from streamward.runtime import Runtime
-    from streamward.webhooks.delivery import worker_for
+    from streamward.worker import worker_for
 
     settings = _settings()
     _upgrade(settings)
@@ -199,23 +207,13 @@ def org_create(
     from streamward.crypto import SecretBox
     from streamward.db import Database
     from streamward.errors import AppError
-    from streamward.password_policy import check_password
-    from streamward.users.service import create_with_admin
+    from streamward.users.provisioning import create_with_admin
 
     settings = _settings()
-    generated = False
-    if admin_password is None:
-        if sys.stdin.isatty():
-            admin_password = typer.prompt("Admin password", hide_input=True, confirmation_prompt=True)
-        else:
-            admin_password, generated = secrets.token_urlsafe(15), True
-    try:
-        check_password(admin_password)
-    except AppError as exc:
-        _fail(exc.message)
+    admin_password, generated = _first_admin_password(admin_password)
     _upgrade(settings)
 
-    async def run() -> None:
+    async def run() -> ProvisionedOrganisation:
         database = Database(settings.effective_database_url)
         try:
             async with database.session() as session:
@@ -231,24 +229,44 @@ def org_create(
                     trial=trial,
                 )
                 await session.commit()
+                return provisioned
         finally:
             await database.dispose()
-        org = provisioned.created.organisation
-        typer.echo(f"organisation {org.name!r} created: {org.id}")
-        typer.echo(f"API key (shown once): {provisioned.created.api_key}")
-        if provisioned.admin_account_existed:
-            typer.echo(f"admin {admin_email} already had an account and keeps its password")
-        elif generated:
-            typer.echo(f"admin {admin_email} password (shown once): {admin_password}")
-        else:
-            typer.echo(f"admin {admin_email} can log in with the password given")
 
     try:
-        asyncio.run(run())
+        provisioned = asyncio.run(run())
     except AppError as exc:  # a refused email, name or level: one line, no traceback
         _fail(exc.message)
     except ValueError as exc:
         _fail(str(exc))
+    org = provisioned.created.organisation
+    typer.echo(f"organisation {org.name!r} created: {org.id}")
+    typer.echo(f"API key (shown once): {provisioned.created.api_key}")
+    if provisioned.admin_account_existed:
+        typer.echo(f"admin {admin_email} already had an account and keeps its password")
+    elif generated:
+        typer.echo(f"admin {admin_email} password (shown once): {admin_password}")
+    else:
+        typer.echo(f"admin {admin_email} can log in with the password given")
+
+
+def _first_admin_password(given: str | None) -> tuple[str, bool]:
+    """The first nanoAdmin's password and whether it was generated: as given, else asked for (no
+    echo) on a terminal, else generated. Checked against the policy before anything is written."""
+    from streamward.errors import AppError
+    from streamward.password_policy import check_password
+
+    generated = False
+    if given is None:
+        if sys.stdin.isatty():
+            given = typer.prompt("Admin password", hide_input=True, confirmation_prompt=True)
+        else:
+            given, generated = secrets.token_urlsafe(15), True
+    try:
+        check_password(given)
+    except AppError as exc:
+        _fail(exc.message)
+    return given, generated
 
 
 @org_app.command("update")

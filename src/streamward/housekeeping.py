@@ -35,7 +35,7 @@ from sqlalchemy import ColumnElement, and_, delete, or_, select
 from sqlalchemy.engine import CursorResult
 
 from streamward.authn.models import BintuSession, PasswordReset
-from streamward.authn.service import RESET_MAIL_INTERVAL
+from streamward.authn.password_changes import RESET_MAIL_INTERVAL
 from streamward.db import Base, Database, utcnow
 from streamward.events.models import OutboxEvent, WebhookDelivery
 from streamward.invites.models import Invitation

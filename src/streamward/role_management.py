@@ -10,11 +10,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from streamward.audit.service import Actor, record
+from streamward.audit.service import record_change
 from streamward.authz.grants import ensure_can_grant
 from streamward.authz.permissions import ALL_PERMISSIONS, PREDEFINED_ROLES, Role, ordered
 from streamward.authz.principal import Principal
@@ -22,12 +22,12 @@ from streamward.authz.scoping import scoped
 from streamward.db import utcnow
 from streamward.errors import AppError, BadRequest, NotFound
 from streamward.events.catalogue import EventType
-from streamward.events.outbox import emit
-from streamward.invites.models import Invitation
+from streamward.invites import service as invites
 from streamward.orgs.service import lock_organisation
-from streamward.roles.lookup import custom_role, grantable_role
+from streamward.roles.lookup import custom_role, grantable_role, organisation_roles
 from streamward.roles.models import CustomRole
-from streamward.users.models import Account, Membership, new_token_key
+from streamward.users import service as users
+from streamward.users.models import Membership
 
 _RESERVED = {name.lower() for name in PREDEFINED_ROLES}
 
@@ -104,21 +104,13 @@ async def _find(
 async def list_roles(session: AsyncSession, principal: Principal) -> list[RoleWithCount]:
     """Predefined roles first (in their fixed order), then custom roles by name."""
     counts = await _member_counts(session, principal)
-    custom = (
-        await session.execute(scoped(select(CustomRole), CustomRole, principal).order_by(CustomRole.name))
-    ).scalars()
-    roles = [*PREDEFINED_ROLES.values(), *(_as_role(row) for row in custom)]
+    roles = await organisation_roles(session, principal)
     return [RoleWithCount(role, counts.get(role.name, 0)) for role in roles]
 
 
 async def read_role(session: AsyncSession, principal: Principal, name: str) -> RoleWithCount:
     role = PREDEFINED_ROLES.get(name) or _as_role(await _find(session, principal, name))
-    count = await session.scalar(
-        scoped(select(func.count()).select_from(Membership), Membership, principal).where(
-            Membership.role == name
-        )
-    )
-    return RoleWithCount(role, count or 0)
+    return RoleWithCount(role, await users.count_role_holders(session, principal, name))
 
 
 async def create_role(
@@ -140,20 +132,16 @@ async def create_role(
     except IntegrityError:  # the unique (organisation, name) index; also decides concurrent creates
         raise RoleExists() from None
     role = _as_role(row)
-    record(
+    record_change(
         session,
-        Actor.of(principal),
+        principal,
         "role.created",
         organisation_id=principal.organisation_id,
         target_type="role",
         target_id=name,
+        event=EventType.ROLE_CREATED,
+        payload=EventType.ROLE_CREATED.payload(name=name, permissions=ordered(role.permissions)),
         after=_snapshot(role),
-    )
-    emit(
-        session,
-        EventType.ROLE_CREATED,
-        {"name": name, "permissions": ordered(role.permissions)},
-        organisation_id=principal.organisation_id,
     )
     return RoleWithCount(role, 0)
 
@@ -183,23 +171,34 @@ async def update_role(
     row.updated_at = utcnow()
     await session.flush()
     after = _as_role(row)
-    record(
+    record_change(
         session,
-        Actor.of(principal),
+        principal,
         "role.updated",
         organisation_id=principal.organisation_id,
         target_type="role",
         target_id=name,
+        event=EventType.ROLE_UPDATED,
+        payload=EventType.ROLE_UPDATED.payload(name=name, permissions=ordered(after.permissions)),
         before=_snapshot(before),
         after=_snapshot(after),
     )
-    emit(
-        session,
-        EventType.ROLE_UPDATED,
-        {"name": name, "permissions": ordered(after.permissions)},
-        organisation_id=principal.organisation_id,
-    )
     return await read_role(session, principal, name)
+
+
+async def _reassigned_to(
+    session: AsyncSession, principal: Principal, name: str, reassign_to: str | None
+) -> Role | None:
+    """Where the holders of the role being deleted go: None when it has none; refused when it has
+    some and ``reassign_to`` names no role the caller may grant (or the role itself)."""
+    held = await users.count_role_holders(session, principal, name)
+    if not held:
+        return None
+    if reassign_to is None:
+        raise RoleInUse(details={"memberCount": held})
+    if reassign_to == name:
+        raise BadRequest("Members cannot be reassigned to the role being deleted.", code="invalid_reassign")
+    return await grantable_role(session, principal, reassign_to)
 
 
 async def delete_role(
@@ -215,71 +214,25 @@ async def delete_role(
     row = await _find(session, principal, name)
     doomed = _as_role(row)
     ensure_can_grant(principal, doomed.permissions, what=f"The role {name}")
-    members = (
-        await session.execute(
-            scoped(select(Membership.id, Account.email), Membership, principal)
-            .join(Account, Account.id == Membership.account_id)
-            .where(Membership.role == name)
-        )
-    ).all()
-    target: Role | None = None
-    if members:
-        if reassign_to is None:
-            raise RoleInUse(details={"memberCount": len(members)})
-        if reassign_to == name:
-            raise BadRequest(
-                "Members cannot be reassigned to the role being deleted.", code="invalid_reassign"
-            )
-        target = await grantable_role(session, principal, reassign_to)
-        await session.execute(
-            update(Membership),
-            [
-                {"id": member_id, "role": target.name, "token_key": new_token_key()}
-                for member_id, _ in members
-            ],
-        )
-        for member_id, email in members:
-            record(
-                session,
-                Actor.of(principal),
-                "user.role_changed",
-                organisation_id=principal.organisation_id,
-                target_type="user",
-                target_id=member_id,
-                before={"role": name},
-                after={"role": target.name},
-            )
-            emit(
-                session,
-                EventType.USER_ROLE_CHANGED,
-                {"userId": str(member_id), "email": email, "from": name, "to": target.name},
-                organisation_id=principal.organisation_id,
-            )
-    revoked = await session.execute(
-        update(Invitation)
-        .where(
-            Invitation.organisation_id == principal.organisation_id,
-            Invitation.role == name,
-            Invitation.accepted_at.is_(None),
-            Invitation.revoked_at.is_(None),
-        )
-        .values(revoked_at=utcnow())
-    )
+    target = await _reassigned_to(session, principal, name, reassign_to)
+    moved = await users.reassign_role_holders(session, principal, name, target) if target else 0
+    revoked = await invites.revoke_for_role(session, principal, name)
     await session.delete(row)
     await session.flush()
     outcome = {
         "reassignedTo": target.name if target else None,
-        "reassignedMembers": len(members),
-        "revokedInvitations": revoked.rowcount,  # type: ignore[attr-defined]
+        "reassignedMembers": moved,
+        "revokedInvitations": revoked,
     }
-    record(
+    record_change(
         session,
-        Actor.of(principal),
+        principal,
         "role.deleted",
         organisation_id=principal.organisation_id,
         target_type="role",
         target_id=name,
+        event=EventType.ROLE_DELETED,
+        payload=EventType.ROLE_DELETED.payload(name=name, **outcome),
         before=_snapshot(doomed),
         after=outcome,
     )
-    emit(session, EventType.ROLE_DELETED, {"name": name} | outcome, organisation_id=principal.organisation_id)

@@ -13,7 +13,7 @@ from streamward.authn.schemas import LoginResponse, OrganisationRef, UserRef
 from streamward.authz.permissions import ordered
 from streamward.authz.principal import Principal
 from streamward.db import utcnow
-from streamward.invites import service
+from streamward.invites import acceptance, service
 from streamward.invites.models import Invitation
 from streamward.invites.schemas import (
     InviteAccept,
@@ -144,7 +144,7 @@ async def preview_invitation(
     token: str, request: Request, db: DbSession, runtime: RuntimeDep
 ) -> InvitePreview:
     await runtime.link_throttle.invitations.charge(client_address(request))
-    usable = await service.preview_invitation(db, token)
+    usable = await acceptance.preview_invitation(db, token)
     return InvitePreview(
         organisation=InviteOrganisation(name=usable.organisation.name),
         role=InviteRole(title=usable.role.title, permissions=ordered(usable.role.permissions)),
@@ -171,7 +171,7 @@ async def accept_invitation(
     settings = runtime.settings
     address = client_address(request, trust_forwarded_for=settings.trust_forwarded_for)
     await runtime.link_throttle.invitations.charge(address)
-    result = await service.accept_invitation(
+    result = await acceptance.accept_invitation(
         db,
         runtime.login_throttle,
         token,
@@ -185,8 +185,6 @@ async def accept_invitation(
         token=result.issued.token,
         expires_at=result.issued.session.expires_at,
         organisation=OrganisationRef(id=result.organisation.id, name=result.organisation.name),
-        role=RoleRef(
-            name=result.membership.role, title=result.role.title if result.role else result.membership.role
-        ),
+        role=RoleRef(name=result.membership.role, title=role_title(result.membership.role)),
         user=UserRef(id=result.membership.id, email=result.account.email),
     )

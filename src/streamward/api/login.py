@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Request, Response
 
 from streamward.audit.service import Actor
-from streamward.authn import service
+from streamward.authn import password_changes, service
 from streamward.authn.mail import mail_backend, send_quietly
 from streamward.authn.schemas import (
     LoginRequest,
@@ -21,6 +21,7 @@ from streamward.authn.schemas import (
 from streamward.authz.principal import Principal
 from streamward.errors import BadRequest
 from streamward.orgs.service import api_key_for_login
+from streamward.roles.lookup import role_title
 from streamward.roles.schemas import RoleRef
 from streamward.runtime import client_address
 from streamward.web.access import AUTHENTICATED, PUBLIC
@@ -50,14 +51,13 @@ async def validate(body: LoginRequest, request: Request, db: DbSession, runtime:
         client_address=address,
         lifetime=timedelta(seconds=settings.session_lifetime_seconds),
     )
-    role = result.role
     actor = Actor(f"user:{result.membership.id}", result.account.email, address)
-    api_key = await api_key_for_login(db, runtime.secret_box, result.organisation, role, actor)
+    api_key = await api_key_for_login(db, runtime.secret_box, result.organisation, result.role, actor)
     return LoginResponse(
         token=result.issued.token,
         expires_at=result.issued.session.expires_at,
         organisation=OrganisationRef(id=result.organisation.id, name=result.organisation.name),
-        role=RoleRef(name=result.membership.role, title=role.title if role else result.membership.role),
+        role=RoleRef(name=result.membership.role, title=role_title(result.membership.role)),
         user=UserRef(id=result.membership.id, email=result.account.email),
         api_key=api_key,
     )
@@ -86,7 +86,7 @@ async def change_password(
     db: DbSession,
     runtime: RuntimeDep,
 ) -> Response:
-    await service.change_password(
+    await password_changes.change_password(
         db,
         runtime.login_throttle,
         principal,
@@ -112,7 +112,7 @@ async def request_password_reset(
     background: BackgroundTasks,
 ) -> PasswordResetRequested:
     settings = runtime.settings
-    message = await service.request_password_reset(
+    message = await password_changes.request_password_reset(
         db,
         runtime.login_throttle,
         email=body.email,
@@ -142,5 +142,7 @@ async def complete_password_reset(
     address = client_address(request, trust_forwarded_for=runtime.settings.trust_forwarded_for)
     # Per address, valid link or not: each attempt hashes a password.
     await runtime.link_throttle.password_resets.charge(address)
-    await service.complete_password_reset(db, token, new_password=body.password, client_address=address)
+    await password_changes.complete_password_reset(
+        db, token, new_password=body.password, client_address=address
+    )
     return Response(status_code=204)

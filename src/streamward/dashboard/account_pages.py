@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from streamward.authn import service as authn
+from streamward.authn import password_changes
 from streamward.dashboard.core import CheckedForm, Viewer, flash_redirect, page, render
 from streamward.errors import AppError
 from streamward.web.params import RuntimeDep
@@ -44,7 +44,7 @@ async def change_password(
         return again("The two new passwords differ.", 400)
     try:
         # The API's PUT /api/user/password: the same checks, throttle, audit entry and session ends.
-        await authn.change_password(
+        await password_changes.change_password(
             db,
             runtime.login_throttle,
             viewer.principal,

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import Response
 
+from streamward.authn import password_changes
 from streamward.authn import service as authn
 from streamward.authn.mail import mail_backend, send_quietly
 from streamward.dashboard.core import (
@@ -24,7 +25,8 @@ from streamward.dashboard.core import (
 )
 from streamward.dashboard.security import clear_session_cookie, is_https, session_token, set_session_cookie
 from streamward.errors import AppError
-from streamward.invites import service as invites
+from streamward.invites import acceptance
+from streamward.roles.lookup import role_title
 from streamward.runtime import Runtime, client_address
 from streamward.web.authenticate import principal_for
 from streamward.web.params import RuntimeDep
@@ -151,8 +153,8 @@ async def _invitation_page(
     status_code: int = 200,
 ) -> Response:
     try:
-        usable = await invites.preview_invitation(db, token)
-    except invites.InvalidInvite:
+        usable = await acceptance.preview_invitation(db, token)
+    except acceptance.InvalidInvite:
         # Expired, revoked, used or unknown: one page, as the API gives one answer (a link must not
         # reveal which invitations exist or were used).
         return render(request, "invite_invalid.html", status_code=404, title="Invitation not valid")
@@ -187,7 +189,7 @@ async def accept_invitation(
         return redirect(f"/login?next=/invite/{token}")
     email = (form.get("email") or "").strip()
     try:
-        result = await invites.accept_invitation(
+        result = await acceptance.accept_invitation(
             db,
             runtime.login_throttle,
             token,
@@ -197,7 +199,8 @@ async def accept_invitation(
             client_address=client_address(request),
             lifetime=timedelta(seconds=settings.session_lifetime_seconds),
         )
-    except invites.InvalidInvite:
+    except acceptance.InvalidInvite as invalid:
+        note_refusal(request, invalid)
         return render(request, "invite_invalid.html", status_code=404, title="Invitation not valid")
     except AppError as refused:
         note_refusal(request, refused)
@@ -205,8 +208,8 @@ async def accept_invitation(
             request, token, db, runtime, error=refused.message, email=email, status_code=refused.status_code
         )
     response = _signed_in_response(request, runtime, result.issued.token, "/organisation/overview")
-    role = f" as {role_label(result.role.name, result.role.title)}" if result.role else ""
-    welcome = f"Welcome to {result.organisation.name}! You joined{role}."
+    role = result.membership.role
+    welcome = f"Welcome to {result.organisation.name}! You joined as {role_label(role, role_title(role))}."
     return flash(request, response, "success", welcome, session=result.issued.token)
 
 
@@ -228,7 +231,7 @@ async def password_reset_request(
     settings = runtime.settings
     email = (form.get("email") or "").strip()[:320]
     if email:
-        message = await authn.request_password_reset(
+        message = await password_changes.request_password_reset(
             db,
             runtime.login_throttle,
             email=email,
@@ -268,7 +271,7 @@ async def password_reset_complete(
             error="The two passwords differ.",
         )
     try:
-        await authn.complete_password_reset(
+        await password_changes.complete_password_reset(
             db,
             token,
             new_password=password,

@@ -10,11 +10,11 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from streamward import role_management as roles
-from streamward.authz.grants import Escalation, ensure_can_grant
 from streamward.authz.permissions import CATALOGUE, PermissionInfo, Role
 from streamward.dashboard.core import CheckedForm, Viewer, flash_redirect, page, render
 from streamward.dashboard.page_tools import form_values, validation_message
 from streamward.errors import AppError
+from streamward.roles.lookup import may_grant
 from streamward.roles.schemas import RoleCreate, RoleUpdate
 from streamward.web.session import DbSession, note_refusal, reads, writes
 
@@ -44,18 +44,11 @@ def _permission_groups() -> list[tuple[str, list[PermissionInfo]]]:
 PERMISSION_GROUPS = _permission_groups()
 
 
-def _may_grant(viewer: Viewer, role: Role) -> bool:
-    """The service's own no-escalation rule, asked in advance to decide which controls to show."""
-    try:
-        ensure_can_grant(viewer.principal, role.permissions, what=role.name)
-    except Escalation:
-        return False
-    return True
-
-
 async def _list_page(request: Request, viewer: Viewer, db: DbSession) -> Response:
     listed = await roles.list_roles(db, viewer.principal)
-    manageable = {r.role.name for r in listed if not r.role.predefined and _may_grant(viewer, r.role)}
+    # The service's own no-escalation rule, asked in advance to decide which controls to show.
+    grantable = [r.role for r in listed if may_grant(viewer.principal, r.role)]
+    manageable = {role.name for role in grantable if not role.predefined}
     return render(
         request,
         "roles.html",
@@ -65,7 +58,7 @@ async def _list_page(request: Request, viewer: Viewer, db: DbSession) -> Respons
         catalogue=CATALOGUE,
         manageable=manageable,
         # Where members of a deleted role may go: any role the viewer could grant.
-        targets=[r.role for r in listed if _may_grant(viewer, r.role)],
+        targets=grantable,
         reassign_warning=REASSIGN_WARNING,
         delete_warning=DELETE_WARNING,
     )

@@ -29,6 +29,7 @@ from streamward.dashboard.page_tools import list_url
 from streamward.errors import AppError, NotFound
 from streamward.invites import service as invites
 from streamward.pagination import DEFAULT_LIMIT
+from streamward.roles.lookup import grantable_roles, role_title
 from streamward.runtime import Runtime
 from streamward.users import service as users
 from streamward.web.params import Cursor
@@ -58,6 +59,10 @@ REFUSALS = {
 }
 
 
+def _role_label(name: str) -> str:
+    return role_label(name, role_title(name))
+
+
 def _user_id(value: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
@@ -65,15 +70,12 @@ def _user_id(value: str) -> uuid.UUID:
         raise NotFound("No such user.") from None
 
 
-async def _roles(db: DbSession, viewer: Viewer) -> list[roles.RoleWithCount]:
-    return await roles.list_roles(db, viewer.principal)
-
-
-async def _refused(request: Request, db: DbSession, refusal: AppError, back: str) -> Response:
-    """A dialog's action the service refused: back to the page the dialog was on, saying why.
-    The transaction is rolled back first: the services refuse before they write, but a refusal
-    never commits anything whatever its place."""
-    await db.rollback()
+def _refused(request: Request, refusal: AppError, back: str) -> Response:
+    """A dialog's action the service refused: back to the page the dialog was on (the list, when
+    the user is not found), saying why. Whatever the attempt wrote is rolled back (note_refusal)."""
+    note_refusal(request, refusal)
+    if isinstance(refusal, NotFound):
+        back = USERS
     text = REFUSALS.get(refusal.code, refusal.message)
     return flash_redirect(request, back, "danger", f"Nothing was changed. {text}")
 
@@ -90,7 +92,7 @@ async def _invite_context(request: Request, db: DbSession, viewer: Viewer) -> di
     taken = take_flash(request)
     issued = _issued_invite(taken)
     # Only roles the viewer could grant are offered; the service refuses the others anyway.
-    offered = [r.role for r in await _roles(db, viewer) if r.role.permissions <= viewer.principal.permissions]
+    offered = await grantable_roles(db, viewer.principal)
     return {
         "flash": taken,
         "issued": issued,
@@ -110,7 +112,7 @@ async def user_list(
     q: Annotated[str | None, Query(max_length=320)] = None,
     cursor: Cursor = None,
 ) -> Response:
-    available = await _roles(db, viewer)
+    available = await roles.list_roles(db, viewer.principal)
     listed = await users.list_users(
         db,
         viewer.principal,
@@ -140,7 +142,7 @@ async def user_list(
         first_url=list_url(USERS, role=role, q=q),
         next_url=list_url(USERS, role=role, q=q, cursor=listed.next_cursor) if listed.next_cursor else None,
         roles=available,
-        role_labels={r.role.name: role_label(r.role.name, r.role.title) for r in available},
+        role_labels={r.role.name: _role_label(r.role.name) for r in available},
         role_filter=role or "",
         q=q or "",
         pending=pending.items if pending else None,
@@ -160,14 +162,27 @@ async def invite_form(
 ) -> Response:
     """The invite form as a page of its own: the dialog's fallback without JavaScript, and where
     an invitation made there is shown."""
+    return _invite_page(request, await _invite_context(request, db, viewer))
+
+
+def _invite_page(request: Request, context: dict[str, Any], status_code: int = 200) -> Response:
     return render(
         request,
         "invite.html",
+        status_code=status_code,
         title="Invite new user",
         section="organisation",
         tab="users",
-        **await _invite_context(request, db, viewer),
+        **context,
     )
+
+
+def _lifetime_days(form: dict[str, str]) -> int:
+    """The form's validity in days, as typed; its range is the service's to check."""
+    try:
+        return int(form.get("expires_in_days") or invites.DEFAULT_LIFETIME_DAYS)
+    except ValueError:
+        raise invites.InvalidInviteLifetime() from None
 
 
 @router.post("/organisation/users/invite")
@@ -179,43 +194,26 @@ async def invite_create(
     back = USERS if form.get("back") == "users" else INVITE
     chosen = form.get("role", "")
     email = (form.get("email") or "").strip() or None
-    error: str | None = None
-    status = 400
     try:
-        days = int(form.get("expires_in_days") or 7)
-        if not 1 <= days <= 30:
-            raise ValueError
-    except ValueError:
-        error = "Choose a validity of 1 to 30 days."
-    if error is None:
-        try:
-            issued = await invites.create_invitation(
-                db,
-                viewer.principal,
-                role=chosen,
-                email=email,
-                expires_in_days=days,
-                base_url=runtime.settings.base_url,
-            )
-        except AppError as refused:
-            note_refusal(request, refused)  # rolled back after the page below is rendered
-            error, status = refused.message, refused.status_code
-    if error is not None:
+        issued = await invites.create_invitation(
+            db,
+            viewer.principal,
+            role=chosen,
+            email=email,
+            expires_in_days=_lifetime_days(form),
+            base_url=runtime.settings.base_url,
+        )
+    except AppError as refused:
+        note_refusal(request, refused)  # rolled back after the page below is rendered
         # A form error keeps what was typed: the fallback page, with the error, answers this POST.
         context = await _invite_context(request, db, viewer)
-        return render(
-            request,
-            "invite.html",
-            status_code=status,
-            title="Invite new user",
-            section="organisation",
-            tab="users",
-            error=error,
-            **context | {"invite_role": chosen or context["invite_role"], "invite_email": email or ""},
-            invite_days=form.get("expires_in_days") or "7",
-        )
+        typed = {
+            "invite_role": chosen or context["invite_role"],
+            "invite_email": email or "",
+            "invite_days": form.get("expires_in_days") or str(invites.DEFAULT_LIFETIME_DAYS),
+        }
+        return _invite_page(request, context | typed | {"error": refused.message}, refused.status_code)
     invitation = issued.invitation
-    role = next((r for r in await _roles(db, viewer) if r.role.name == invitation.role), None)
     # The link is a secret shown once. It never rides in a URL (history, logs, Referer): the 303
     # carries it in the sealed, HttpOnly, session-bound flash cookie, and the page it leads to shows
     # it once and clears the cookie; only the link's hash is stored. A reload mints nothing new.
@@ -228,7 +226,7 @@ async def invite_create(
             "invite": {
                 "url": issued.url,
                 "role": invitation.role,
-                "role_label": role_label(invitation.role, role.role.title if role else None),
+                "role_label": _role_label(invitation.role),
                 "email": invitation.email,
                 "expires": invitation.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
             }
@@ -248,8 +246,7 @@ async def invite_revoke(
     try:
         await invites.revoke_invitation(db, viewer.principal, invite_id)
     except AppError as refused:
-        note_refusal(request, refused)
-        return await _refused(request, db, refused, USERS)
+        return _refused(request, refused, USERS)
     return flash_redirect(request, USERS, "success", "The invitation was revoked: its link no longer works.")
 
 
@@ -259,11 +256,10 @@ async def user_detail(
     request: Request, user_id: str, viewer: Annotated[Viewer, page("user:read")], db: DbSession
 ) -> Response:
     view = await users.get_user(db, viewer.principal, _user_id(user_id))
-    listed = await _roles(db, viewer)
-    grantable = [r.role for r in listed if r.role.permissions <= viewer.principal.permissions]
+    grantable = await grantable_roles(db, viewer.principal)
     # The comparison in the role dialog needs the current role too, grantable or not.
     compared = grantable + ([view.role] if view.role and view.role not in grantable else [])
-    admins = next((r.member_count for r in listed if r.role.name == ADMIN_ROLE), 0)
+    admins = await users.count_role_holders(db, viewer.principal, ADMIN_ROLE)
     return render(
         request,
         "user.html",
@@ -271,7 +267,7 @@ async def user_detail(
         section="organisation",
         tab="users",
         user=view,
-        user_role_label=role_label(view.role.name, view.role.title) if view.role else view.membership.role,
+        user_role_label=_role_label(view.membership.role),
         roles=grantable,
         role_data=role_catalogue(compared),
         reset_warning=RESET_WARNING,
@@ -298,12 +294,9 @@ async def change_permission(
         before = await users.get_user(db, viewer.principal, target)
         before_role, before_key = before.membership.role, before.membership.token_key
         changed = await users.change_role(db, viewer.principal, target, form.get("role", ""))
-    except NotFound as refused:
-        return await _refused(request, db, refused, USERS)
     except AppError as refused:
-        note_refusal(request, refused)
-        return await _refused(request, db, refused, back)
-    label = role_label(changed.role.name, changed.role.title) if changed.role else changed.membership.role
+        return _refused(request, refused, back)
+    label = _role_label(changed.membership.role)
     if changed.membership.role == before_role and changed.membership.token_key == before_key:
         # The service's no-op (same role): nothing changed, nothing audited, no token ended.
         text = f"Nothing was changed: {before.email} already is {label}."
@@ -331,11 +324,8 @@ async def reset_token(
     try:
         membership = await users.reset_token_key(db, viewer.principal, target)
         email = (await users.get_user(db, viewer.principal, membership.id)).email
-    except NotFound as refused:
-        return await _refused(request, db, refused, USERS)
     except AppError as refused:
-        note_refusal(request, refused)
-        return await _refused(request, db, refused, back)
+        return _refused(request, refused, back)
     if target == viewer.principal.membership_id:
         return flash_redirect(request, "/login", "info", "Your token was reset: sign in again.")
     return flash_redirect(
@@ -357,11 +347,8 @@ async def delete_user(
     try:
         email = (await users.get_user(db, viewer.principal, target)).email
         await users.delete_user(db, viewer.principal, target)
-    except NotFound as refused:
-        return await _refused(request, db, refused, USERS)
     except AppError as refused:
-        note_refusal(request, refused)
-        return await _refused(request, db, refused, back)
+        return _refused(request, refused, back)
     if target == viewer.principal.membership_id:
         return flash_redirect(request, "/login", "info", "You left the organisation.")
     return flash_redirect(request, USERS, "success", f"{email} was removed from the organisation.")

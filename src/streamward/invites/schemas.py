@@ -6,13 +6,21 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from streamward.invites.models import Invitation
+from streamward.invites.service import DEFAULT_LIFETIME_DAYS, MAX_LIFETIME_DAYS, MIN_LIFETIME_DAYS
 from streamward.roles.schemas import RoleRef
 from streamward.schemas import ApiModel, ColumnText, UtcDatetime
 from streamward.users.schemas import EmailAddress
 
 InviteStatus = Literal["pending", "accepted", "expired", "revoked"]
 
-ExpiresInDays = Field(default=7, ge=1, le=30, description="Days until the link stops working (1 to 30).")
+# The service's range, declared here too so that the API refuses out-of-range values as it refuses
+# any invalid field (422 ``validation_error``, before anything is looked up) and documents the range.
+ExpiresInDays = Field(
+    default=DEFAULT_LIFETIME_DAYS,
+    ge=MIN_LIFETIME_DAYS,
+    le=MAX_LIFETIME_DAYS,
+    description=f"Days until the link stops working ({MIN_LIFETIME_DAYS} to {MAX_LIFETIME_DAYS}).",
+)
 
 
 class InviteCreate(ApiModel):

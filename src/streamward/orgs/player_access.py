@@ -12,13 +12,11 @@ from __future__ import annotations
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from streamward.audit.service import Actor, record
 from streamward.authz.principal import Principal
 from streamward.crypto import digest
-from streamward.events.catalogue import EventType
-from streamward.events.outbox import emit
 from streamward.orgs.models import Organisation, organisation_of
 from streamward.orgs.packages import require_package
+from streamward.orgs.service import record_settings_change
 
 # Built once; the digest column is unique, so this is one index probe.
 _PLAYER_KEY_LOOKUP = select(Organisation).where(Organisation.player_key_hash == bindparam("key_hash"))
@@ -40,22 +38,14 @@ async def set_player_token_required(session: AsyncSession, principal: Principal,
     if required:
         require_package(organisation.packages, "secure_playback")
     if organisation.player_token_required != required:
-        record(
+        record_settings_change(
             session,
-            Actor.of(principal),
+            principal,
             "organisation.player_access_changed",
-            organisation_id=organisation.id,
-            target_type="organisation",
-            target_id=organisation.id,
+            organisation,
             before={"playerTokenRequired": organisation.player_token_required},
             after={"playerTokenRequired": required},
         )
         organisation.player_token_required = required
-        emit(
-            session,
-            EventType.ORGANISATION_UPDATED,
-            {"id": str(organisation.id), "changed": ["playerTokenRequired"]},
-            organisation_id=organisation.id,
-        )
         await session.flush()
     return organisation.player_token_required

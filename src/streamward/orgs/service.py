@@ -10,13 +10,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from streamward.audit.service import Actor, record
+from streamward.audit.service import Actor, record, record_change
 from streamward.authz.permissions import Role
 from streamward.authz.principal import Principal
 from streamward.crypto import SecretBox, digest, new_token
 from streamward.errors import BadRequest, NotFound
 from streamward.events.catalogue import EventType
-from streamward.events.outbox import emit
 from streamward.orgs import packages as package_catalogue
 from streamward.orgs.models import ANALYTICS_LEVELS, SUPPORT_LEVELS, Organisation, organisation_of
 from streamward.pagination import Page, keyset_page
@@ -50,6 +49,17 @@ async def lock_organisation(session: AsyncSession, organisation_id: uuid.UUID) -
     )
 
 
+MAX_NAME_LENGTH = 200  # the column's length
+
+
+def _checked_name(name: str) -> str:
+    """An organisation's name as stored: trimmed, 1 to 200 characters."""
+    name = name.strip()
+    if not 1 <= len(name) <= MAX_NAME_LENGTH:
+        raise ValueError(f"organisation name must be 1 to {MAX_NAME_LENGTH} characters")
+    return name
+
+
 def _check_level(value: str, allowed: tuple[str, ...], what: str) -> str:
     if value not in allowed:
         raise ValueError(f"unknown {what} {value!r}; one of: {', '.join(allowed)}")
@@ -66,11 +76,8 @@ async def create_organisation(
     packages: list[str] | None = None,
     trial: bool = False,
 ) -> CreatedOrganisation:
-    name = name.strip()
-    if not 1 <= len(name) <= 200:
-        raise ValueError("organisation name must be 1 to 200 characters")
     organisation = Organisation(
-        name=name,
+        name=_checked_name(name),
         support_level=_check_level(support_level, SUPPORT_LEVELS, "support level"),
         analytics_level=_check_level(analytics_level, ANALYTICS_LEVELS, "analytics level"),
         trial=trial,
@@ -102,12 +109,28 @@ def reveal_api_key(box: SecretBox, organisation: Organisation) -> str:
     return box.open(organisation.api_key_sealed, purpose=API_KEY_PURPOSE)
 
 
-def _announce_change(session: AsyncSession, organisation: Organisation, changed: list[str]) -> None:
-    emit(
+def record_settings_change(
+    session: AsyncSession,
+    actor: Actor | Principal,
+    action: str,
+    organisation: Organisation,
+    *,
+    before: dict[str, Any],
+    after: dict[str, Any],
+) -> None:
+    """A change to the organisation's own settings: its audit entry, and ``organisation.updated``
+    naming the changed fields (the keys of ``after``)."""
+    record_change(
         session,
-        EventType.ORGANISATION_UPDATED,
-        {"id": str(organisation.id), "changed": changed},
+        actor,
+        action,
         organisation_id=organisation.id,
+        target_type="organisation",
+        target_id=organisation.id,
+        event=EventType.ORGANISATION_UPDATED,
+        payload=EventType.ORGANISATION_UPDATED.payload(id=str(organisation.id), changed=list(after)),
+        before=before,
+        after=after,
     )
 
 
@@ -163,19 +186,15 @@ async def rotate_api_key(session: AsyncSession, box: SecretBox, principal: Princ
     """A new API key, shown once to the caller; the old key stops working with this transaction."""
     organisation = await _locked_for_rotation(session, principal)
     api_key = _set_new_api_key(organisation, box)
-    record(
+    record_change(
         session,
-        Actor.of(principal),
+        principal,
         "apikey.rotated",
         organisation_id=organisation.id,
         target_type="organisation",
         target_id=organisation.id,
-    )
-    emit(
-        session,
-        EventType.APIKEY_ROTATED,
-        {"id": str(organisation.id), "rotatedBy": principal.actor},
-        organisation_id=organisation.id,
+        event=EventType.APIKEY_ROTATED,
+        payload=EventType.APIKEY_ROTATED.payload(id=str(organisation.id), rotatedBy=principal.actor),
     )
     await session.flush()
     return api_key
@@ -186,17 +205,14 @@ async def rotate_player_key(session: AsyncSession, principal: Principal) -> str:
     before = organisation.player_key
     organisation.player_key = new_player_key()
     # The player key is public by design (embedded in web pages), so it may be audited.
-    record(
+    record_settings_change(
         session,
-        Actor.of(principal),
+        principal,
         "playerkey.rotated",
-        organisation_id=organisation.id,
-        target_type="organisation",
-        target_id=organisation.id,
+        organisation,
         before={"playerKey": before},
         after={"playerKey": organisation.player_key},
     )
-    _announce_change(session, organisation, ["playerKey"])
     await session.flush()
     return organisation.player_key
 
@@ -204,18 +220,15 @@ async def rotate_player_key(session: AsyncSession, principal: Principal) -> str:
 async def set_vod_public(session: AsyncSession, principal: Principal, public: bool) -> bool:
     organisation = organisation_of(principal)
     if organisation.vod_public != public:
-        record(
+        record_settings_change(
             session,
-            Actor.of(principal),
+            principal,
             "organisation.vod_visibility_changed",
-            organisation_id=organisation.id,
-            target_type="organisation",
-            target_id=organisation.id,
+            organisation,
             before={"vodPublic": organisation.vod_public},
             after={"vodPublic": public},
         )
         organisation.vod_public = public
-        _announce_change(session, organisation, ["vodPublic"])
         await session.flush()
     return organisation.vod_public
 
@@ -267,10 +280,7 @@ async def update_organisation(
     before = _operator_view(organisation)
     try:
         if changes.name is not None:
-            name = changes.name.strip()
-            if not 1 <= len(name) <= 200:
-                raise ValueError("organisation name must be 1 to 200 characters")
-            organisation.name = name
+            organisation.name = _checked_name(changes.name)
         if changes.support_level is not None:
             organisation.support_level = _check_level(changes.support_level, SUPPORT_LEVELS, "support level")
         if changes.analytics_level is not None:
@@ -291,17 +301,14 @@ async def update_organisation(
     after = _operator_view(organisation)
     changed = [field for field in after if after[field] != before[field]]
     if changed:
-        record(
+        record_settings_change(
             session,
             actor,
             "organisation.updated",
-            organisation_id=organisation.id,
-            target_type="organisation",
-            target_id=organisation.id,
+            organisation,
             before={field: before[field] for field in changed},
             after={field: after[field] for field in changed},
         )
-        _announce_change(session, organisation, changed)
         await session.flush()
     return organisation
 

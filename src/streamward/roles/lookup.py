@@ -12,9 +12,10 @@ from collections.abc import Collection
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from streamward.authz.grants import ensure_can_grant
+from streamward.authz.grants import Escalation, ensure_can_grant
 from streamward.authz.permissions import ALL_PERMISSIONS, PREDEFINED_ROLES, Role
 from streamward.authz.principal import Principal
+from streamward.authz.scoping import scoped
 from streamward.errors import AppError
 from streamward.roles.models import CustomRole
 
@@ -37,8 +38,9 @@ def custom_role(name: str, description: str, permissions: Collection[str]) -> Ro
 
 
 def role_title(name: str) -> str:
-    """How a role name reads without a look-up: a predefined role's title; a custom role's title
-    is its name."""
+    """How a role name reads, with or without its role at hand: a predefined role's title; a custom
+    role's title is its name, and so is the title of a name that no longer resolves. Every surface
+    names roles through this."""
     predefined = PREDEFINED_ROLES.get(name)
     return predefined.title if predefined else name
 
@@ -78,3 +80,31 @@ async def grantable_role(session: AsyncSession, principal: Principal, name: str)
     role = await existing_role(session, principal.organisation_id, name)
     ensure_can_grant(principal, role.permissions, what=f"The role {role.name}")
     return role
+
+
+def may_grant(principal: Principal, role: Role) -> bool:
+    """Whether ``grantable_role`` would let the caller hand out ``role``: the same rule
+    (``ensure_can_grant``), asked in advance by surfaces that offer only the roles one may grant."""
+    try:
+        ensure_can_grant(principal, role.permissions, what=role.name)
+    except Escalation:
+        return False
+    return True
+
+
+async def organisation_roles(session: AsyncSession, principal: Principal) -> list[Role]:
+    """Every role of the caller's organisation: the predefined ones first (in their fixed order),
+    then its custom roles by name."""
+    custom = await session.execute(
+        scoped(
+            select(CustomRole.name, CustomRole.description, CustomRole.permissions), CustomRole, principal
+        ).order_by(CustomRole.name)
+    )
+    return [*PREDEFINED_ROLES.values(), *(custom_role(*row) for row in custom)]
+
+
+async def grantable_roles(session: AsyncSession, principal: Principal) -> list[Role]:
+    """The roles the caller may grant (invite with, change a member to, reassign members to), in
+    ``organisation_roles`` order."""
+    roles = await organisation_roles(session, principal)
+    return [role for role in roles if may_grant(principal, role)]

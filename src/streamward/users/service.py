@@ -7,21 +7,19 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import ColumnElement, Select, delete, func, select
+from sqlalchemy import ColumnElement, Select, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from streamward.audit.service import Actor, record
+from streamward.audit.service import record_change
 from streamward.authz.grants import ensure_can_act_on
 from streamward.authz.permissions import ADMIN_ROLE, Role
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import get_scoped, scoped
-from streamward.crypto import SecretBox
 from streamward.errors import AppError, BadRequest, Forbidden
 from streamward.events.catalogue import EventType
-from streamward.events.outbox import emit
 from streamward.orgs.models import Organisation
-from streamward.orgs.service import CreatedOrganisation, create_organisation, lock_organisation
+from streamward.orgs.service import lock_organisation
 from streamward.pagination import Page, keyset_page
 from streamward.password_policy import check_password
 from streamward.passwords import hash_password
@@ -195,8 +193,25 @@ async def _member_under_lock(session: AsyncSession, principal: Principal, user_i
     return membership
 
 
-def _user_payload(membership: Membership, email: str) -> dict[str, Any]:
-    return {"userId": str(membership.id), "email": email}
+def _record_role_change(
+    session: AsyncSession, principal: Principal, member_id: uuid.UUID, email: str, before: str, after: str
+) -> None:
+    """The one account of a member's role change: its audit entry and its ``user.role_changed``."""
+    record_change(
+        session,
+        principal,
+        "user.role_changed",
+        organisation_id=principal.organisation_id,
+        target_type="user",
+        target_id=member_id,
+        event=EventType.USER_ROLE_CHANGED,
+        # As a mapping: "from" is a Python keyword.
+        payload=EventType.USER_ROLE_CHANGED.payload(
+            **{"userId": str(member_id), "email": email, "from": before, "to": after}
+        ),
+        before={"role": before},
+        after={"role": after},
+    )
 
 
 async def change_role(
@@ -218,23 +233,43 @@ async def change_role(
     membership.role = new_role.name
     membership.token_key = new_token_key()
     await session.flush()
-    record(
-        session,
-        Actor.of(principal),
-        "user.role_changed",
-        organisation_id=principal.organisation_id,
-        target_type="user",
-        target_id=membership.id,
-        before={"role": before},
-        after={"role": new_role.name},
-    )
-    emit(
-        session,
-        EventType.USER_ROLE_CHANGED,
-        _user_payload(membership, current.email) | {"from": before, "to": new_role.name},
-        organisation_id=principal.organisation_id,
-    )
+    _record_role_change(session, principal, membership.id, current.email, before, new_role.name)
     return UserView(membership, current.email, new_role)
+
+
+async def reassign_role_holders(
+    session: AsyncSession, principal: Principal, from_role: str, to_role: Role
+) -> int:
+    """Move every member holding ``from_role`` to ``to_role`` (a custom role being deleted, say):
+    for each, a role change as ``change_role`` makes one (new token key, audit entry, event).
+    Returns how many moved. The caller holds lock_organisation and has checked that it may grant
+    ``to_role``."""
+    members = (
+        await session.execute(
+            scoped(select(Membership.id, Account.email), Membership, principal)
+            .join(Account, Account.id == Membership.account_id)
+            .where(Membership.role == from_role)
+        )
+    ).all()
+    if not members:
+        return 0
+    await session.execute(
+        update(Membership),
+        [{"id": member_id, "role": to_role.name, "token_key": new_token_key()} for member_id, _ in members],
+    )
+    for member_id, email in members:
+        _record_role_change(session, principal, member_id, email, from_role, to_role.name)
+    return len(members)
+
+
+async def count_role_holders(session: AsyncSession, principal: Principal, role: str) -> int:
+    """How many members of the caller's organisation hold ``role``."""
+    count = await session.scalar(
+        scoped(select(func.count()).select_from(Membership), Membership, principal).where(
+            Membership.role == role
+        )
+    )
+    return count or 0
 
 
 async def reset_token_key(
@@ -260,19 +295,15 @@ async def reset_token_key(
         await session.execute(select(Account.email).where(Account.id == membership.account_id))
     ).scalar_one()
     # The token key itself stays out of the audit log and the event: it is a credential's scope.
-    record(
+    record_change(
         session,
-        Actor.of(principal),
+        principal,
         "user.token_reset",
         organisation_id=principal.organisation_id,
         target_type="user",
         target_id=membership.id,
-    )
-    emit(
-        session,
-        EventType.USER_TOKEN_RESET,
-        _user_payload(membership, email),
-        organisation_id=principal.organisation_id,
+        event=EventType.USER_TOKEN_RESET,
+        payload=EventType.USER_TOKEN_RESET.payload(userId=str(membership.id), email=email),
     )
     return membership
 
@@ -293,44 +324,17 @@ async def delete_user(session: AsyncSession, principal: Principal, user_id: uuid
     )
     if not remaining:
         await session.execute(delete(Account).where(Account.id == account_id))
-    record(
+    record_change(
         session,
-        Actor.of(principal),
+        principal,
         "user.deleted",
         organisation_id=principal.organisation_id,
         target_type="user",
         target_id=membership.id,
+        event=EventType.USER_DELETED,
+        payload=EventType.USER_DELETED.payload(
+            userId=str(membership.id), email=view.email, role=membership.role
+        ),
         before={"email": view.email, "role": membership.role},
         after={"accountDeleted": not remaining},
     )
-    emit(
-        session,
-        EventType.USER_DELETED,
-        _user_payload(membership, view.email) | {"role": membership.role},
-        organisation_id=principal.organisation_id,
-    )
-
-
-@dataclass(frozen=True)
-class ProvisionedOrganisation:
-    created: CreatedOrganisation
-    admin: Membership
-    admin_account_existed: bool
-
-
-async def create_with_admin(
-    session: AsyncSession,
-    box: SecretBox,
-    *,
-    admin_email: str,
-    admin_password: str,
-    **organisation: Any,
-) -> ProvisionedOrganisation:
-    """An organisation and its first nanoAdmin. An existing account joins with its own password."""
-    created = await create_organisation(session, box, **organisation)
-    account = await find_account(session, admin_email)
-    existed = account is not None
-    if account is None:
-        account = await create_account(session, email=admin_email, password=admin_password)
-    admin = await add_membership(session, created.organisation, account, ADMIN_ROLE)
-    return ProvisionedOrganisation(created, admin, existed)

@@ -21,7 +21,6 @@ from sqlalchemy import select
 from streamward.audit import export
 from streamward.audit.models import AuditEntry
 from streamward.audit.service import ACTOR_FILTER_LENGTH, AuditFilter, list_entries
-from streamward.authz.permissions import PREDEFINED_ROLES
 from streamward.authz.principal import Principal
 from streamward.dashboard.core import Viewer, page, render
 from streamward.dashboard.page_tools import list_url
@@ -29,6 +28,7 @@ from streamward.dashboard.templating import role_label
 from streamward.errors import InvalidTime
 from streamward.invites.models import Invitation
 from streamward.pagination import DEFAULT_LIMIT
+from streamward.roles.lookup import role_title
 from streamward.runtime import Runtime
 from streamward.schemas import column_query
 from streamward.streams.models import Stream
@@ -143,8 +143,7 @@ def _value(field: str, value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if field in _ROLE_FIELDS and isinstance(value, str):
-        known = PREDEFINED_ROLES.get(value)
-        return role_label(value, known.title if known else None)
+        return role_label(value, role_title(value))
     if isinstance(value, list) and all(isinstance(item, str | int | float) for item in value):
         return ", ".join(str(item) for item in value)
     if isinstance(value, str | int | float):
@@ -210,14 +209,12 @@ async def target_names(
             )
         )
         for invitation, email, role in invitations:
-            known = PREDEFINED_ROLES.get(role)
-            as_role = role_label(role, known.title if known else None)
+            as_role = role_label(role, role_title(role))
             names[("invite", str(invitation))] = (
                 f"the invitation for {email or 'anyone with the link'} as {as_role}"
             )
     for name in wanted.get("role", ()):  # roles are recorded by name; predefined ones have a title
-        known = PREDEFINED_ROLES.get(name)
-        names[("role", name)] = role_label(name, known.title if known else None)
+        names[("role", name)] = role_label(name, role_title(name))
     for name in wanted.get("tag", ()):
         names[("tag", name)] = name
     if "organisation" in wanted:

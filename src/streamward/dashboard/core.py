@@ -27,7 +27,7 @@ from streamward.dashboard.security import (
 from streamward.dashboard.templating import role_label, templates
 from streamward.errors import AppError
 from streamward.orgs.models import Organisation, organisation_of
-from streamward.roles.lookup import resolve_role
+from streamward.roles.lookup import resolve_role, role_title
 from streamward.runtime import Runtime
 from streamward.web.access import access_rule, permission_rule
 from streamward.web.authenticate import principal_for
@@ -56,7 +56,7 @@ class Viewer:
 
     @property
     def role_title(self) -> str:
-        return self.role.title if self.role else (self.principal.role or "")
+        return role_title(self.principal.role or "")
 
     @property
     def initials(self) -> str:

@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
 from streamward.authz.permissions import LABELS
+from streamward.invites.service import DEFAULT_LIFETIME_DAYS, MAX_LIFETIME_DAYS, MIN_LIFETIME_DAYS
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -73,6 +74,12 @@ templates.env.filters["role_label"] = lambda role, title=None: (
     role_label(role, title) if isinstance(role, str) else role_label(role.name, role.title)
 )
 templates.env.filters["json_text"] = json_text
+# The invitation form offers what invites.service accepts (the service refuses anything else anyway).
+templates.env.globals["invite_lifetime"] = {
+    "min": MIN_LIFETIME_DAYS,
+    "max": MAX_LIFETIME_DAYS,
+    "default": DEFAULT_LIFETIME_DAYS,
+}
 # Jinja's own `tojson` returns Markup that leaves '"' raw: in a double-quoted attribute it breaks out.
 # Data goes into scripts through `json_script` and into text through `json_text`, nothing else.
 del templates.env.filters["tojson"]

@@ -1,4 +1,10 @@
-"""Benchmark: Streamward's authenticated hot path against a bare Starlette app, in the same run.
+"""Benchmark: Streamward's hot paths against baselines measured in the same run.
+
+Baselines: a bare Starlette hello app, a bare FastAPI hello, and the stack's limit for a request that
+checks its credential in the database (bench/baselines.py: FastAPI + one prepared asyncpg query).
+Measured on PostgreSQL: ``GET /api/organisation`` with a bintu token and with the API key, the users
+list and the bintu stream list (50 each), logins per second against cores / (time of one argon2id
+hash), the authenticated read's p99 during a login burst, and the read with 2 and 4 server processes.
 
 Both servers run the same way (uvicorn, one worker, no access log) and are loaded by the same tool
 (wrk) with the same connections and duration; what is reported is the ratio, which is what stays
@@ -11,6 +17,7 @@ comparable from one machine to another.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -51,7 +58,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(target: str, env: dict[str, str], *, factory: bool = False):  # type: ignore[no-untyped-def]
+def server(target: str, env: dict[str, str], *, factory: bool = False, workers: int = 1):  # type: ignore[no-untyped-def]
     port = free_port()
     command = [
         sys.executable,
@@ -63,14 +70,17 @@ def server(target: str, env: dict[str, str], *, factory: bool = False):  # type:
         "--port",
         str(port),
         "--workers",
-        "1",
+        str(workers),
         "--no-access-log",
         "--log-level",
         "warning",
     ]
     if factory:
         command.append("--factory")
-    process = subprocess.Popen(command, env={**os.environ, **env}, cwd=ROOT)
+    # The servers' own log lines would drown the report; their failures show as failed requests.
+    process = subprocess.Popen(
+        command, env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -87,13 +97,27 @@ def server(target: str, env: dict[str, str], *, factory: bool = False):  # type:
         process.wait(timeout=10)
 
 
-def wrk(binary: str, url: str, headers: dict[str, str], args: argparse.Namespace) -> dict[str, float]:
-    command = [binary, "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
+def wrk(
+    binary: str,
+    url: str,
+    headers: dict[str, str],
+    args: argparse.Namespace,
+    *,
+    script: str | None = None,
+    connections: int | None = None,
+) -> dict[str, float]:
+    command = [binary, "-t2", f"-c{connections or args.connections}", f"-d{args.duration}s", "--latency"]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
+    if script:
+        command += ["-s", script]
     # Warm-up run, discarded: connection pools, caches, JIT-free but lazy imports.
     subprocess.run([*command[:3], "-d2s", *command[4:], url], capture_output=True, check=True)
     output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    return _parse_wrk(url, output)
+
+
+def _parse_wrk(url: str, output: str) -> dict[str, float]:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", output)
     assert p99, output
@@ -144,7 +168,7 @@ def drop_database(env: dict[str, str]) -> None:
 
 def create_org_and_login(env: dict[str, str], base_url: str) -> tuple[str, str]:
     """The Bench organisation (with Transcoding) and its nanoAdmin: (bintu token, API key)."""
-    password = "bench-password-1234"
+    password = BENCH_PASSWORD
     created = subprocess.run(
         [
             sys.executable,
@@ -189,6 +213,137 @@ def create_transcoded_streams(base_url: str, api_key: str) -> str:
     return f"/api/stream?quantity={STREAM_LIST_SIZE}"
 
 
+USERS_LIST_SIZE = 50
+
+
+async def _add_members(database_url: str, count: int) -> None:
+    """``count`` more nanoUsers in the Bench organisation, inserted directly (the list's subject,
+    not its cost)."""
+    from sqlalchemy import select
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from streamward.db import new_id
+    from streamward.orgs.models import Organisation
+    from streamward.users.models import Account, Membership, new_token_key
+
+    engine = create_async_engine(database_url.replace("postgresql://", "postgresql+asyncpg://", 1))
+    async with engine.begin() as conn:
+        org_id = (
+            await conn.execute(select(Organisation.id).where(Organisation.name == "Bench"))
+        ).scalar_one()
+        accounts = [
+            {"id": new_id(), "email": f"member{n}@example.com", "password_hash": "x"} for n in range(count)
+        ]
+        await conn.execute(Account.__table__.insert(), accounts)
+        await conn.execute(
+            Membership.__table__.insert(),
+            [
+                {
+                    "id": new_id(),
+                    "organisation_id": org_id,
+                    "account_id": a["id"],
+                    "role": "nanoUser",
+                    "token_key": new_token_key(),
+                }
+                for a in accounts
+            ],
+        )
+    await engine.dispose()
+
+
+def _lua(path: Path, method: str, body: dict[str, Any]) -> str:
+    path.write_text(
+        f'wrk.method = "{method}"\n'
+        f"wrk.body = [[{json.dumps(body)}]]\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    return str(path)
+
+
+def _argon2_seconds() -> float:
+    """One argon2id hash at Streamward's parameters, in this process (the median of a few)."""
+    from streamward.passwords import _hasher
+
+    times = []
+    for _ in range(7):
+        start = time.perf_counter()
+        _hasher.hash("bench password")
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def _login_burst(
+    binary: str, url: str, token: str, workdir: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Logins at full tilt, with the authenticated read measured at the same time on other connections."""
+    import threading
+
+    script = _lua(workdir / "login.lua", "POST", {"email": "bench@example.com", "password": BENCH_PASSWORD})
+    out: dict[str, Any] = {}
+
+    def logins() -> None:
+        out["logins"] = wrk(binary, url + "/api/user/validate", {}, args, script=script, connections=8)
+
+    thread = threading.Thread(target=logins)
+    thread.start()
+    time.sleep(3)  # inside the login run (after its 2 s warm-up)
+    out["organisation_during_logins"] = wrk(
+        binary, url + "/api/organisation", {"X-BINTU-TOKEN": token}, args, connections=8
+    )
+    thread.join()
+    return out
+
+
+def _measure_postgres(binary: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    measured: dict[str, Any] = {}
+    env = prepare_database("postgres", workdir)
+    # The bench logs in for its whole login run from one address: lift the per-address login limit.
+    env["STREAMWARD_LOGIN_RATE_PER_IP"] = "100000000"
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "streamward", "db", "upgrade"],
+            env={**os.environ, **env},
+            check=True,
+            capture_output=True,
+            cwd=ROOT,
+        )
+        with server("streamward.app:app_from_environment", env, factory=True) as url:
+            token, api_key = create_org_and_login(env, url)
+            asyncio.run(_add_members(env["STREAMWARD_DATABASE_URL"], USERS_LIST_SIZE))
+            measured["organisation_token"] = wrk(
+                binary, url + "/api/organisation", {"X-BINTU-TOKEN": token}, args
+            )
+            measured["organisation_apikey"] = wrk(
+                binary, url + "/api/organisation", {"X-BINTU-APIKEY": api_key}, args
+            )
+            measured["users_list_50"] = wrk(
+                binary, url + f"/api/user?limit={USERS_LIST_SIZE}", {"X-BINTU-TOKEN": token}, args
+            )
+            path = create_transcoded_streams(url, api_key)
+            measured["stream_list_50"] = wrk(binary, url + path, {"X-BINTU-APIKEY": api_key}, args)
+            burst = _login_burst(binary, url, token, workdir, args)
+            measured["logins"] = burst["logins"]
+            measured["organisation_during_logins"] = burst["organisation_during_logins"]
+            measured["organisation_token_8c"] = wrk(
+                binary, url + "/api/organisation", {"X-BINTU-TOKEN": token}, args, connections=8
+            )
+        for workers in (2, 4):
+            with server("streamward.app:app_from_environment", env, factory=True, workers=workers) as url:
+                time.sleep(2)  # every worker up
+                measured[f"organisation_token_{workers}_processes"] = wrk(
+                    binary, url + "/api/organisation", {"X-BINTU-TOKEN": token}, args
+                )
+        limit_env = {"BENCH_DATABASE_URL": env["STREAMWARD_DATABASE_URL"], "BENCH_POOL_SIZE": "20"}
+        with server("bench.baselines:stack_limit", limit_env) as url:
+            measured["stack_limit"] = wrk(binary, url + "/api/organisation", {"X-BINTU-TOKEN": token}, args)
+    finally:
+        drop_database(env)
+    return measured
+
+
+BENCH_PASSWORD = "bench-password-1234"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -199,56 +354,68 @@ def main() -> None:
     args = parser.parse_args()
     binary = ensure_wrk()
     results: dict[str, Any] = {
-        "settings": {
-            "duration_s": args.duration,
-            "connections": args.connections,
-            "wrk_threads": 2,
-            "workers": 1,
-        },
+        "settings": {"duration_s": args.duration, "connections": args.connections, "wrk_threads": 2},
+        "cores": os.cpu_count(),
         "runs": {},
     }
-
+    runs = results["runs"]
     with server("bench.hello:app", {}) as url:
-        baseline = wrk(binary, url + "/", {}, args)
-    results["runs"]["hello"] = baseline
+        runs["hello"] = wrk(binary, url + "/", {}, args)
+    with server("bench.baselines:fastapi_hello", {}) as url:
+        runs["fastapi_hello"] = wrk(binary, url + "/", {}, args)
 
     for engine in args.engines.split(","):
-        if engine == "postgres" and not postgres_reachable():
-            print("PostgreSQL not reachable: skipped", file=sys.stderr)
-            continue
-        with tempfile.TemporaryDirectory() as workdir:
-            env = prepare_database(engine, Path(workdir))
-            try:
-                subprocess.run(
-                    [sys.executable, "-m", "streamward", "db", "upgrade"],
-                    env={**os.environ, **env},
-                    check=True,
-                    capture_output=True,
-                    cwd=ROOT,
+        with tempfile.TemporaryDirectory() as tmp:
+            workdir = Path(tmp)
+            if engine == "postgres":
+                if not postgres_reachable():
+                    print("PostgreSQL not reachable: skipped", file=sys.stderr)
+                    continue
+                for name, run in _measure_postgres(binary, args, workdir).items():
+                    runs[f"{name}_postgres"] = run
+                continue
+            env = prepare_database(engine, workdir)
+            subprocess.run(
+                [sys.executable, "-m", "streamward", "db", "upgrade"],
+                env={**os.environ, **env},
+                check=True,
+                capture_output=True,
+                cwd=ROOT,
+            )
+            with server("streamward.app:app_from_environment", env, factory=True) as url:
+                token, _ = create_org_and_login(env, url)
+                runs[f"organisation_token_{engine}"] = wrk(
+                    binary, url + "/api/organisation", {"X-BINTU-TOKEN": token}, args
                 )
-                with server("streamward.app:app_from_environment", env, factory=True) as url:
-                    token, api_key = create_org_and_login(env, url)
-                    measured = {
-                        f"organisation_{engine}": wrk(
-                            binary, url + "/api/organisation", {"X-BINTU-TOKEN": token}, args
-                        )
-                    }
-                    if engine == "postgres":
-                        # The bintu stream list: 50 transcoded streams, read with the API key.
-                        path = create_transcoded_streams(url, api_key)
-                        measured["stream_list_postgres"] = wrk(
-                            binary, url + path, {"X-BINTU-APIKEY": api_key}, args
-                        )
-            finally:
-                drop_database(env)
-        for name, run in measured.items():
-            run["ratio_to_hello"] = round(run["rps"] / baseline["rps"], 3)
-            results["runs"][name] = run
 
-    print(f"\n{'run':<24}{'req/s':>10}{'p99 ms':>10}{'ratio':>8}")
-    for name, run in results["runs"].items():
-        ratio = run.get("ratio_to_hello", 1.0)
-        print(f"{name:<24}{run['rps']:>10.0f}{run['p99_ms']:>10.2f}{ratio:>8.2f}")
+    hello, limit = runs["hello"]["rps"], runs.get("stack_limit_postgres", {}).get("rps")
+    for run in runs.values():
+        run["ratio_to_hello"] = round(run["rps"] / hello, 3)
+        if limit:
+            run["ratio_to_stack_limit"] = round(run["rps"] / limit, 3)
+    t_hash = _argon2_seconds()
+    cores = os.cpu_count() or 1
+    results["argon2_seconds"] = round(t_hash, 4)
+    if "logins_postgres" in runs:
+        ceiling = cores / t_hash
+        results["logins"] = {
+            "per_second": runs["logins_postgres"]["rps"],
+            "ceiling_cores_over_t_hash": round(ceiling, 1),
+            "ratio": round(runs["logins_postgres"]["rps"] / ceiling, 3),
+            "read_p99_idle_ms": runs["organisation_token_8c_postgres"]["p99_ms"],
+            "read_p99_during_logins_ms": runs["organisation_during_logins_postgres"]["p99_ms"],
+        }
+    if limit:
+        results["stack_limit_p99_ms"] = runs["stack_limit_postgres"]["p99_ms"]
+
+    print(f"\n{'run':<40}{'req/s':>10}{'p99 ms':>10}{'/hello':>8}{'/limit':>8}")
+    for name, run in runs.items():
+        print(
+            f"{name:<40}{run['rps']:>10.0f}{run['p99_ms']:>10.2f}{run['ratio_to_hello']:>8.3f}"
+            f"{run.get('ratio_to_stack_limit', float('nan')):>8.3f}"
+        )
+    if "logins" in results:
+        print("logins:", results["logins"], "argon2 s:", results["argon2_seconds"])
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "foundation.json"
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -115,7 +115,7 @@ def prepare_sqlite_file(url: str) -> None:
             )
 
 
-def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 20, echo: bool = False) -> AsyncEngine:
     # hide_parameters: a traceback of a failed statement must not carry what a client typed
     # (emails, tokens' digests) into the log.
     if url.startswith("sqlite"):
@@ -128,7 +128,9 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         echo=echo,
         hide_parameters=True,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        # A little room for bursts; overflow connections are closed on return, so a large overflow
+        # turns a steady load into a stream of new connections.
+        max_overflow=max(2, pool_size // 4),
         pool_pre_ping=False,
         pool_recycle=1800,
     )
@@ -162,7 +164,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 class Database:
     """The engine and the two session factories of one process."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 20) -> None:
         self.url = url
         self.engine = create_engine(url, pool_size=pool_size)
         self.is_sqlite = url.startswith("sqlite")

@@ -14,26 +14,41 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.authn.models import BintuSession
-from streamward.authz.permissions import ALL_PERMISSIONS
+from streamward.authz.permissions import ALL_PERMISSIONS, PREDEFINED_ROLES
 from streamward.authz.principal import Principal
 from streamward.crypto import digest
 from streamward.db import UTCDateTime, utcnow
 from streamward.orgs.models import Organisation
-from streamward.roles.lookup import permissions_of
+from streamward.roles.lookup import custom_role
+from streamward.roles.models import CustomRole
 from streamward.users.models import Account, Membership
 
 # last_used_at is bookkeeping, not security: refresh it at most this often per session.
 LAST_USED_RESOLUTION = timedelta(minutes=5)
 
 # Built once: composing a Select costs more CPU than running it on SQLite.
+# The custom role is joined in (predefined roles live in code and match no row), so a member's
+# request costs one round trip whatever their role.
 _TOKEN_LOOKUP = (
-    select(BintuSession.id, BintuSession.last_used_at, Membership, Organisation, Account.email)
+    select(
+        BintuSession.id,
+        BintuSession.last_used_at,
+        Membership,
+        Organisation,
+        Account.email,
+        CustomRole.description,
+        CustomRole.permissions,
+    )
     .join(
         Membership,
         (Membership.id == BintuSession.membership_id) & (Membership.token_key == BintuSession.token_key),
     )
     .join(Organisation, Organisation.id == Membership.organisation_id)
     .join(Account, Account.id == Membership.account_id)
+    .outerjoin(
+        CustomRole,
+        (CustomRole.organisation_id == Membership.organisation_id) & (CustomRole.name == Membership.role),
+    )
     .where(
         BintuSession.token_hash == bindparam("token_hash"),
         BintuSession.expires_at > bindparam("now", type_=UTCDateTime()),
@@ -50,7 +65,8 @@ class SessionUse:
 
 
 async def principal_from_token(session: AsyncSession, token: str) -> SessionUse | None:
-    """The hot path of every member request: one query joins token, membership and organisation.
+    """The hot path of every member request: one query joins token, membership, organisation,
+    account and custom role.
 
     A token counts only while it was issued under the membership's current token key, so renewing
     the key (one UPDATE) ends every token of that user at once.
@@ -59,10 +75,17 @@ async def principal_from_token(session: AsyncSession, token: str) -> SessionUse 
     row = (await session.execute(_TOKEN_LOOKUP, {"token_hash": digest(token), "now": now})).one_or_none()
     if row is None:
         return None
-    session_id, last_used_at, membership, organisation, email = row
+    session_id, last_used_at, membership, organisation, email, description, permissions = row
+    predefined = PREDEFINED_ROLES.get(membership.role)
+    if predefined is not None:
+        granted = predefined.permissions
+    elif permissions is not None:
+        granted = custom_role(membership.role, description, permissions).permissions
+    else:  # a role name that no longer resolves grants nothing
+        granted = frozenset()
     principal = Principal(
         organisation=organisation,
-        permissions=await permissions_of(session, organisation.id, membership.role),
+        permissions=granted,
         method="session",
         membership_id=membership.id,
         account_id=membership.account_id,

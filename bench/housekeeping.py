@@ -39,7 +39,7 @@ from streamward.config import Settings
 from streamward.housekeeping import BATCH_SIZE, purge
 from streamward.migrate import upgrade
 from streamward.runtime import Runtime
-from streamward.users.service import create_with_admin
+from streamward.users.provisioning import create_with_admin
 
 ADMIN_EMAIL, ADMIN_PASSWORD = "bench-admin@example.com", "bench admin passphrase"
 INSERT_CHUNK = 250_000

@@ -48,7 +48,7 @@ from streamward.pagination import encode_cursor
 from streamward.passwords import hash_password
 from streamward.runtime import Runtime
 from streamward.users.models import Membership, new_token_key
-from streamward.users.service import create_with_admin
+from streamward.users.provisioning import create_with_admin
 
 ADMIN_EMAIL, ADMIN_PASSWORD = "bench-admin@example.com", "bench admin passphrase"
 PAGE = 50

@@ -6,18 +6,21 @@ place that calls them, for every surface.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import JSON, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from streamward.authn.models import BintuSession
 from streamward.authz.permissions import ALL_PERMISSIONS, PREDEFINED_ROLES
 from streamward.authz.principal import Principal
 from streamward.crypto import digest
-from streamward.db import UTCDateTime, utcnow
+from streamward.db import WRITE_OPTION, UTCDateTime, utcnow
 from streamward.orgs.models import Organisation
 from streamward.roles.lookup import custom_role
 from streamward.roles.models import CustomRole
@@ -69,31 +72,121 @@ async def principal_from_token(session: AsyncSession, token: str) -> SessionUse 
     account and custom role.
 
     A token counts only while it was issued under the membership's current token key, so renewing
-    the key (one UPDATE) ends every token of that user at once.
+    the key (one UPDATE) ends every token of that user at once. Nothing is cached: every request
+    reads the committed rows, so a reset, a role change or a deletion applies to the very next one.
     """
     now = utcnow()
-    row = (await session.execute(_TOKEN_LOOKUP, {"token_hash": digest(token), "now": now})).one_or_none()
+    token_hash = digest(token)
+    if _reads_postgres(session):
+        found = await _raw_token_lookup(session, token_hash, now)
+    else:
+        row = (await session.execute(_TOKEN_LOOKUP, {"token_hash": token_hash, "now": now})).one_or_none()
+        found = None
+        if row is not None:
+            session_id, last_used_at, membership, organisation, email, description, permissions = row
+            found = _Found(
+                session_id,
+                last_used_at,
+                membership.id,
+                membership.account_id,
+                membership.role,
+                email,
+                description,
+                permissions,
+                organisation,
+            )
+    if found is None:
+        return None
+    principal = Principal(
+        organisation=found.organisation,
+        permissions=_permissions(found.role, found.role_description, found.role_permissions),
+        method="session",
+        membership_id=found.membership_id,
+        account_id=found.account_id,
+        email=found.email,
+        role=found.role,
+        session_id=found.session_id,
+    )
+    return SessionUse(principal, now if now - found.last_used_at > LAST_USED_RESOLUTION else None)
+
+
+def _permissions(role: str, description: str | None, permissions: list[str] | None) -> frozenset[str]:
+    predefined = PREDEFINED_ROLES.get(role)
+    if predefined is not None:
+        return predefined.permissions
+    if permissions is not None:
+        return custom_role(role, description or "", permissions).permissions
+    return frozenset()  # a role name that no longer resolves grants nothing
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    session_id: uuid.UUID
+    last_used_at: datetime
+    membership_id: uuid.UUID
+    account_id: uuid.UUID
+    role: str
+    email: str
+    role_description: str | None
+    role_permissions: list[str] | None
+    organisation: Organisation
+
+
+def _reads_postgres(session: AsyncSession) -> bool:
+    """A reading request on PostgreSQL: its look-up may skip the ORM. A writing request keeps it,
+    because services change the organisation row the Principal carries (it must be in the session)."""
+    bind = session.get_bind()
+    return bind.dialect.name == "postgresql" and not bind.get_execution_options().get(WRITE_OPTION, False)
+
+
+# The same look-up as _TOKEN_LOOKUP, as one prepared statement on the pooled asyncpg connection.
+# Building ORM rows cost more CPU than the query itself: on a read, the organisation is built
+# directly from the row, as a detached instance with its columns loaded.
+_ORG_COLUMNS = tuple(column.key for column in Organisation.__table__.columns)
+_ORG_JSON = frozenset(
+    column.key for column in Organisation.__table__.columns if isinstance(column.type, JSON)
+)
+# Built from the models' own table and column names only; the values are bound ($1, $2).
+_RAW_TOKEN_LOOKUP = (
+    "SELECT s.id, s.last_used_at, m.id, m.account_id, m.role, a.email, r.description, r.permissions, "  # noqa: S608
+    + ", ".join(f"o.{name}" for name in _ORG_COLUMNS)
+    + f" FROM {BintuSession.__tablename__} s"
+    + f" JOIN {Membership.__tablename__} m ON m.id = s.membership_id AND m.token_key = s.token_key"
+    + f" JOIN {Organisation.__tablename__} o ON o.id = m.organisation_id"
+    + f" JOIN {Account.__tablename__} a ON a.id = m.account_id"
+    + f" LEFT JOIN {CustomRole.__tablename__} r ON r.organisation_id = m.organisation_id AND r.name = m.role"
+    + " WHERE s.token_hash = $1 AND s.expires_at > $2"
+)
+
+
+def _json(value: Any) -> Any:
+    # SQLAlchemy's asyncpg dialect installs a JSON codec on its connections; without it, text.
+    return json.loads(value) if isinstance(value, str) else value
+
+
+async def _raw_token_lookup(session: AsyncSession, token_hash: str, now: datetime) -> _Found | None:
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    row = await raw.driver_connection.fetchrow(_RAW_TOKEN_LOOKUP, token_hash, now)  # type: ignore[union-attr]
     if row is None:
         return None
-    session_id, last_used_at, membership, organisation, email, description, permissions = row
-    predefined = PREDEFINED_ROLES.get(membership.role)
-    if predefined is not None:
-        granted = predefined.permissions
-    elif permissions is not None:
-        granted = custom_role(membership.role, description, permissions).permissions
-    else:  # a role name that no longer resolves grants nothing
-        granted = frozenset()
-    principal = Principal(
-        organisation=organisation,
-        permissions=granted,
-        method="session",
-        membership_id=membership.id,
-        account_id=membership.account_id,
-        email=email,
-        role=membership.role,
-        session_id=session_id,
+    values = list(row.values())
+    organisation = Organisation.__mapper__.class_manager.new_instance()
+    for name, value in zip(_ORG_COLUMNS, values[8:], strict=True):
+        set_committed_value(organisation, name, _json(value) if name in _ORG_JSON else value)
+    permissions = _json(values[7])
+    session_id, last_used_at, membership_id, account_id, role, email, description = values[:7]
+    return _Found(
+        session_id,
+        last_used_at,
+        membership_id,
+        account_id,
+        role,
+        email,
+        description,
+        permissions,
+        organisation,
     )
-    return SessionUse(principal, now if now - last_used_at > LAST_USED_RESOLUTION else None)
 
 
 async def record_use(session: AsyncSession, session_id: uuid.UUID, when: datetime) -> None:

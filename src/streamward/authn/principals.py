@@ -159,6 +159,13 @@ _RAW_TOKEN_LOOKUP = (
 )
 
 
+def _detached_organisation(values: list[Any]) -> Organisation:
+    organisation: Organisation = Organisation.__mapper__.class_manager.new_instance()
+    for name, value in zip(_ORG_COLUMNS, values, strict=True):
+        set_committed_value(organisation, name, _json(value) if name in _ORG_JSON else value)
+    return organisation
+
+
 def _json(value: Any) -> Any:
     # SQLAlchemy's asyncpg dialect installs a JSON codec on its connections; without it, text.
     return json.loads(value) if isinstance(value, str) else value
@@ -171,9 +178,7 @@ async def _raw_token_lookup(session: AsyncSession, token_hash: str, now: datetim
     if row is None:
         return None
     values = list(row.values())
-    organisation = Organisation.__mapper__.class_manager.new_instance()
-    for name, value in zip(_ORG_COLUMNS, values[8:], strict=True):
-        set_committed_value(organisation, name, _json(value) if name in _ORG_JSON else value)
+    organisation = _detached_organisation(values[8:])
     permissions = _json(values[7])
     session_id, last_used_at, membership_id, account_id, role, email, description = values[:7]
     return _Found(
@@ -197,10 +202,23 @@ async def record_use(session: AsyncSession, session_id: uuid.UUID, when: datetim
 _API_KEY_LOOKUP = select(Organisation).where(Organisation.api_key_hash == bindparam("api_key_hash"))
 
 
+_RAW_API_KEY_LOOKUP = (
+    "SELECT " + ", ".join(_ORG_COLUMNS) + f" FROM {Organisation.__tablename__} WHERE api_key_hash = $1"  # noqa: S608
+)
+
+
 async def principal_from_api_key(session: AsyncSession, api_key: str) -> Principal | None:
-    organisation = (
-        await session.execute(_API_KEY_LOOKUP, {"api_key_hash": digest(api_key)})
-    ).scalar_one_or_none()
+    """The organisation's master key: every permission. Looked up by its SHA-256 (an index probe)."""
+    organisation: Organisation | None
+    if _reads_postgres(session):
+        connection = await session.connection()
+        raw = await connection.get_raw_connection()
+        row = await raw.driver_connection.fetchrow(_RAW_API_KEY_LOOKUP, digest(api_key))  # type: ignore[union-attr]
+        organisation = _detached_organisation(list(row.values())) if row is not None else None
+    else:
+        organisation = (
+            await session.execute(_API_KEY_LOOKUP, {"api_key_hash": digest(api_key)})
+        ).scalar_one_or_none()
     if organisation is None:
         return None
     return Principal(organisation=organisation, permissions=ALL_PERMISSIONS, method="api_key")

@@ -44,7 +44,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
-	$(BIN)/python bench/users.py
+	for members in 10000 100000 1000000; do $(BIN)/python bench/users.py --members $$members || exit 1; done
 	$(BIN)/python bench/delivery.py
 	$(BIN)/python bench/limits.py
 	cd bench && ../$(BIN)/python housekeeping.py

@@ -54,10 +54,14 @@ from streamward.runtime import Runtime
 from streamward.users.service import allow_special_email_domains
 from streamward.worker import in_process_worker
 
+# Routes are matched in order: the paths a live event's audience hits (player reads, playback-token
+# checks) and the authenticated organisation read come first. No path of one router matches another's.
 ROUTERS = (
+    streams_router,
+    splay_router,
+    orgs_router,
     authn_router,
     bintu_account_router,
-    orgs_router,
     events_router,
     users_router,
     invites_router,
@@ -66,10 +70,8 @@ ROUTERS = (
     audit_router,
     ingest_router,
     bintu_token_router,
-    streams_router,
     tag_router,
     vod_router,
-    splay_router,
     keys_router,
     jwks_router,
     operator_router,

@@ -10,7 +10,14 @@ from typing import Annotated, Any
 import pydantic_core
 from fastapi import Depends, Query, Request, Response
 
-from streamward.api.stream_readers import StreamReader, playable_for_token, present, with_recordings
+from streamward.api.stream_readers import (
+    StreamReader,
+    playable_for_token,
+    present,
+    private_answer,
+    public_answer,
+    with_recordings,
+)
 from streamward.errors import BadRequest, Unauthenticated
 from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from streamward.runtime import Runtime
@@ -39,17 +46,24 @@ StateFilter = Annotated[
     StreamState | None, Query(description="Deleted streams are listed only when asked for.")
 ]
 Profile = Annotated[str | None, Query(max_length=16, description="`player`: the player profile.")]
-PAGED = {
-    200: {
-        "headers": {
-            "Link": {
-                "description": 'RFC 8288: `<...>; rel="next"`, the same request with the next '
-                "page's cursor; absent on the last page.",
-                "schema": {"type": "string"},
-            }
-        }
-    }
+_LINK = {
+    "description": 'RFC 8288: `<...>; rel="next"`, the same request with the next '
+    "page's cursor; absent on the last page.",
+    "schema": {"type": "string"},
 }
+# Public player reads (no credentials; an organisation that requires no playback token): at most a
+# second old, revalidated with If-None-Match. Answers to credentials keep `no-store`.
+_PLAYER_CACHE_HEADERS = {
+    "ETag": {"description": "Strong tag of a public player answer.", "schema": {"type": "string"}},
+    "Cache-Control": {
+        "description": "`public, max-age=1` on public player answers; `private, no-store` when the "
+        "organisation requires a playback token; `no-store` with credentials.",
+        "schema": {"type": "string"},
+    },
+}
+_NOT_MODIFIED = {"description": "Not Modified: If-None-Match names the current ETag (public player answers)."}
+PLAYER_READ = {200: {"headers": _PLAYER_CACHE_HEADERS}, 304: _NOT_MODIFIED}
+PAGED_PLAYER_READ = {200: {"headers": {"Link": _LINK, **_PLAYER_CACHE_HEADERS}}, 304: _NOT_MODIFIED}
 
 
 def json_response(content: Any, *, headers: dict[str, str] | None = None) -> Response:
@@ -135,4 +149,10 @@ async def listing(
     views = await with_recordings(db, reader, views, filters.asset_limit)
     addresses = Addresses.of(runtime.settings)
     body = [present(view, reader, addresses, profile) for view in views]
-    return json_response(body, headers=next_link(request, page.next_cursor))
+    link = next_link(request, page.next_cursor)
+    organisation = reader.player_organisation
+    if organisation is None:
+        return json_response(body, headers=link)
+    if organisation.player_token_required:
+        return private_answer(request, runtime, organisation.id, body, link)
+    return public_answer(request, runtime, organisation.id, body, link)

@@ -13,17 +13,26 @@ Players never see locked or deleted streams (404). When the organisation require
 for player reads (Secure Playback), anonymous and player-key readers must present one, as
 ``?token=`` (a player's URL is all it controls) or the ``X-Playback-Token`` header; it is checked
 with the token service's own verifier, for the stream read.
+
+What players read without credentials is public: such answers are served from the process's
+player-read cache (streams/player_cache.py, at most a second old) with a strong ``ETag``,
+``Cache-Control: public, max-age=1`` and ``304`` on a matching ``If-None-Match``, so that a CDN in
+front can absorb a crowd too (``cached_or_read``, ``public_answer``). Answers to credentials and
+answers of an organisation that requires a playback token are never cached: the former keep the
+API's ``no-store``; the latter are ``private, no-store`` (a shared cache must not hand one reader's
+token-checked answer to the next), and the token is checked on every request.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
-from fastapi import Depends, Request
+import pydantic_core
+from fastapi import Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.authz.grants import check
@@ -35,8 +44,9 @@ from streamward.orgs.packages import has_package
 from streamward.orgs.player_access import organisation_by_player_key
 from streamward.playback.errors import SplayError
 from streamward.playback.service import Presentation, verify
-from streamward.runtime import client_address
+from streamward.runtime import Runtime, client_address
 from streamward.streams.models import Stream
+from streamward.streams.player_cache import CachedAnswer, Fill, player_cache
 from streamward.streams.playout import Addresses, player_object, stream_object
 from streamward.streams.service import StreamView
 from streamward.vod import service as vod
@@ -213,3 +223,143 @@ def present(
     if principal is None or profile == PLAYER_PROFILE:
         return player_object(view, addresses)
     return stream_object(view, addresses, show_push_url=principal.can("stream:manage"))
+
+
+# --- Public answers: the player-read cache --------------------------------------------------------
+
+PUBLIC_CACHE_CONTROL = "public, max-age=1"
+# Answers of an organisation that requires a playback token: checked per reader, never shared.
+PRIVATE_CACHE_CONTROL = "private, no-store"
+# A public answer depends on these request headers (credentials get another answer, the player key
+# confines the reader to its organisation): a shared cache must keep answers apart by them.
+PUBLIC_VARY = f"{TOKEN_HEADER}, {API_KEY_HEADER}, {PLAYER_KEY_HEADER}"
+_FILL = "streamward.player_read_fill"
+_CREDENTIAL_HEADERS = (TOKEN_HEADER.lower().encode(), API_KEY_HEADER.lower().encode())
+_PLAYER_KEY = PLAYER_KEY_HEADER.lower().encode()
+_IF_NONE_MATCH = b"if-none-match"
+_TOKEN_PARAMETER = PLAYBACK_TOKEN_QUERY.encode()
+
+ReadHandler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class _PlayerRequest:
+    player_key: str | None
+    if_none_match: str | None
+
+
+def _player_request(request: Request) -> _PlayerRequest | None:
+    """The headers a public answer depends on, from one pass over the raw headers; None when the
+    request carries credentials (their answers are never cached). The first value of a header
+    counts, as ``request.headers.get`` (which the access rule reads) takes it."""
+    player_key = if_none_match = None
+    seen: set[bytes] = set()
+    for name, value in request.scope["headers"]:
+        if name in seen:
+            continue
+        if name in _CREDENTIAL_HEADERS:
+            if value:
+                return None
+            seen.add(name)
+        elif name == _PLAYER_KEY:
+            player_key = value.decode("latin-1") or None
+            seen.add(name)
+        elif name == _IF_NONE_MATCH:
+            if_none_match = value.decode("latin-1")
+            seen.add(name)
+    return _PlayerRequest(player_key, if_none_match)
+
+
+def _query_key(query: bytes, *, keep_token: bool) -> Hashable:
+    """The query as part of a cache key. A playback token is irrelevant to a public answer (only
+    organisations that require one check it, and their answers are never shared), so one viewer's
+    token does not make a key of its own; a listing keeps it, as its Link header repeats the query."""
+    if keep_token or _TOKEN_PARAMETER not in query:
+        return query
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    return tuple(pair for pair in pairs if pair[0] != PLAYBACK_TOKEN_QUERY)
+
+
+def _cache_key(kind: str, request: Request, player_key: str | None) -> Hashable:
+    query: bytes = request.scope["query_string"]
+    if kind == "list":
+        return (kind, request.scope["path"], query, player_key)
+    return (kind, request.path_params.get("stream_id"), _query_key(query, keep_token=False), player_key)
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 If-None-Match: weak comparison, any of a list, or ``*``."""
+    if not if_none_match:
+        return False
+    for candidate in if_none_match.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == etag:
+            return True
+    return False
+
+
+def _serve(answer: CachedAnswer, if_none_match: str | None) -> Response:
+    headers = {"etag": answer.etag, "cache-control": PUBLIC_CACHE_CONTROL, "vary": PUBLIC_VARY}
+    if _matches(if_none_match, answer.etag):
+        return Response(status_code=304, headers=headers)
+    headers.update(answer.headers)
+    return Response(answer.body, media_type="application/json", headers=headers)
+
+
+async def cached_or_read(kind: str, request: Request, read: ReadHandler) -> Response:
+    """A public player read from the cache when it holds the answer, else ``read`` (the route's
+    own handler: access rule, database, ``public_answer``), which stores it for the next readers."""
+    asked = _player_request(request) if request.method == "GET" else None
+    if asked is None or (kind == "list" and asked.player_key is None):
+        return await read(request)
+    runtime: Runtime = request.app.state.runtime
+    cache = player_cache(runtime.database)
+    key = _cache_key(kind, request, asked.player_key)
+    answer = cache.get(key)
+    fill: Fill | None = None
+    if answer is None:
+        answer, fill = await cache.lead_or_wait(key)
+    if answer is not None:
+        if answer.public:
+            return _serve(answer, asked.if_none_match)
+        return await read(request)  # answers for this reader only: nothing to share, nothing to wait for
+    assert fill is not None
+    request.scope[_FILL] = fill
+    try:
+        return await read(request)
+    finally:
+        cache.finish(fill)  # an answer that could not be stored: whoever waited reads for itself
+
+
+def public_answer(
+    request: Request,
+    runtime: Runtime,
+    organisation_id: uuid.UUID,
+    content: Any,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The answer to a player whose organisation requires no playback token: public, stored in the
+    cache for the next readers of the same thing (when this request began a reading of it)."""
+    body = pydantic_core.to_json(content)
+    extra = tuple((headers or {}).items())
+    fill: Fill | None = request.scope.get(_FILL)
+    answer, _ = player_cache(runtime.database).put(fill, organisation_id, body, extra)
+    return _serve(answer, request.headers.get("if-none-match"))
+
+
+def private_answer(
+    request: Request,
+    runtime: Runtime,
+    organisation_id: uuid.UUID,
+    content: Any,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The answer to a player whose organisation requires a playback token: for this reader only.
+    The cache notes just that, so that the next readers of the same thing do not wait for others."""
+    fill: Fill | None = request.scope.get(_FILL)
+    player_cache(runtime.database).put(fill, organisation_id, b"", public=False)
+    return Response(
+        pydantic_core.to_json(content),
+        media_type="application/json",
+        headers={"cache-control": PRIVATE_CACHE_CONTROL, **(headers or {})},
+    )

@@ -1,19 +1,22 @@
 """The bintu stream API (BINTU-WIRE.md): every success is 200 with a JSON body, lists are bare
 arrays paged by an RFC 8288 ``Link: <...>; rel="next"`` header (stream_listing.py), and the read
-paths follow the ``player`` access rule (stream_readers.py). Stream objects are built as dicts
-(streams/playout.py) and sent as they are; the response models document them and the tests hold
-them to it."""
+paths follow the ``player`` access rule (stream_readers.py). What players read without credentials
+is public and answered from the player-read cache when it holds it (``StreamRoute``, before the
+access rule and the session). Stream objects are built as dicts (streams/playout.py) and sent as
+they are; the response models document them and the tests hold them to it."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Annotated
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
+from fastapi.routing import APIRoute
 
 from streamward.api.stream_listing import (
     DEFAULT_ASSET_LIMIT,
-    PAGED,
+    PAGED_PLAYER_READ,
+    PLAYER_READ,
     AssetLimit,
     Filters,
     Profile,
@@ -24,9 +27,12 @@ from streamward.api.stream_readers import (
     PLAYER_PROFILE,
     STREAM_READER,
     StreamReader,
+    cached_or_read,
     check_player_read,
     playable_for_token,
     present,
+    private_answer,
+    public_answer,
     with_recordings,
 )
 from streamward.authz.principal import Principal
@@ -58,11 +64,41 @@ from streamward.web.access import require
 from streamward.web.params import Cursor, Limit, RuntimeDep
 from streamward.web.session import DbSession, reads, writes
 
-stream_routes = APIRouter(prefix="/api/stream", tags=["streams"])
+Endpoint = Callable[..., Awaitable[Response]]
+PLAYER_READ_ATTRIBUTE = "streamward_player_read"
+
+
+def player_read(kind: str) -> Callable[[Endpoint], Endpoint]:
+    """The route is a public player read (``stream``, ``group`` or ``list``): answered from the
+    player-read cache when it holds the answer (see stream_readers.cached_or_read)."""
+
+    def mark(endpoint: Endpoint) -> Endpoint:
+        setattr(endpoint, PLAYER_READ_ATTRIBUTE, kind)
+        return endpoint
+
+    return mark
+
+
+class StreamRoute(APIRoute):
+    """A stream route. The player reads among them look in the cache before anything else runs:
+    a cached public answer needs neither the access rule nor a database session."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        kind: str | None = getattr(self.endpoint, PLAYER_READ_ATTRIBUTE, None)
+        if kind is None:
+            return handler
+
+        async def player_read_handler(request: Request) -> Response:
+            return await cached_or_read(kind, request, handler)
+
+        return player_read_handler
+
+
+stream_routes = APIRouter(prefix="/api/stream", tags=["streams"], route_class=StreamRoute)
 player_access_routes = APIRouter(prefix="/api/organisation/player-access", tags=["organisation"])
 tag_router = APIRouter(prefix="/api/tag", tags=["tags"])
 
-Endpoint = Callable[..., Awaitable[Response]]
 # Whoever may act on a stream's lifecycle and restream target.
 StreamManager = Annotated[Principal, require("stream:manage")]
 
@@ -100,11 +136,12 @@ async def create_stream(
 @stream_routes.get(
     "",
     response_model=list[StreamOut | PlayerStreamOut],
-    responses=PAGED,  # type: ignore[arg-type]
+    responses=PAGED_PLAYER_READ,  # type: ignore[arg-type]
     summary="Streams, newest first, as a bare array; next page in the Link header",
     description="With credentials: stream objects. With the player key (X-BINTU-PLAYERKEY, tags "
     "required): the player profile of the organisation's playable streams.",
 )
+@player_read("list")
 @reads
 async def list_streams(
     request: Request,
@@ -121,9 +158,10 @@ async def list_streams(
 @stream_routes.get(
     "/public",
     response_model=list[PlayerStreamOut],
-    responses=PAGED,  # type: ignore[arg-type]
+    responses=PAGED_PLAYER_READ,  # type: ignore[arg-type]
     summary="Player-key listing: the player profile of the organisation's playable streams",
 )
+@player_read("list")
 @reads
 async def list_public_streams(
     request: Request,
@@ -138,10 +176,13 @@ async def list_public_streams(
 @stream_routes.get(
     "/{stream_id}",
     response_model=StreamOut | PlayerStreamOut,
+    responses=PLAYER_READ,  # type: ignore[arg-type]
     summary="One stream; without credentials (or with ?profile=player) its player profile",
 )
+@player_read("stream")
 @reads
 async def read_stream(
+    request: Request,
     stream_id: str,
     reader: Annotated[StreamReader, STREAM_READER],
     db: DbSession,
@@ -149,28 +190,35 @@ async def read_stream(
     profile: Profile = None,
     asset_limit: AssetLimit = DEFAULT_ASSET_LIMIT,
 ) -> Response:
+    addresses = Addresses.of(runtime.settings)
     if reader.principal is not None:
         view = await service.read_stream(db, reader.principal, stream_id)
-    else:
-        stream, organisation = await service.find_for_player(db, stream_id)
-        if reader.player_organisation is not None and reader.player_organisation.id != organisation.id:
-            raise NotFound("No such stream.")
-        await check_player_read(db, reader, organisation, stream, issuer=runtime.settings.base_url)
-        reader = StreamReader(player_organisation=organisation)  # VOD visibility: the stream's organisation
-        view = StreamView(stream, [])
-    (view,) = await with_recordings(db, reader, [view], asset_limit)
-    return json_response(present(view, reader, Addresses.of(runtime.settings), profile))
+        (view,) = await with_recordings(db, reader, [view], asset_limit)
+        return json_response(present(view, reader, addresses, profile))
+    stream, organisation = await service.find_for_player(db, stream_id)
+    if reader.player_organisation is not None and reader.player_organisation.id != organisation.id:
+        raise NotFound("No such stream.")
+    await check_player_read(db, reader, organisation, stream, issuer=runtime.settings.base_url)
+    player = StreamReader(player_organisation=organisation)  # VOD visibility: the stream's organisation
+    (view,) = await with_recordings(db, player, [StreamView(stream, [])], asset_limit)
+    content = present(view, player, addresses, profile)
+    if organisation.player_token_required:
+        return private_answer(request, runtime, organisation.id, content)
+    return public_answer(request, runtime, organisation.id, content)
 
 
 @stream_routes.get(
     "/{stream_id}/group",
     response_model=StreamGroupOut,
+    responses=PLAYER_READ,  # type: ignore[arg-type]
     summary="The stream group: every rendition in playout.h5live, with playout.hls at the same index",
     description="`stream_id` is a stream id or a stream name; with credentials or the player key "
     "also a group id of the organisation.",
 )
+@player_read("group")
 @reads
 async def read_stream_group(
+    request: Request,
     stream_id: str,
     reader: Annotated[StreamReader, STREAM_READER],
     db: DbSession,
@@ -184,7 +232,12 @@ async def read_stream_group(
     members = await service.group_members(db, head)
     # A token for one stream of the group plays that stream, not its siblings.
     members = await playable_for_token(db, reader, organisation, members, issuer=runtime.settings.base_url)
-    return json_response(group_object(members, Addresses.of(runtime.settings)))
+    content = group_object(members, Addresses.of(runtime.settings))
+    if not reader.is_player:
+        return json_response(content)
+    if organisation.player_token_required:
+        return private_answer(request, runtime, organisation.id, content)
+    return public_answer(request, runtime, organisation.id, content)
 
 
 @stream_routes.put("/{stream_id}/tag", response_model=StreamOut, summary="Replace the stream's tags")

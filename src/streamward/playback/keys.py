@@ -9,12 +9,13 @@ from __future__ import annotations
 import base64
 import secrets
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import Select, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.audit.service import Actor, record, record_change
@@ -53,10 +54,6 @@ def new_signing_key(box: SecretBox, organisation_id: uuid.UUID) -> PlaybackSigni
 def private_key_of(box: SecretBox, key: PlaybackSigningKey) -> Ed25519PrivateKey:
     raw = _b64url_decode(box.open(key.private_key_sealed, purpose=SIGNING_KEY_PURPOSE))
     return Ed25519PrivateKey.from_private_bytes(raw)
-
-
-def public_key_of(key: PlaybackSigningKey) -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(_b64url_decode(key.public_key))
 
 
 def _active_key(organisation_id: uuid.UUID) -> Select[PlaybackSigningKey]:
@@ -114,9 +111,41 @@ async def note_token_expiry(session: AsyncSession, key: PlaybackSigningKey, expi
     )
 
 
-async def key_for_kid(session: AsyncSession, kid: str) -> PlaybackSigningKey | None:
-    statement = select(PlaybackSigningKey).where(PlaybackSigningKey.kid == kid)
-    return (await session.execute(statement)).scalar_one_or_none()
+@dataclass(frozen=True, slots=True)
+class VerifyingKey:
+    """What checking a signature needs of a key: its public half and its organisation. Neither
+    ever changes for a kid (a rotation makes a new key), so a process may keep them; whether the
+    key was revoked changes, and is read from the database at every verify."""
+
+    kid: str
+    organisation_id: uuid.UUID
+    public_key: Ed25519PublicKey
+
+
+# Per process, bounded: a verifier sees the keys of the organisations whose players it serves.
+MAX_VERIFYING_KEYS = 1024
+_verifying_keys: OrderedDict[str, VerifyingKey] = OrderedDict()
+_VERIFYING_KEY = select(PlaybackSigningKey.organisation_id, PlaybackSigningKey.public_key).where(
+    PlaybackSigningKey.kid == bindparam("kid")
+)
+
+
+async def verifying_key(session: AsyncSession, kid: str) -> VerifyingKey | None:
+    """The key ``kid`` names, read once per process; None when there is no such key (not kept: a
+    key created later must verify at once)."""
+    key = _verifying_keys.get(kid)
+    if key is not None:
+        _verifying_keys.move_to_end(kid)
+        return key
+    row = (await session.execute(_VERIFYING_KEY, {"kid": kid})).one_or_none()
+    if row is None:
+        return None
+    organisation_id, public_key = row
+    key = VerifyingKey(kid, organisation_id, Ed25519PublicKey.from_public_bytes(_b64url_decode(public_key)))
+    _verifying_keys[kid] = key
+    if len(_verifying_keys) > MAX_VERIFYING_KEYS:
+        _verifying_keys.popitem(last=False)
+    return key
 
 
 async def published_keys(

@@ -16,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, exists, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +25,7 @@ from streamward.audit.service import Actor, record
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import scoped
 from streamward.crypto import SecretBox
+from streamward.db import WRITE_OPTION
 from streamward.orgs.models import organisation_of
 from streamward.orgs.packages import require_package
 from streamward.playback import keys
@@ -37,9 +39,9 @@ from streamward.playback.errors import (
     malformed,
     refused,
 )
+from streamward.playback.keys import VerifyingKey
 from streamward.playback.models import PlaybackRevocation, PlaybackSigningKey
 from streamward.streams.models import Stream, StreamState
-from streamward.streams.service import find_by_name
 
 ALGORITHM = "EdDSA"  # the only one accepted: no "none", no HMAC with a public key as secret
 AUDIENCE = "playback"
@@ -159,10 +161,11 @@ async def issue(
     return token
 
 
-async def _decode(
+async def _signed_claims(
     session: AsyncSession, token: str, *, issuer: str
-) -> tuple[dict[str, Any], PlaybackSigningKey]:
-    """Signature, algorithm, key, times, audience, issuer and type; raises SplayError."""
+) -> tuple[dict[str, Any], VerifyingKey]:
+    """Signature, algorithm, key, times, audience, issuer and type; raises SplayError. Touches the
+    database only the first time this process meets the token's key (its public half is kept)."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError:
@@ -170,13 +173,13 @@ async def _decode(
     if header.get("alg") != ALGORITHM:
         raise malformed("algorithm_not_allowed", f"Playback tokens are signed with {ALGORITHM} only.")
     kid = header.get("kid")
-    key = await keys.key_for_kid(session, kid) if isinstance(kid, str) and len(kid) <= 64 else None
+    key = await keys.verifying_key(session, kid) if isinstance(kid, str) and len(kid) <= 64 else None
     if key is None:
-        raise malformed("unknown_key", "The token was not signed by a key of this service.")
+        raise _unknown_key()
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
-            keys.public_key_of(key),
+            key.public_key,
             algorithms=[ALGORITHM],
             audience=AUDIENCE,
             issuer=issuer,
@@ -195,11 +198,88 @@ async def _decode(
     if claims.get("typ") != TOKEN_TYPE or claims.get("org") != str(key.organisation_id):
         raise malformed("invalid_token", "The token's signature or claims are not valid.")
     _check_times(claims, clock())
-    if key.revoked_at is not None:
+    return claims, key
+
+
+def _unknown_key() -> SplayError:
+    return malformed("unknown_key", "The token was not signed by a key of this service.")
+
+
+# What may have changed since the token was signed, in one round trip: whether its key was revoked
+# (a rotation with revokeOld), whether the token itself was revoked (revocable tokens: jti, else
+# NULL), and the stream it is presented for (NULL: none). No row: the key is gone (its organisation
+# was deleted). Read on every verify, in every process: nothing here is cached, so a revocation
+# committed anywhere is refused by the very next verify everywhere.
+_TOKEN_STATE = (
+    select(
+        PlaybackSigningKey.revoked_at.is_not(None).label("key_revoked"),
+        exists().where(PlaybackRevocation.jti == bindparam("jti")).label("token_revoked"),
+        Stream.organisation_id.label("stream_organisation_id"),
+        Stream.state.label("stream_state"),
+        Stream.group_id.label("stream_group_id"),
+    )
+    .select_from(PlaybackSigningKey)
+    .outerjoin(Stream, Stream.name == bindparam("stream"))
+    .where(PlaybackSigningKey.kid == bindparam("kid"))
+)
+
+
+@dataclass(frozen=True)
+class PresentedStream:
+    """The stream a token is presented for, as far as the scope check needs it."""
+
+    organisation_id: uuid.UUID
+    state: str
+    group_id: str | None
+
+
+@dataclass(frozen=True)
+class _TokenState:
+    token_revoked: bool
+    stream: PresentedStream | None
+
+
+# The same statement for asyncpg itself, and the order of its parameters: on a reading request on
+# PostgreSQL the state is read on the session's connection without SQLAlchemy's execution layer,
+# which costs more than the query (every verify runs it).
+_RAW_TOKEN_STATE = _TOKEN_STATE.compile(dialect=postgresql.asyncpg.dialect())  # type: ignore[no-untyped-call]
+_RAW_TOKEN_STATE_SQL = str(_RAW_TOKEN_STATE)
+_RAW_TOKEN_STATE_PARAMETERS = tuple(_RAW_TOKEN_STATE.positiontup or ())
+
+
+def _reads_postgres(session: AsyncSession) -> bool:
+    """A reading request on PostgreSQL (no write transaction whose state the driver call could
+    bypass)."""
+    bind = session.get_bind()
+    return bind.dialect.name == "postgresql" and not bind.get_execution_options().get(WRITE_OPTION, False)
+
+
+async def _read_token_state(session: AsyncSession, params: dict[str, Any]) -> Any:
+    if _reads_postgres(session):
+        connection = await session.connection()
+        raw = await connection.get_raw_connection()
+        driver: Any = raw.driver_connection
+        return await driver.fetchrow(
+            _RAW_TOKEN_STATE_SQL, *(params[name] for name in _RAW_TOKEN_STATE_PARAMETERS)
+        )
+    return (await session.execute(_TOKEN_STATE, params)).mappings().one_or_none()
+
+
+async def _token_state(
+    session: AsyncSession, key: VerifyingKey, *, jti: str | None, stream: str | None
+) -> _TokenState:
+    """Refuses a token whose key was revoked or is gone; otherwise what else the check needs."""
+    row = await _read_token_state(session, {"kid": key.kid, "jti": jti, "stream": stream})
+    if row is None:
+        raise _unknown_key()
+    if row["key_revoked"]:
         raise SplayError(
             TOKEN_EXPIRED, "key_revoked", "The token's signing key was revoked.", status_code=403
         )
-    return claims, key
+    presented = None
+    if (stream_organisation_id := row["stream_organisation_id"]) is not None:
+        presented = PresentedStream(stream_organisation_id, row["stream_state"], row["stream_group_id"])
+    return _TokenState(bool(row["token_revoked"]), presented)
 
 
 def _check_times(claims: dict[str, Any], now: float) -> None:
@@ -236,9 +316,8 @@ def _address_matches(allowed: str, address: str) -> bool:
         return False
 
 
-async def _check_presentation(session: AsyncSession, claims: dict[str, Any], where: Presentation) -> None:
+def _check_presentation(claims: dict[str, Any], where: Presentation, stream: PresentedStream | None) -> None:
     if where.stream is not None:
-        stream = await find_by_name(session, where.stream)
         if stream is not None and str(stream.organisation_id) != claims["org"]:
             raise SplayError(
                 OTHER_ORGANISATION,
@@ -270,19 +349,25 @@ async def _check_presentation(session: AsyncSession, claims: dict[str, Any], whe
 
 
 async def verify(session: AsyncSession, token: str, where: Presentation, *, issuer: str) -> dict[str, Any]:
-    """The token's claims when it may be used as presented; raises SplayError otherwise."""
-    claims, _ = await _decode(session, token, issuer=issuer)
-    if claims.get("revocable"):
-        revoked = await session.get(PlaybackRevocation, str(claims["jti"]))
-        if revoked is not None:
-            raise SplayError(TOKEN_EXPIRED, "token_revoked", "The token was revoked.", status_code=403)
-    await _check_presentation(session, claims, where)
+    """The token's claims when it may be used as presented; raises SplayError otherwise.
+
+    The signature is checked first, without the database (a forged token costs no query); then one
+    round trip reads what revocation may have changed and the stream it is presented for."""
+    claims, key = await _signed_claims(session, token, issuer=issuer)
+    revocable = bool(claims.get("revocable"))
+    state = await _token_state(
+        session, key, jti=str(claims["jti"]) if revocable else None, stream=where.stream
+    )
+    if revocable and state.token_revoked:
+        raise SplayError(TOKEN_EXPIRED, "token_revoked", "The token was revoked.", status_code=403)
+    _check_presentation(claims, where, state.stream)
     return claims
 
 
 async def revoke(session: AsyncSession, principal: Principal, token: str, *, issuer: str) -> None:
     """Revoke a revocable token of the caller's organisation; revoking twice is not an error."""
-    claims, key = await _decode(session, token, issuer=issuer)
+    claims, key = await _signed_claims(session, token, issuer=issuer)
+    await _token_state(session, key, jti=None, stream=None)  # a revoked key's tokens are refused
     if key.organisation_id != principal.organisation_id:
         raise SplayError(
             OTHER_ORGANISATION,

@@ -18,6 +18,7 @@ from streamward.db import utcnow
 from streamward.errors import Conflict
 from streamward.events.catalogue import EventType
 from streamward.streams.models import Stream, StreamState, StreamTag
+from streamward.streams.player_cache import note_player_change
 
 # Streams a player may see; locked and deleted ones do not exist for it.
 PLAYABLE_STATES = (StreamState.CREATED.value, StreamState.LIVE.value, StreamState.ENDED.value)
@@ -139,6 +140,9 @@ async def apply_action(
     stream.state = after.value
     stream.updated_at = utcnow()
     fields = {"id": str(stream.id), "name": stream.name, "state": after.value, "previousState": before.value}
+    # Players stop seeing a locked or deleted stream, and see the new state of any other, at once
+    # in this process (and within the player-read cache's second in the others).
+    note_player_change(session, stream.organisation_id)
     if after is StreamState.DELETED:
         # A deleted stream uses no tag any more (the overview's tag counts drop at once).
         await session.execute(delete(StreamTag).where(StreamTag.stream_id == stream.id))

@@ -22,6 +22,7 @@ from streamward.events.outbox import emit
 from streamward.pagination import InvalidCursor, Page, decode_text_cursor, encode_text_cursor
 from streamward.schemas import column_length
 from streamward.streams.models import Stream, StreamTag
+from streamward.streams.player_cache import note_player_change
 
 MAX_TAG_LENGTH = column_length(StreamTag.tag)
 MAX_TAGS_PER_STREAM = 50
@@ -157,6 +158,7 @@ async def rename_tag(session: AsyncSession, principal: Principal, old: str, new:
         .values(tag=new)
         .execution_options(synchronize_session=False)
     )
+    note_player_change(session, principal.organisation_id)  # player-key listings filter by tag
     total = await session.scalar(
         scoped(select(func.count()).select_from(StreamTag), StreamTag, principal).where(StreamTag.tag == new)
     )
@@ -182,6 +184,7 @@ async def delete_tag(session: AsyncSession, principal: Principal, name: str) -> 
         .where(StreamTag.tag == name)
         .execution_options(synchronize_session=False)
     )
+    note_player_change(session, principal.organisation_id)  # player-key listings filter by tag
     record(
         session,
         Actor.of(principal),

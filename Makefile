@@ -45,6 +45,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	for members in 10000 100000 1000000; do $(BIN)/python bench/users.py --members $$members || exit 1; done
+	cd bench && ../$(BIN)/python player_reads.py
 	$(BIN)/python bench/delivery.py
 	$(BIN)/python bench/limits.py
 	cd bench && ../$(BIN)/python housekeeping.py

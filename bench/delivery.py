@@ -2,12 +2,15 @@
 
 * throughput: deliveries per second from the worker to a local receiver, as a ratio to a bare httpx
   POST loop (same concurrency, same receiver, same body size) — what signing, claiming, logging and
-  retry bookkeeping cost on top of the HTTP itself;
+  retry bookkeeping cost on top of the HTTP itself. The machine is shared, so the baseline and each
+  engine's worker take turns, ``--rounds`` times, and each ratio is taken within one round (the
+  median of the rounds is reported);
 * latency: time from an event's commit to its first attempt reaching the receiver, p50 and p99,
-  (a) committed by another process (the worker finds it by polling) and (b) committed in-process by
-  a request (the worker is woken at once).
+  (a) committed by another process (the worker finds it by polling) and (b) committed in-process
+  (the post-commit hook the app installs wakes the worker at once). ``bench/delivery_latency.py``
+  measures (b) through the app itself, from a media server's request.
 
-    .venv/bin/python bench/delivery.py [--events 2000] [--engines sqlite,postgres]
+    .venv/bin/python bench/delivery.py [--events 2000] [--rounds 3] [--engines sqlite,postgres]
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from streamward.config import Settings  # noqa: E402
-from streamward.events.outbox import emit  # noqa: E402
+from streamward.db import Database  # noqa: E402
+from streamward.events.catalogue import EventType  # noqa: E402
+from streamward.events.outbox import emit, wake_on_commit  # noqa: E402
 from streamward.migrate import upgrade  # noqa: E402
 from streamward.orgs.models import Organisation  # noqa: E402
 from streamward.orgs.service import create_organisation  # noqa: E402
@@ -46,6 +51,8 @@ PG_ADMIN = os.environ.get("STREAMWARD_BENCH_PG_URL", "postgresql://postgres@127.
 # One organisation's deliveries run at most STREAMWARD_WORKER_PER_ORGANISATION_CONCURRENCY (default 4)
 # at a time; the baseline gets the same number of concurrent requests.
 CONCURRENCY = Settings().worker_per_organisation_concurrency
+# A JSON management event the bench organisation subscribes to (its payload is not checked here).
+BENCH_EVENT = EventType.ORGANISATION_UPDATED
 
 RECEIVER = r"""
 import json, sys, time
@@ -146,11 +153,12 @@ async def prepare(engine: str, workdir: Path, receiver_url: str) -> tuple[Runtim
     settings = Settings(
         database_url=url,
         var_dir=workdir,
-        secret_key="bench-secret-key-" + "y" * 32,  # type: ignore[arg-type]
+        secret_key="bench-secret-key-" + "y" * 32,
         allow_private_webhook_targets=True,
     )
     await asyncio.to_thread(upgrade, settings.effective_database_url)
     runtime = Runtime.from_settings(settings)
+    wake_on_commit(runtime.database, runtime.outbox_wakeup)  # as the app does
     async with runtime.database.session() as session:
         created = await create_organisation(session, runtime.secret_box, name="Bench")
         secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
@@ -159,7 +167,7 @@ async def prepare(engine: str, workdir: Path, receiver_url: str) -> tuple[Runtim
             .where(Organisation.id == created.organisation.id)
             .values(
                 webhook_url=receiver_url + "/hook",
-                webhook_events=["bench.event"],
+                webhook_events=[BENCH_EVENT.value],
                 webhook_secret_sealed=runtime.secret_box.seal(secret, purpose=WEBHOOK_SECRET_PURPOSE),
             )
         )
@@ -170,7 +178,7 @@ async def prepare(engine: str, workdir: Path, receiver_url: str) -> tuple[Runtim
 async def emit_many(runtime: Runtime, organisation_id: Any, count: int) -> None:
     async with runtime.database.session() as session:
         for n in range(count):
-            emit(session, "bench.event", {"n": n, "padding": "x" * 200}, organisation_id=organisation_id)
+            emit(session, BENCH_EVENT, {"n": n, "padding": "x" * 200}, organisation_id=organisation_id)
         await session.commit()
 
 
@@ -187,6 +195,9 @@ async def throughput(runtime: Runtime, organisation_id: Any, count: int) -> floa
 async def latency(
     runtime: Runtime, organisation_id: Any, receiver_url: str, samples: int, *, wake: bool
 ) -> dict[str, float]:
+    """``wake``: committed in-process, the post-commit hook wakes the worker; else committed through
+    an engine of its own without that hook, like another process: the worker finds it by polling."""
+    committer = runtime.database if wake else Database(runtime.database.url)
     async with httpx.AsyncClient() as client:
         await client.post(receiver_url + "/reset")
         stop = asyncio.Event()
@@ -195,17 +206,17 @@ async def latency(
         committed: dict[str, float] = {}
         try:
             for _ in range(samples):
-                async with runtime.database.session() as session:
-                    event = emit(session, "bench.event", {"probe": True}, organisation_id=organisation_id)
+                async with committer.session() as session:
+                    event = emit(session, BENCH_EVENT, {"probe": True}, organisation_id=organisation_id)
                     await session.commit()
                 committed[str(event.id)] = time.time()
-                if wake:
-                    runtime.outbox_wakeup.set()
                 await asyncio.sleep(0.05)
             await asyncio.sleep(1.0)
         finally:
             stop.set()
             await task
+            if committer is not runtime.database:
+                await committer.dispose()
         arrivals = (await client.get(receiver_url + "/arrivals")).json()
     delays = sorted((arrivals[i] - t) * 1000 for i, t in committed.items() if i in arrivals)
     assert len(delays) == samples, f"only {len(delays)} of {samples} probes arrived"
@@ -215,30 +226,51 @@ async def latency(
     }
 
 
-async def run_engine(
-    engine: str, receiver_url: str, args: argparse.Namespace, base_rps: float
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+async def run_engines(
+    engines: list[str], receiver_url: str, body: bytes, args: argparse.Namespace
 ) -> dict[str, Any]:
+    runs: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        runtime, organisation_id, pg_name = await prepare(engine, Path(tmp), receiver_url)
+        prepared = {engine: await prepare(engine, Path(tmp), receiver_url) for engine in engines}
         try:
-            rps = await throughput(runtime, organisation_id, args.events)
-            polled = await latency(runtime, organisation_id, receiver_url, args.samples, wake=False)
-            woken = await latency(runtime, organisation_id, receiver_url, args.samples, wake=True)
+            base: list[float] = []
+            rates: dict[str, list[float]] = {engine: [] for engine in engines}
+            ratios: dict[str, list[float]] = {engine: [] for engine in engines}
+            for _ in range(args.rounds):
+                base.append(await baseline(receiver_url, args.events, body))
+                for engine, (runtime, organisation_id, _) in prepared.items():
+                    rates[engine].append(await throughput(runtime, organisation_id, args.events))
+                    ratios[engine].append(rates[engine][-1] / base[-1])
+            runs["bare_httpx"] = {
+                "requests_per_s": round(median(base), 1),
+                "rounds": [round(rate, 1) for rate in base],
+            }
+            for engine, (runtime, organisation_id, _) in prepared.items():
+                polled = await latency(runtime, organisation_id, receiver_url, args.samples, wake=False)
+                woken = await latency(runtime, organisation_id, receiver_url, args.samples, wake=True)
+                runs[f"worker_{engine}"] = {
+                    "deliveries_per_s": round(median(rates[engine]), 1),
+                    "ratio_to_bare_httpx": round(median(ratios[engine]), 3),
+                    "rounds": [round(rate, 1) for rate in rates[engine]],
+                    "ratio_rounds": [round(ratio, 3) for ratio in ratios[engine]],
+                    "latency_other_process_polled": polled,
+                    "latency_in_process_woken": woken,
+                    "poll_interval_s": Settings().worker_poll_interval_seconds,
+                }
         finally:
-            await runtime.aclose()
-            if pg_name:
-                await asyncio.to_thread(
-                    subprocess.run,
-                    ["psql", PG_ADMIN, "-q", "-c", f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'],
-                    check=False,
-                )
-    return {
-        "deliveries_per_s": round(rps, 1),
-        "ratio_to_bare_httpx": round(rps / base_rps, 3),
-        "latency_other_process_polled": polled,
-        "latency_in_process_woken": woken,
-        "poll_interval_s": Settings().worker_poll_interval_seconds,
-    }
+            for runtime, _, pg_name in prepared.values():
+                await runtime.aclose()
+                if pg_name:
+                    await asyncio.to_thread(
+                        subprocess.run,
+                        ["psql", PG_ADMIN, "-q", "-c", f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'],
+                        check=False,
+                    )
+    return runs
 
 
 def postgres_reachable() -> bool:
@@ -256,26 +288,33 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--engines", default="sqlite,postgres")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    results: dict[str, Any] = {"settings": {"events": args.events, "concurrency": CONCURRENCY}, "runs": {}}
+    engines = []
+    for engine in args.engines.split(","):
+        if engine == "postgres" and not postgres_reachable():
+            print("PostgreSQL not reachable: skipped", file=sys.stderr)
+            continue
+        engines.append(engine)
+    results: dict[str, Any] = {
+        "settings": {"events": args.events, "concurrency": CONCURRENCY, "rounds": args.rounds},
+        "load_average": os.getloadavg(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         receiver, receiver_url = start_receiver(Path(tmp))
         try:
             body = json.dumps(
-                {"id": "x", "type": "bench.event", "data": {"n": 1, "padding": "x" * 200}}
+                {"id": "x", "type": BENCH_EVENT.value, "data": {"n": 1, "padding": "x" * 200}}
             ).encode()
-            base_rps = await baseline(receiver_url, args.events, body)
-            results["runs"]["bare_httpx"] = {"requests_per_s": round(base_rps, 1)}
-            for engine in args.engines.split(","):
-                if engine == "postgres" and not postgres_reachable():
-                    print("PostgreSQL not reachable: skipped", file=sys.stderr)
-                    continue
-                results["runs"][f"worker_{engine}"] = await run_engine(engine, receiver_url, args, base_rps)
+            results["runs"] = await run_engines(engines, receiver_url, body, args)
         finally:
             receiver.terminate()
             receiver.wait(timeout=10)
+    results["load_average_after"] = os.getloadavg()
 
-    print(f"\n{'run':<18}{'per s':>9}{'ratio':>8}{'polled p50/p99 ms':>20}{'woken p50/p99 ms':>19}")
+    before, after = results["load_average"][0], results["load_average_after"][0]
+    print(f"\nload average {before:.2f} before, {after:.2f} after")
+    print(f"{'run':<18}{'per s':>9}{'ratio':>8}{'polled p50/p99 ms':>20}{'woken p50/p99 ms':>19}")
     print(f"{'bare httpx':<18}{results['runs']['bare_httpx']['requests_per_s']:>9.0f}{1.0:>8.2f}")
     for name, run in results["runs"].items():
         if name == "bare_httpx":

@@ -39,6 +39,12 @@ def wake_after_commit(session: AsyncSession) -> None:
     session.info[_PENDING] = True
 
 
+def queued_events(info: dict[Any, Any]) -> bool:
+    """Whether the session with this ``info`` queued events for delivery (read by post-commit hooks;
+    the wake-up hook, which runs after any installed before it, clears the mark)."""
+    return bool(info.get(_PENDING, False))
+
+
 def wake_on_commit(database: Database, wakeup: asyncio.Event) -> None:
     """Install the post-commit hook that sets ``wakeup`` after a transaction that queued events."""
 

@@ -1,14 +1,16 @@
 """Delivering outbox events to an organisation's webhook, one step at a time: the library that the
 delivery worker (``streamward.worker``), the test event and the media servers' publish question use.
 
-* ``claim`` leases due events: it selects them ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite ignores
-  the clause and has a single writer anyway), then in the same transaction takes a lease
+* ``claim`` leases a batch of due events in one statement: it selects them ``FOR UPDATE SKIP
+  LOCKED`` (PostgreSQL; SQLite ignores the clause and has a single writer anyway), takes a lease
   (``locked_until``) and counts the attempt. Two workers never send the same attempt, and a worker
-  killed mid-delivery only delays the event until its lease runs out; ``hand_back`` gives the leases
-  of events not yet under way back at once, for another worker to take.
-* ``deliver`` renders the event, signs and sends it, and ``record_attempt`` logs the attempt and moves
-  the event on: delivered, tried again after a back-off, or failed for good (audited). A receiver
-  answering 410 Gone disables the webhook.
+  killed mid-delivery only delays the event until its lease runs out; ``hand_back`` gives the
+  leases of events not yet under way back at once, for another worker to take.
+* ``load_targets`` reads the webhooks of a batch's organisations in one query.
+* ``attempt`` renders one event, signs and sends it (no database work: it may take seconds), and
+  ``record`` logs a batch of attempts and moves their events on in one transaction: delivered, tried
+  again after a back-off, failed for good (audited), or skipped. A receiver answering 410 Gone
+  disables the webhook.
 """
 
 from __future__ import annotations
@@ -16,17 +18,17 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from streamward.audit.service import SYSTEM, record
+from streamward.audit.service import SYSTEM
+from streamward.audit.service import record as record_audit
 from streamward.crypto import SecretBox
 from streamward.db import Database, utcnow
 from streamward.egress.client import EgressClient, SendResult
@@ -99,14 +101,50 @@ async def load_target(
     session: AsyncSession, box: SecretBox, organisation_id: uuid.UUID
 ) -> WebhookTarget | None:
     organisation = await session.get(Organisation, organisation_id)
-    if organisation is None or not organisation.webhook_url or organisation.webhook_disabled_at is not None:
+    if organisation is None:
         return None
-    secret = (
-        box.open(organisation.webhook_secret_sealed, purpose=WEBHOOK_SECRET_PURPOSE)
-        if organisation.webhook_secret_sealed
-        else None
+    return _target(
+        box,
+        organisation.webhook_url,
+        organisation.webhook_secret_sealed,
+        organisation.webhook_events,
+        organisation.webhook_disabled_at,
     )
-    return WebhookTarget(organisation.webhook_url, secret, frozenset(organisation.webhook_events or ()))
+
+
+async def load_targets(
+    session: AsyncSession, box: SecretBox, organisation_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, WebhookTarget | None]:
+    """The active webhook of each organisation (None: none, or disabled), in one query: the worker
+    reads them once per claimed batch, not once per event."""
+    targets: dict[uuid.UUID, WebhookTarget | None] = dict.fromkeys(organisation_ids)
+    if not organisation_ids:
+        return targets
+    rows = await session.execute(
+        select(
+            Organisation.id,
+            Organisation.webhook_url,
+            Organisation.webhook_secret_sealed,
+            Organisation.webhook_events,
+            Organisation.webhook_disabled_at,
+        ).where(Organisation.id.in_(list(organisation_ids)))
+    )
+    for organisation_id, url, secret_sealed, events, disabled_at in rows:
+        targets[organisation_id] = _target(box, url, secret_sealed, events, disabled_at)
+    return targets
+
+
+def _target(
+    box: SecretBox,
+    url: str | None,
+    secret_sealed: str | None,
+    events: list[str] | None,
+    disabled_at: datetime | None,
+) -> WebhookTarget | None:
+    if not url or disabled_at is not None:
+        return None
+    secret = box.open(secret_sealed, purpose=WEBHOOK_SECRET_PURPOSE) if secret_sealed else None
+    return WebhookTarget(url, secret, frozenset(events or ()))
 
 
 async def send_signed(
@@ -126,135 +164,182 @@ async def send_signed(
 
 
 def attempt_row(event: ClaimedEvent, url: str, outcome: SendOutcome) -> WebhookDelivery:
-    """The delivery log's entry for one attempt."""
-    return WebhookDelivery(
-        organisation_id=event.organisation_id,
-        event_id=event.id,
-        event_type=event.type,
-        attempt=event.attempt,
-        status=outcome.status,
-        response_code=outcome.response_code,
-        duration_ms=outcome.duration_ms,
-        error=outcome.error,
-        url=url,
-    )
+    """The delivery log's entry for one attempt, as an object (the test event adds it to its session)."""
+    return WebhookDelivery(**attempt_values(event, url, outcome))
 
 
 async def claim(
-    database: Database,
-    limit: int,
-    *,
-    lease_seconds: float,
-    room: Callable[[uuid.UUID], int],
-    exclude: Sequence[uuid.UUID] = (),
+    database: Database, limit: int, *, lease_seconds: float, exclude: Sequence[uuid.UUID] = ()
 ) -> list[ClaimedEvent]:
-    """Lease up to ``limit`` due events, at most ``room(organisation)`` of each organisation's (the
-    caller's free slots for it), leaving out the organisations in ``exclude``."""
+    """Lease up to ``limit`` due events, the longest due first, leaving out the organisations in
+    ``exclude`` (the caller's way of bounding what it holds per organisation): one statement."""
     now = utcnow()
     due = (
-        select(OutboxEvent.id, OutboxEvent.organisation_id)
+        select(OutboxEvent.id)
         .where(
             OutboxEvent.status == "pending",
             OutboxEvent.next_attempt_at <= now,
             or_(OutboxEvent.locked_until.is_(None), OutboxEvent.locked_until < now),
         )
         .order_by(OutboxEvent.next_attempt_at)
-        .limit(limit * 4)
+        .limit(limit)
         .with_for_update(skip_locked=True)
     )
     if exclude:
         due = due.where(OutboxEvent.organisation_id.not_in(exclude))
-    async with database.session() as session:
-        picked: list[uuid.UUID] = []
-        taken: Counter[uuid.UUID] = Counter()
-        for event_id, organisation_id in (await session.execute(due)).all():
-            if taken[organisation_id] < room(organisation_id):
-                taken[organisation_id] += 1
-                picked.append(event_id)
-                if len(picked) == limit:
-                    break
-        if not picked:
-            await session.rollback()
-            return []
-        statement = (
-            update(OutboxEvent)
-            .where(OutboxEvent.id.in_(picked))
-            .values(locked_until=now + timedelta(seconds=lease_seconds), attempts=OutboxEvent.attempts + 1)
-            .returning(
-                OutboxEvent.id,
-                OutboxEvent.organisation_id,
-                OutboxEvent.type,
-                OutboxEvent.payload,
-                OutboxEvent.created_at,
-                OutboxEvent.attempts,
-            )
-            .execution_options(synchronize_session=False)
+    # MATERIALIZED: the locked selection is made once. Were PostgreSQL to fold it into the UPDATE,
+    # it could run it again per row, skipping other rows each time and leasing more than ``limit``.
+    picked = due.cte("picked").prefix_with("MATERIALIZED")
+    statement = (
+        update(OutboxEvent)
+        .where(OutboxEvent.id.in_(select(picked.c.id)))
+        .values(locked_until=now + timedelta(seconds=lease_seconds), attempts=OutboxEvent.attempts + 1)
+        .returning(
+            OutboxEvent.id,
+            OutboxEvent.organisation_id,
+            OutboxEvent.type,
+            OutboxEvent.payload,
+            OutboxEvent.created_at,
+            OutboxEvent.attempts,
         )
-        rows = (await session.execute(statement)).all()
-        await session.commit()
-    return [ClaimedEvent(*row) for row in rows]
+        .execution_options(synchronize_session=False)
+    )
+    if database.is_sqlite:
+        async with database.session() as session:  # BEGIN IMMEDIATE: SQLite's one writer, in turn
+            rows = (await session.execute(statement)).all()
+            await session.commit()
+    else:
+        # On PostgreSQL one statement is a transaction of its own: no BEGIN and COMMIT round trips.
+        async with database.engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            rows = (await autocommit.execute(statement)).all()
+    # RETURNING keeps no order: in the order the events were created (their ids are time-ordered).
+    return sorted((ClaimedEvent(*row) for row in rows), key=lambda event: event.id)
 
 
 async def hand_back(database: Database, events: Sequence[ClaimedEvent]) -> None:
     """Clear the lease of claimed events nobody started sending, and give back the attempt each claim
     counted: another worker sends them at once, as the same attempt."""
+    if not events:
+        return
+    statement = (
+        update(OutboxEvent)
+        .where(OutboxEvent.id == bindparam("event_id"), OutboxEvent.attempts == bindparam("claimed"))
+        .values(locked_until=None, attempts=bindparam("given_back"))
+    )
     async with database.session() as session:
-        for event in events:
-            await session.execute(
-                update(OutboxEvent)
-                .where(OutboxEvent.id == event.id, OutboxEvent.attempts == event.attempt)
-                .values(locked_until=None, attempts=event.attempt - 1)
-                .execution_options(synchronize_session=False)
-            )
+        connection = await session.connection()
+        await connection.execute(
+            statement,
+            [{"event_id": e.id, "claimed": e.attempt, "given_back": e.attempt - 1} for e in events],
+        )
         await session.commit()
 
 
-async def deliver(
-    database: Database, client: EgressClient, event: ClaimedEvent, target: WebhookTarget | None
-) -> SendOutcome | None:
-    """One attempt at ``event`` (``target``: the organisation's webhook, read by the caller), recorded;
-    None when there was nothing to send (no active webhook, or not subscribed): the event is skipped."""
+@dataclass(frozen=True)
+class Attempt:
+    """What became of one claimed event, to be recorded: sent to ``url`` with ``outcome``, or, with
+    neither, skipped (no active webhook, or not subscribed): nothing was sent."""
+
+    event: ClaimedEvent
+    url: str | None = None
+    outcome: SendOutcome | None = None
+
+
+async def attempt(client: EgressClient, event: ClaimedEvent, target: WebhookTarget | None) -> Attempt:
+    """Render, sign and send ``event`` to ``target`` (the organisation's webhook, read by the caller),
+    when it wants the event. No database work: the caller records what came of it (``record``)."""
     if target is None or not wants(target, event.type):
-        await finish(database, event, status="skipped")
-        return None
+        return Attempt(event)
     body, content_type = render(event)
     result = await send_signed(client, target, message_id=str(event.id), body=body, content_type=content_type)
-    return await record_attempt(database, event, target.url, result)
+    return Attempt(event, target.url, outcome_of(result))
 
 
-async def record_attempt(
-    database: Database, event: ClaimedEvent, url: str, result: SendResult
-) -> SendOutcome:
-    """Log the attempt and move the event on, in one transaction, only while the lease is ours."""
-    outcome = outcome_of(result)
-    async with database.session() as session:
-        session.add(attempt_row(event, url, outcome))
-        values: dict[str, Any] = {"locked_until": None}
+# An event moves on only while the lease is ours: its attempt count is still the one our claim set.
+_FINISH = (
+    update(OutboxEvent)
+    .where(OutboxEvent.id == bindparam("event_id"), OutboxEvent.attempts == bindparam("claimed"))
+    .values(status=bindparam("final_status"), locked_until=None)
+)
+_RETRY_LATER = (
+    update(OutboxEvent)
+    .where(OutboxEvent.id == bindparam("event_id"), OutboxEvent.attempts == bindparam("claimed"))
+    .values(next_attempt_at=bindparam("due"), locked_until=None)
+)
+
+
+async def record(database: Database, attempts: Sequence[Attempt]) -> None:
+    """Log the attempts and move their events on, all in one transaction of a few statements whatever
+    the number of attempts: delivered, tried again after a back-off, failed for good (audited), or
+    skipped. A receiver that answered 410 Gone has its webhook disabled."""
+    if not attempts:
+        return
+    now = utcnow()
+    log_rows: list[dict[str, Any]] = []
+    finished: list[dict[str, Any]] = []
+    retried: list[dict[str, Any]] = []
+    failed_for_good: list[Attempt] = []
+    gone: dict[tuple[uuid.UUID, str], None] = {}  # (organisation, url) answered 410; ordered, no repeats
+    for done in attempts:
+        event, outcome = done.event, done.outcome
+        moved = {"event_id": event.id, "claimed": event.attempt}
+        if outcome is None or done.url is None:
+            finished.append(moved | {"final_status": "skipped"})
+            continue
+        log_rows.append(attempt_values(event, done.url, outcome))
         if outcome.delivered:
-            values["status"] = "delivered"
+            finished.append(moved | {"final_status": "delivered"})
         elif (delay := next_delay(event.attempt, outcome)) is not None:
-            values["next_attempt_at"] = utcnow() + timedelta(seconds=delay)
+            retried.append(moved | {"due": now + timedelta(seconds=delay)})
         else:
-            values["status"] = "failed"
-            record(
+            finished.append(moved | {"final_status": "failed"})
+            failed_for_good.append(done)
+        if outcome.response_code == 410:
+            gone[(event.organisation_id, done.url)] = None
+    async with database.session() as session:
+        # Core statements with many parameter sets: one INSERT and at most two UPDATEs (executemany,
+        # which asyncpg pipelines) for the whole batch.
+        connection = await session.connection()
+        if log_rows:
+            await connection.execute(insert(WebhookDelivery), log_rows)
+        if finished:
+            await connection.execute(_FINISH, finished)
+        if retried:
+            await connection.execute(_RETRY_LATER, retried)
+        for failed in failed_for_good:
+            assert failed.outcome is not None
+            record_audit(
                 session,
                 SYSTEM,
                 "webhook.delivery_failed",
-                organisation_id=event.organisation_id,
+                organisation_id=failed.event.organisation_id,
                 target_type="event",
-                target_id=event.id,
-                after={"type": event.type, "attempts": event.attempt, "lastError": outcome.reason},
+                target_id=failed.event.id,
+                after={
+                    "type": failed.event.type,
+                    "attempts": failed.event.attempt,
+                    "lastError": failed.outcome.reason,
+                },
             )
-        if outcome.response_code == 410:
-            await _disable_webhook(session, event.organisation_id, url)
-        await session.execute(
-            update(OutboxEvent)
-            .where(OutboxEvent.id == event.id, OutboxEvent.attempts == event.attempt)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
+        for organisation_id, url in gone:
+            await _disable_webhook(session, organisation_id, url)
         await session.commit()
-    return outcome
+
+
+def attempt_values(event: ClaimedEvent, url: str, outcome: SendOutcome) -> dict[str, Any]:
+    """The delivery log's columns for one attempt."""
+    return {
+        "organisation_id": event.organisation_id,
+        "event_id": event.id,
+        "event_type": event.type,
+        "attempt": event.attempt,
+        "status": outcome.status,
+        "response_code": outcome.response_code,
+        "duration_ms": outcome.duration_ms,
+        "error": outcome.error,
+        "url": url,
+    }
 
 
 async def _disable_webhook(session: AsyncSession, organisation_id: uuid.UUID, url: str) -> None:
@@ -265,7 +350,7 @@ async def _disable_webhook(session: AsyncSession, organisation_id: uuid.UUID, ur
         and organisation.webhook_disabled_at is None
     ):
         organisation.webhook_disabled_at = utcnow()
-        record(
+        record_audit(
             session,
             SYSTEM,
             "webhook.disabled",
@@ -274,14 +359,3 @@ async def _disable_webhook(session: AsyncSession, organisation_id: uuid.UUID, ur
             target_id=organisation_id,
             after={"reason": "the receiver answered 410 Gone", "url": url},
         )
-
-
-async def finish(database: Database, event: ClaimedEvent, *, status: str) -> None:
-    async with database.session() as session:
-        await session.execute(
-            update(OutboxEvent)
-            .where(OutboxEvent.id == event.id, OutboxEvent.attempts == event.attempt)
-            .values(status=status, locked_until=None)
-            .execution_options(synchronize_session=False)
-        )
-        await session.commit()

@@ -12,17 +12,19 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from streamward.app import create_app
+from streamward.authn.service import issue_token
 from streamward.authz.permissions import ADMIN_ROLE
 from streamward.config import Settings
 from streamward.crypto import SecretBox
@@ -32,6 +34,7 @@ from streamward.orgs.models import Organisation
 from streamward.orgs.service import create_organisation
 from streamward.runtime import Runtime
 from streamward.users.models import Account, Membership, new_token_key, normalise_email
+from tests.support.pages import browser, signed_in
 
 PG_ADMIN_URL = os.environ.get(
     "STREAMWARD_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -83,6 +86,8 @@ def postgres_url() -> Iterator[str]:
         await engine.dispose()
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    # A test database need not survive a crash of the server: commits do not wait for the disk.
+    asyncio.run(admin(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     upgrade(url)
     yield url
@@ -199,13 +204,16 @@ class Env:
         *,
         email: str | None = None,
         password: str = PASSWORD,
-        login: bool = True,
+        token: bool = True,
+        login: bool = False,
     ) -> Member:
+        """A member of ``org``. With ``token`` it holds a bintu token issued straight into the session
+        table: what a login stores, without the login's password check (~40 ms of argon2id). With
+        ``login`` the token comes from a real login through the API instead, for tests of what a
+        login does (its audit entry, metrics, log lines)."""
         self._counter += 1
         email = normalise_email(email or f"user{self._counter}@example.com")
         async with self.runtime.database.session() as session:
-            from sqlalchemy import select
-
             account = (
                 await session.execute(select(Account).where(Account.email == email))
             ).scalar_one_or_none()
@@ -217,13 +225,32 @@ class Env:
                 organisation_id=org.id, account_id=account.id, role=role, token_key=new_token_key()
             )
             session.add(membership)
+            await session.flush()
+            direct = token and not login
+            issued = await issue_token(session, membership, self.session_lifetime) if direct else None
             await session.commit()
-        member = Member(membership, account, org.organisation, password)
+        member = Member(membership, account, org.organisation, password, issued.token if issued else None)
         if login:
             member.token = await self.login(member)
         return member
 
+    @property
+    def session_lifetime(self) -> timedelta:
+        return timedelta(seconds=self.settings.session_lifetime_seconds)
+
+    async def issue_token(self, member: Member) -> str:
+        """Another bintu token for ``member``, issued directly (no login), under the membership's
+        current token key (which a token reset through the API may have renewed)."""
+        async with self.runtime.database.session() as session:
+            membership = await session.get(Membership, member.id)
+            assert membership is not None, "the member was deleted"
+            issued = await issue_token(session, membership, self.session_lifetime)
+            await session.commit()
+        member.membership = membership
+        return issued.token
+
     async def login(self, member: Member, **extra: Any) -> str:
+        """A bintu token from a real login through POST /api/user/validate."""
         body = {"email": member.email, "password": member.password} | extra
         if "organisation" not in extra:
             body["organisation"] = str(member.organisation.id)
@@ -266,9 +293,49 @@ async def env(
             await _truncate_postgres(database_url)
 
 
+SignIn = Callable[[Member], Awaitable[httpx.AsyncClient]]
+
+
+@pytest.fixture
+async def sign_in(env: Env) -> AsyncIterator[SignIn]:
+    """Signs a member in to the dashboard, each in a browser of its own (see tests/support/pages.py)."""
+    opened: list[httpx.AsyncClient] = []
+
+    async def sign_in(member: Member) -> httpx.AsyncClient:
+        opened.append(await signed_in(env, member))
+        return opened[-1]
+
+    yield sign_in
+    for client in opened:
+        await client.aclose()
+
+
+@pytest.fixture
+async def stranger(env: Env) -> AsyncIterator[httpx.AsyncClient]:
+    """A browser that never signed in."""
+    async with browser(env) as client:
+        yield client
+
+
 @pytest.fixture
 def box() -> SecretBox:
     return SecretBox(TEST_SECRET.encode())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` (pyproject.toml), except that the browser tests are one unit: one worker
+    runs them all, with one Chromium and one demo for them."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class BrowserTestsTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "tests/browser/" if path.startswith("tests/browser/") else path
+
+    return BrowserTestsTogether(config, log)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -37,7 +37,7 @@ async def _admin(env: Env) -> Member:
     # One entry of the organisation: a token reset of the admin's own.
     reset = await env.client.put("/api/user/tokenkey", json={}, headers=admin.headers)
     assert reset.status_code == 200, reset.text
-    admin.token = await env.login(admin)
+    admin.token = await env.issue_token(admin)
     return admin
 
 

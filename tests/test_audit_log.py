@@ -18,14 +18,14 @@ from streamward.events.models import OutboxEvent
 from streamward.invites.models import Invitation
 from streamward.users.models import Account, Membership
 from tests.conftest import PASSWORD, CreatedOrg, Env, Member
-from tests.console_mail_support import mailed_reset_tokens
-from tests.users_support import audit_entries, member
+from tests.support.data import audit_entries
+from tests.support.mail import mailed_reset_tokens
 
 
 async def test_every_login_attempt_leaves_an_entry(env: Env) -> None:
     first, second = await env.org(), await env.org()
-    user = await env.member(first, "nanoUser", email="both@example.com", login=False)
-    elsewhere = await env.member(second, "nanoReadOnly", email="both@example.com", login=False)
+    user = await env.member(first, "nanoUser", email="both@example.com", token=False)
+    elsewhere = await env.member(second, "nanoReadOnly", email="both@example.com", token=False)
     ok = await env.client.post(
         "/api/user/validate",
         json={"email": user.email, "password": PASSWORD, "organisation": str(first.id)},
@@ -37,7 +37,7 @@ async def test_every_login_attempt_leaves_an_entry(env: Env) -> None:
     )
     assert wrong.status_code == unknown.status_code == 401
 
-    entries = await audit_entries(env, AuditEntry.action.in_(["user.login", "user.login_failed"]))
+    entries = await audit_entries(env, action=("user.login", "user.login_failed"))
     summary = [(e.action, e.organisation_id, e.target_id, e.actor, e.actor_email, e.after) for e in entries]
     assert summary[0] == ("user.login", first.id, str(user.id), f"user:{user.id}", user.email, None)
     failed = {"reason": "invalid_credentials"}
@@ -57,8 +57,8 @@ async def test_every_login_attempt_leaves_an_entry(env: Env) -> None:
 async def test_throttled_and_ambiguous_logins_are_recorded_too(env: Env) -> None:
     env.runtime.login_throttle.per_address.capacity = 1
     first, second = await env.org(), await env.org()
-    await env.member(first, "nanoUser", email="multi@example.com", login=False)
-    await env.member(second, "nanoUser", email="multi@example.com", login=False)
+    await env.member(first, "nanoUser", email="multi@example.com", token=False)
+    await env.member(second, "nanoUser", email="multi@example.com", token=False)
     ambiguous = await env.client.post(
         "/api/user/validate", json={"email": "multi@example.com", "password": PASSWORD}
     )
@@ -68,8 +68,7 @@ async def test_throttled_and_ambiguous_logins_are_recorded_too(env: Env) -> None
     )
     assert throttled.status_code == 429
     reasons = [
-        (e.organisation_id is None, e.after)
-        for e in await audit_entries(env, AuditEntry.action == "user.login_failed")
+        (e.organisation_id is None, e.after) for e in await audit_entries(env, action="user.login_failed")
     ]
     assert reasons == [
         (False, {"reason": "organisation_required"}),
@@ -81,15 +80,15 @@ async def test_throttled_and_ambiguous_logins_are_recorded_too(env: Env) -> None
 async def _busy_organisation(env: Env) -> tuple[CreatedOrg, Member, Member]:
     """An organisation with a few audited changes, and another organisation with its own."""
     org = await env.org()
-    admin = await member(env, org, email="chief@example.com")
-    user = await member(env, org, "nanoUser")
+    admin = await env.member(org, email="chief@example.com")
+    user = await env.member(org, "nanoUser")
     await env.client.put(
         "/api/user/permission", json={"userId": str(user.id), "role": "nanoReadOnly"}, headers=admin.headers
     )
     await env.client.put("/api/user/tokenkey", json={"userId": str(user.id)}, headers=admin.headers)
     await env.client.post("/api/user/invite", json={"role": "nanoUser"}, headers=org.api_headers)
     other = await env.org()
-    other_admin = await member(env, other)
+    other_admin = await env.member(other)
     await env.client.post("/api/user/invite", json={"role": "nanoUser"}, headers=other_admin.headers)
     return org, admin, user
 
@@ -153,7 +152,7 @@ async def test_audit_api_lists_newest_first_with_filters_and_pages(env: Env) -> 
 
 async def test_csv_export_has_every_matching_entry_and_defuses_formulas(env: Env) -> None:
     org, admin, _ = await _busy_organisation(env)
-    sneaky = await env.member(org, "nanoUser", email="=cmd@example.com", login=False)
+    sneaky = await env.member(org, "nanoUser", email="=cmd@example.com", token=False)
     await env.login(sneaky)
     response = await env.client.get("/api/audit?format=csv", headers=admin.headers)
     assert response.status_code == 200
@@ -183,7 +182,8 @@ async def test_csv_export_streams_more_than_one_batch(env: Env, monkeypatch: pyt
 
 async def test_no_secret_reaches_the_audit_log_or_the_events(env: Env) -> None:
     org = await env.org()
-    admin = await env.member(org, "nanoAdmin", email="admin@example.com")  # a real login
+    # A real login: its audit entry must hold no secret either.
+    admin = await env.member(org, "nanoAdmin", email="admin@example.com", login=True)
     secrets: set[str] = {PASSWORD, org.api_key, admin.token or ""}
 
     invite = (
@@ -266,5 +266,5 @@ async def test_a_flood_of_throttled_logins_leaves_one_audit_entry(env: Env) -> N
             "/api/user/validate", json={"email": "x@example.com", "password": "wrong-password"}
         )
         assert throttled.status_code == 429
-    reasons = [e.after for e in await audit_entries(env, AuditEntry.action == "user.login_failed")]
+    reasons = [e.after for e in await audit_entries(env, action="user.login_failed")]
     assert reasons.count({"reason": "rate_limited"}) == 1

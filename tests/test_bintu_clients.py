@@ -18,7 +18,7 @@ from pydantic import TypeAdapter
 
 from streamward.streams.schemas import PlayerStreamOut, StreamGroupOut, StreamOut
 from tests.conftest import CreatedOrg, Env
-from tests.overview_support import ALL_PACKAGES, import_vod, set_state, use_fake_dns
+from tests.support.data import ALL_PACKAGES, import_vod, set_state, use_fake_dns
 
 API = "/api"  # the client's configured apiurl, minus the host
 # What SDK05/SDKD/SDK13/NP4 send on every request, GET included.

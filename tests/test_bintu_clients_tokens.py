@@ -25,7 +25,6 @@ from streamward.playback.keys import private_key_of
 from streamward.playback.models import PlaybackSigningKey
 from streamward.streams.models import Stream
 from tests.conftest import CreatedOrg, Env
-from tests.overview_support import member
 
 SPLAY = "/api/v1/splay"
 VERIFY = "/api/v1/splay/verify"
@@ -72,7 +71,7 @@ async def test_dbp_express_backend_issues_a_group_token(env: Env) -> None:
     """DBP: ``fetch(POST /api/v1/splay, {groupid, exp, ip, domain})`` with a lower-case
     ``x-bintu-token``; success is ``resp.ok``; the backend hands ``data.token`` to the player."""
     org = await env.org(packages=["secure_playback"])
-    operator = await member(env, org, "nanoUser")
+    operator = await env.member(org, "nanoUser")
     exp = int(time.time()) + 2 * 3600
     response = await env.client.post(
         SPLAY,
@@ -142,8 +141,8 @@ async def test_drev_curl_revoke_and_its_errors(env: Env) -> None:
     403 / 1001 bad credentials (and, our choice, a role without the permission)."""
     org = await env.org(packages=["secure_playback"])
     other = await env.org(packages=["secure_playback"])
-    admin = await member(env, org)
-    observer = await member(env, org, "nanoReadOnly")
+    admin = await env.member(org)
+    observer = await env.member(org, "nanoReadOnly")
     bintu = {"content-type": "application/json", "X-BINTU-TOKEN": admin.token or ""}
 
     issued = await env.client.post(SPLAY, json={"orgawide": True, "revocable": True}, headers=bintu)
@@ -188,7 +187,7 @@ async def test_sdk05_validate_api_key(env: Env) -> None:
     status 200 and the app reads ``key`` and ``created_at``; on failure it reads ``error.code``,
     ``error.message`` and ``error.userinfo.apikey``."""
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
 
     valid = await env.client.post("/api/apikey", json={"apikey": org.api_key}, headers=SDK_HEADERS)
     assert valid.status_code == 200, valid.text
@@ -247,7 +246,7 @@ async def test_dcap_journey_login_then_password_reset(env: Env) -> None:
     ``GET /organisation`` with that key; ``POST /user/password {email}`` always 200, the same answer
     whether or not the email has an account."""
     org = await env.org()
-    admin = await env.member(org, email="captions@example.com", login=False)
+    admin = await env.member(org, email="captions@example.com", token=False)
     json_headers = {"content-type": "application/json"}
 
     login = await env.client.post(

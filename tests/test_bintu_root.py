@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from streamward.bintu_root import api_path
+from tests.support.net import free_port
 
 ROOT_HOST = "bintu.streamward.test"
 
@@ -30,16 +30,10 @@ class Server:
     api_key: str
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     var_dir: Path = tmp_path_factory.mktemp("bintu-root-var")
-    port, root_port = _free_port(), _free_port()
+    port, root_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMWARD_") and k != "DATABASE_URL"}
     env |= {
         "STREAMWARD_VAR_DIR": str(var_dir),

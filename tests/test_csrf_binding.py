@@ -6,24 +6,20 @@ answered) therefore never becomes a valid token for somebody's session."""
 
 from __future__ import annotations
 
-import html
-import re
-
 import httpx
 
 from tests.conftest import Env, Member
-from tests.console_mail_support import mailed_reset_tokens
-from tests.users_support import invitation
+from tests.support.data import invitation
+from tests.support.mail import mailed_reset_tokens
+from tests.support.pages import csrf_of
 
-_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 PLANTED = "planted-by-the-attacker-0123456789abcdef"
 
 
-def csrf_of(page: httpx.Response) -> str:
+def form_token(page: httpx.Response) -> str:
+    """The CSRF token of the form on a page that opened."""
     assert page.status_code == 200, page.text
-    found = _CSRF.search(page.text)
-    assert found, "the page has no form with a CSRF token"
-    return html.unescape(found.group(1))
+    return csrf_of(page.text)
 
 
 def anonymous_cookie_cleared(response: httpx.Response) -> bool:
@@ -33,9 +29,9 @@ def anonymous_cookie_cleared(response: httpx.Response) -> bool:
     ) and any("max-age=0" in h.lower() for h in response.headers.get_list("set-cookie"))
 
 
-async def sign_in(client: httpx.AsyncClient, member: Member) -> tuple[str, httpx.Response]:
+async def log_in(client: httpx.AsyncClient, member: Member) -> tuple[str, httpx.Response]:
     """Sign in through the login form: the anonymous token the login form carried, the answer."""
-    before = csrf_of(await client.get("/login"))
+    before = form_token(await client.get("/login"))
     assert client.cookies.get("sw_csrf") == before
     response = await client.post(
         "/login",
@@ -65,14 +61,14 @@ def refused(response: httpx.Response) -> bool:
 
 async def test_a_planted_anonymous_cookie_is_no_token_for_a_session(env: Env) -> None:
     org = await env.org()
-    member = await env.member(org, login=False)
+    member = await env.member(org, token=False)
     async with env.client_from("198.51.100.21") as browser:
-        await sign_in(browser, member)
+        await log_in(browser, member)
         browser.cookies.set("sw_csrf", PLANTED)
         assert refused(await logout_with(browser, PLANTED))
         assert await still_signed_in(browser)
         # The session-bound token of the page still works.
-        signed = csrf_of(await browser.get("/organisation/overview"))
+        signed = form_token(await browser.get("/organisation/overview"))
         assert signed != PLANTED
         assert (await logout_with(browser, signed)).status_code == 303
         assert not await still_signed_in(browser)
@@ -80,9 +76,9 @@ async def test_a_planted_anonymous_cookie_is_no_token_for_a_session(env: Env) ->
 
 async def test_the_pre_login_token_stops_at_login(env: Env) -> None:
     org = await env.org()
-    member = await env.member(org, login=False)
+    member = await env.member(org, token=False)
     async with env.client_from("198.51.100.22") as browser:
-        before, signed_in = await sign_in(browser, member)
+        before, signed_in = await log_in(browser, member)
         assert refused(await logout_with(browser, before))
         assert anonymous_cookie_cleared(signed_in)
         assert browser.cookies.get("sw_csrf") is None
@@ -93,18 +89,18 @@ async def test_the_pre_login_token_stops_at_login(env: Env) -> None:
         )
         assert await still_signed_in(browser)
         assert (
-            await logout_with(browser, csrf_of(await browser.get("/organisation/overview")))
+            await logout_with(browser, form_token(await browser.get("/organisation/overview")))
         ).status_code == 303
         # Signed out, the next anonymous form gets a fresh anonymous token.
-        after = csrf_of(await browser.get("/login"))
+        after = form_token(await browser.get("/login"))
         assert after != before and browser.cookies.get("sw_csrf") == after
 
 
 async def test_anonymous_forms_take_only_their_own_cookie(env: Env) -> None:
     org = await env.org()
-    member = await env.member(org, login=False)
+    member = await env.member(org, token=False)
     async with env.client_from("198.51.100.23") as browser:
-        token = csrf_of(await browser.get("/login"))
+        token = form_token(await browser.get("/login"))
         form = {"email": member.email, "password": member.password, "organisation": str(org.id)}
         assert refused(await browser.post("/login", data=form | {"csrf_token": PLANTED}))
         assert (await browser.post("/login", data=form | {"csrf_token": token})).status_code == 303
@@ -114,7 +110,7 @@ async def test_signing_up_by_invitation_drops_the_anonymous_token(env: Env) -> N
     org = await env.org()
     _, token = await invitation(env, org)
     async with env.client_from("198.51.100.24") as browser:
-        before = csrf_of(await browser.get(f"/invite/{token}"))
+        before = form_token(await browser.get(f"/invite/{token}"))
         joined = await browser.post(
             f"/invite/{token}",
             data={
@@ -134,13 +130,13 @@ async def test_signing_up_by_invitation_drops_the_anonymous_token(env: Env) -> N
 
 async def test_a_password_reset_drops_the_anonymous_token(env: Env) -> None:
     org = await env.org()
-    member = await env.member(org, login=False)
+    member = await env.member(org, token=False)
     async with env.client_from("198.51.100.25") as browser:
-        request_form = csrf_of(await browser.get("/password/reset"))
+        request_form = form_token(await browser.get("/password/reset"))
         sent = await browser.post("/password/reset", data={"csrf_token": request_form, "email": member.email})
         assert sent.status_code == 200
         [reset_token] = mailed_reset_tokens(env)
-        form = csrf_of(await browser.get(f"/password/reset/{reset_token}"))
+        form = form_token(await browser.get(f"/password/reset/{reset_token}"))
         done = await browser.post(
             f"/password/reset/{reset_token}",
             data={

@@ -9,7 +9,7 @@ import re
 import httpx
 
 from tests.conftest import PASSWORD, Env
-from tests.sec_pages_support import browser, csrf_of, signed_in
+from tests.support.pages import browser, csrf_of, signed_in
 
 NEW_PASSWORD = "a-new-and-long-password"
 

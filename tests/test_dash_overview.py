@@ -16,15 +16,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event
 
 import streamward
-from streamward.audit.models import AuditEntry
 from streamward.dashboard.audit_pages import ACTIONS, TARGET_TYPES
-from tests.conftest import CreatedOrg, Env
-from tests.receiver import Receiver, Reply
-from tests.sec_pages_support import csrf_of, signed_in
-from tests.test_delivery import configure_webhook
+from tests.conftest import Env
+from tests.support.data import audit_entries, configure_webhook
+from tests.support.pages import csrf_of, flash_of, signed_in
+from tests.support.receiver import Receiver, Reply
 
 OVERVIEW = "/organisation/overview"
 API_KEY_INPUT = re.compile(r'id="api-key" type="text" readonly value="([^"]+)"')
@@ -42,26 +41,9 @@ async def post_from_overview(client: httpx.AsyncClient, action: str, **data: str
     return await client.post(action, data={"csrf_token": csrf_of(page.text)} | data)
 
 
-async def audit_count(env: Env, org: CreatedOrg, action: str) -> int:
-    async with env.runtime.database.session(write=False) as session:
-        rows = await session.execute(
-            select(AuditEntry.id).where(AuditEntry.organisation_id == org.id, AuditEntry.action == action)
-        )
-        return len(rows.all())
-
-
-def flash_of(page: str) -> tuple[str, str]:
-    """The flash callout's kind and text."""
-    found = re.search(
-        r'<div class="notice (notice-\w+) flash" role="\w+" data-flash="\w+">([^<]*)</div>', page
-    )
-    assert found, "the page shows no flash"
-    return found.group(1), found.group(2)
-
-
 async def test_revealed_api_key_is_shown_once_after_a_redirect_and_never_in_a_url(env: Env) -> None:
     org = await env.org()
-    admin = await signed_in(env, await env.member(org, "nanoAdmin", login=False))
+    admin = await signed_in(env, await env.member(org, "nanoAdmin", token=False))
 
     revealed = await post_from_overview(admin, "/organisation/apikey/reveal")
     # Before: the POST's own response was the page with the key (a reload posted again).
@@ -73,20 +55,20 @@ async def test_revealed_api_key_is_shown_once_after_a_redirect_and_never_in_a_ur
     assert shown.status_code == 200
     assert API_KEY_INPUT.findall(shown.text) == [org.api_key]
     assert shown.headers["cache-control"] == "no-store"
-    assert flash_of(shown.text)[0] == "notice-ok"
+    assert flash_of(shown.text)[0] == "success"
     assert org.api_key not in str(shown.url)
 
     # A reload: the key is hidden again, and nothing was revealed (or audited) a second time.
     reloaded = await admin.get(OVERVIEW)
     assert org.api_key not in reloaded.text
     assert 'action="/organisation/apikey/reveal"' in reloaded.text
-    assert await audit_count(env, org, "apikey.revealed") == 1
+    assert len(await audit_entries(env, org=org, action="apikey.revealed")) == 1
 
 
 async def test_the_one_time_secret_stays_with_the_session_that_asked(env: Env) -> None:
     org = await env.org()
-    admin = await signed_in(env, await env.member(org, "nanoAdmin", login=False))
-    other = await signed_in(env, await env.member(org, "nanoAdmin", login=False))
+    admin = await signed_in(env, await env.member(org, "nanoAdmin", token=False))
+    other = await signed_in(env, await env.member(org, "nanoAdmin", token=False))
     revealed = await post_from_overview(admin, "/organisation/apikey/reveal")
     assert revealed.status_code == 303
     # The cookie that carries it, replayed by another signed-in browser, shows nothing.
@@ -100,7 +82,7 @@ async def test_the_one_time_secret_stays_with_the_session_that_asked(env: Env) -
 
 async def test_rotating_the_webhook_secret_redirects_and_a_reload_does_not_rotate_again(env: Env) -> None:
     org = await env.org()
-    admin = await signed_in(env, await env.member(org, "nanoAdmin", login=False))
+    admin = await signed_in(env, await env.member(org, "nanoAdmin", token=False))
     await configure_webhook(env, org, "http://127.0.0.1:9/hook")
     page = (await admin.get(OVERVIEW)).text
     # The page asks first, in a danger dialog that says receivers must update their secret.
@@ -117,12 +99,12 @@ async def test_rotating_the_webhook_secret_redirects_and_a_reload_does_not_rotat
     assert secret.startswith("whsec_") and secret not in str(shown.url)
     reloaded = await admin.get(OVERVIEW)
     assert secret not in reloaded.text and not WEBHOOK_SECRET_INPUT.search(reloaded.text)
-    assert await audit_count(env, org, "webhook.secret_rotated") == 1
+    assert len(await audit_entries(env, org=org, action="webhook.secret_rotated")) == 1
 
 
 async def test_saving_a_first_webhook_shows_its_new_secret_after_a_redirect(env: Env) -> None:
     org = await env.org()
-    admin = await signed_in(env, await env.member(org, "nanoAdmin", login=False))
+    admin = await signed_in(env, await env.member(org, "nanoAdmin", token=False))
     saved = await post_from_overview(admin, "/organisation/webhook", url="http://127.0.0.1:9/hook")
     assert saved.status_code == 303 and saved.headers["location"] == OVERVIEW
     assert "whsec_" not in saved.text
@@ -132,11 +114,11 @@ async def test_saving_a_first_webhook_shows_its_new_secret_after_a_redirect(env:
 
 
 @pytest.mark.parametrize(
-    ("status", "kind", "said"), [(500, "notice-danger", "HTTP 500"), (204, "notice-ok", "HTTP 204")]
+    ("status", "kind", "said"), [(500, "danger", "HTTP 500"), (204, "success", "HTTP 204")]
 )
 async def test_send_test_event_says_what_happened(env: Env, status: int, kind: str, said: str) -> None:
     org = await env.org()
-    admin = await signed_in(env, await env.member(org, "nanoAdmin", login=False))
+    admin = await signed_in(env, await env.member(org, "nanoAdmin", token=False))
     async with Receiver(lambda _request, _n: Reply(status)) as receiver:
         await configure_webhook(env, org, receiver.url())
         sent = await post_from_overview(admin, "/organisation/webhook/test")
@@ -150,18 +132,18 @@ async def test_send_test_event_says_what_happened(env: Env, status: int, kind: s
 
 async def test_send_test_event_to_nobody_listening_is_a_danger_flash(env: Env) -> None:
     org = await env.org()
-    admin = await signed_in(env, await env.member(org, "nanoAdmin", login=False))
+    admin = await signed_in(env, await env.member(org, "nanoAdmin", token=False))
     async with Receiver() as receiver:
         url = receiver.url()
     await configure_webhook(env, org, url)  # the receiver has gone: connection refused
     await post_from_overview(admin, "/organisation/webhook/test")
     kind, text = flash_of((await admin.get(OVERVIEW)).text)
-    assert kind == "notice-danger" and "not delivered" in text and "no answer" in text
+    assert kind == "danger" and "not delivered" in text and "no answer" in text
 
 
 async def test_make_vod_public_asks_in_a_warning_dialog_and_private_does_not(env: Env) -> None:
     org = await env.org()
-    admin = await signed_in(env, await env.member(org, "nanoAdmin", login=False))
+    admin = await signed_in(env, await env.member(org, "nanoAdmin", token=False))
     page = (await admin.get(OVERVIEW)).text
     dialog = re.search(r'<dialog id="vod-public-dialog".*?</dialog>', page, re.DOTALL)
     assert dialog and "notice-warn" in dialog.group(0) and "without credentials" in dialog.group(0)
@@ -171,13 +153,13 @@ async def test_make_vod_public_asks_in_a_warning_dialog_and_private_does_not(env
     made = await post_from_overview(admin, "/organisation/vod", public="on")
     assert made.status_code == 303 and made.headers["location"] == OVERVIEW
     public = (await admin.get(OVERVIEW)).text
-    assert flash_of(public)[0] == "notice-warn"
+    assert flash_of(public)[0] == "warn"
     assert "vod-public-dialog" not in public and "Make VOD private" in public
 
 
 async def test_api_access_warning_is_a_danger_callout_and_tags_link_to_streams(env: Env) -> None:
     org = await env.org()
-    admin = await signed_in(env, await env.member(org, "nanoAdmin", login=False))
+    admin = await signed_in(env, await env.member(org, "nanoAdmin", token=False))
     empty = (await admin.get(OVERVIEW)).text
     assert 'href="/streams"' in empty.split('id="tags-title"')[1]  # the empty state says where to go
     created = await env.client.post(
@@ -197,8 +179,8 @@ async def test_api_access_warning_is_a_danger_callout_and_tags_link_to_streams(e
 
 
 def _recorded_actions() -> set[str]:
-    """Every action string the sources hand to the audit log (``record`` and its two wrappers, and
-    the streams service's table of lifecycle actions)."""
+    """Every action string the sources hand to the audit log (``record``, ``record_change`` and their
+    wrappers, and the streams lifecycle's table of actions)."""
     found: set[str] = set()
     root = Path(streamward.__file__).parent
     for path in root.rglob("*.py"):
@@ -206,7 +188,13 @@ def _recorded_actions() -> set[str]:
         for node in ast.walk(tree):
             if isinstance(node, ast.Call):
                 name = getattr(node.func, "id", getattr(node.func, "attr", ""))
-                if name in {"record", "_changed", "_record_for_account"}:
+                if name in {
+                    "record",
+                    "record_change",
+                    "record_for_account",
+                    "record_settings_change",
+                    "_changed",
+                }:
                     for arg in node.args[1:3]:
                         if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and "." in arg.value:
                             found.add(arg.value)
@@ -227,7 +215,7 @@ def test_the_action_filter_knows_every_recorded_action() -> None:
 async def test_audit_rows_say_who_did_what_to_whom_with_before_and_after(env: Env) -> None:
     org = await env.org()
     admin_member = await env.member(org, "nanoAdmin")
-    target = await env.member(org, "nanoUser", login=False)
+    target = await env.member(org, "nanoUser", token=False)
     changed = await env.client.put(
         "/api/user/permission",
         json={"userId": str(target.id), "role": "nanoAdmin"},
@@ -291,7 +279,7 @@ async def test_audit_targets_are_named_by_one_query_per_page_not_per_row(
 
 async def test_audit_empty_and_unknown_filters(env: Env) -> None:
     org = await env.org()
-    admin = await signed_in(env, await env.member(org, "nanoAdmin", login=False))
+    admin = await signed_in(env, await env.member(org, "nanoAdmin", token=False))
     none = (await admin.get("/audit?action=tag.deleted")).text
     assert "No entries match these filters." in none and 'href="/audit"' in none
     # A value from an older link that the catalogue lacks stays selected rather than vanishing.

@@ -12,12 +12,11 @@ from html import escape, unescape
 import httpx
 import pytest
 
-from streamward.audit.models import AuditEntry
 from streamward.dashboard.flash import FLASH_COOKIE
 from streamward.users.models import Membership
 from tests.conftest import Env
-from tests.sec_pages_support import csrf_of, signed_in
-from tests.users_support import audit_entries, count, custom_role, role_of
+from tests.support.data import audit_entries, count, custom_role, role_of
+from tests.support.pages import csrf_of, redirected_to, signed_in, submit
 
 FLASH = re.compile(
     r'<div class="notice (notice-\w+) flash" role="(\w+)" data-flash="(\w+)">(.*?)</div>', re.S
@@ -41,21 +40,6 @@ async def opened() -> AsyncIterator[Callable[[httpx.AsyncClient], httpx.AsyncCli
         await client.aclose()
 
 
-async def post_form(
-    client: httpx.AsyncClient, page_url: str, action: str, fields: dict[str, str] | None = None
-) -> httpx.Response:
-    page = await client.get(page_url)
-    assert page.status_code == 200, page.text
-    return await client.post(action, data={"csrf_token": csrf_of(page.text)} | (fields or {}))
-
-
-def redirected_to(response: httpx.Response, path: str) -> None:
-    assert response.status_code == 303, response.text
-    location = response.headers["location"]
-    assert location == path, location
-    assert "?" not in location  # no ?done= (or any other) message on the URL
-
-
 async def test_role_change_redirects_to_a_get_page_that_says_so_once(env: Env, opened: Callable) -> None:  # type: ignore[type-arg]
     org = await env.org()
     admin = await env.member(org, "nanoAdmin")
@@ -63,7 +47,7 @@ async def test_role_change_redirects_to_a_get_page_that_says_so_once(env: Env, o
     browser = opened(await signed_in(env, admin))
     user_url = f"/organisation/users/{operator.id}"
 
-    response = await post_form(browser, user_url, f"{user_url}/permission", {"role": "nanoReadOnly"})
+    response = await submit(browser, user_url, f"{user_url}/permission", {"role": "nanoReadOnly"})
     redirected_to(response, user_url)
     cookie = response.headers["set-cookie"]
     assert cookie.startswith(f"{FLASH_COOKIE}=") and "HttpOnly" in cookie and "SameSite=lax" in cookie
@@ -94,13 +78,13 @@ async def test_confirming_the_current_role_says_nothing_changed_and_audits_nothi
     browser = opened(await signed_in(env, admin))
     user_url = f"/organisation/users/{operator.id}"
 
-    response = await post_form(browser, user_url, f"{user_url}/permission", {"role": "nanoUser"})
+    response = await submit(browser, user_url, f"{user_url}/permission", {"role": "nanoUser"})
     redirected_to(response, user_url)
     [(css, role, kind, text)] = flashes((await browser.get(user_url)).text)
     assert (css, role, kind) == ("notice-info", "status", "info")
     assert text == "Nothing was changed: same@example.com already is Operator (nanoUser)."
     assert "ended" not in text
-    assert await audit_entries(env, AuditEntry.action == "user.role_changed") == []
+    assert await audit_entries(env, action="user.role_changed") == []
     # The operator's token still works: nothing ended it.
     assert (await env.client.get("/api/user", headers=operator.headers)).status_code == 200
 
@@ -116,28 +100,28 @@ async def test_refusals_from_user_dialogs_return_to_the_user_page_with_a_danger_
     own_url = f"/organisation/users/{admin.id}"
 
     # Deleting the last admin (409 last_admin): back on the user page, saying why, nothing deleted.
-    response = await post_form(browser, own_url, f"{own_url}/delete")
+    response = await submit(browser, own_url, f"{own_url}/delete")
     redirected_to(response, own_url)
     page = await browser.get(own_url)
     assert page.status_code == 200
     [(css, role, kind, text)] = flashes(page.text)
     assert (css, role, kind) == ("notice-danger", "alert", "danger")
     assert "at least one Administrator (nanoAdmin)" in text and "Nothing was changed" in text
-    assert await count(env, Membership, Membership.id == admin.id) == 1
+    assert await count(env, Membership, id=admin.id) == 1
 
     # Demoting oneself as the last admin: the same, from the Update permission dialog.
-    response = await post_form(browser, own_url, f"{own_url}/permission", {"role": "nanoUser"})
+    response = await submit(browser, own_url, f"{own_url}/permission", {"role": "nanoUser"})
     redirected_to(response, own_url)
     assert flashes((await browser.get(own_url)).text)[0][2] == "danger"
     assert await role_of(env, admin.id) == "nanoAdmin"
 
     # From the users list (back=list), a refusal returns to the list.
-    response = await post_form(browser, "/organisation/users", f"{own_url}/delete", {"back": "list"})
+    response = await submit(browser, "/organisation/users", f"{own_url}/delete", {"back": "list"})
     redirected_to(response, "/organisation/users")
 
     # A user that does not exist (deleted meanwhile): back to the list, not to a 404.
     gone = "/organisation/users/00000000-0000-4000-8000-000000000000"
-    response = await post_form(browser, "/organisation/users", f"{gone}/delete")
+    response = await submit(browser, "/organisation/users", f"{gone}/delete")
     redirected_to(response, "/organisation/users")
     assert "No such user" in flashes((await browser.get("/organisation/users")).text)[0][3]
 
@@ -148,7 +132,7 @@ async def test_a_forged_or_foreign_flash_cookie_says_nothing(env: Env, opened: C
     other = await env.member(org, "nanoUser")
     browser = opened(await signed_in(env, admin))
     user_url = f"/organisation/users/{other.id}"
-    response = await post_form(browser, user_url, f"{user_url}/token-reset")
+    response = await submit(browser, user_url, f"{user_url}/token-reset")
     redirected_to(response, user_url)
     genuine = browser.cookies.get(FLASH_COOKIE)
     assert genuine and "token" not in genuine  # sealed: its text cannot be read on the way
@@ -274,6 +258,6 @@ async def test_dashboard_actions_audit_the_client_address(env: Env) -> None:
         f"/organisation/users/{other.id}/token-reset", data={"csrf_token": csrf_of(page.text)}
     )
     assert reset.status_code == 303, reset.text
-    entries = await audit_entries(env, AuditEntry.action == "user.token_reset")
+    entries = await audit_entries(env, action="user.token_reset")
     assert [e.client_address for e in entries] == ["198.51.100.23"]
     await browser.aclose()

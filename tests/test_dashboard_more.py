@@ -1,15 +1,13 @@
 """The dashboard's roles, audit log, webhook deliveries and streams pages, driven over HTTP like a
-browser: sign in through /login, follow the pages, scrape each form's CSRF token, submit forms."""
+browser: signed in, follow the pages, scrape each form's CSRF token, submit forms."""
 
 from __future__ import annotations
 
 import csv
 import html
 import io
-import itertools
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,134 +20,32 @@ from streamward.authz.permissions import CATALOGUE, NANO_READ_ONLY
 from streamward.events.models import OutboxEvent
 from streamward.roles.models import CustomRole
 from streamward.streams.models import Stream
-from streamward.webhooks.delivery import worker_for
-from tests.conftest import CreatedOrg, Env, Member
-from tests.overview_support import ALL_PACKAGES, create_stream, set_state
-from tests.receiver import Receiver, Reply
-from tests.test_delivery import configure_webhook, emit_event
-from tests.users_support import custom_role, role_of
+from streamward.worker import worker_for
+from tests.conftest import CreatedOrg, Env, SignIn
+from tests.support.data import (
+    ALL_PACKAGES,
+    configure_webhook,
+    create_stream,
+    custom_role,
+    emit_event,
+    role_of,
+    set_state,
+)
+from tests.support.pages import (
+    assert_page,
+    assert_refused,
+    csrf_of,
+    flash_of,
+    followed,
+    signed_in_through_form,
+    submit,
+)
+from tests.support.receiver import Receiver, Reply
 
 
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
     return {"allow_private_webhook_targets": True, "webhook_timeout_seconds": 1.0}
-
-
-_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-_addresses = itertools.count(1)
-
-SignIn = Callable[..., Awaitable[httpx.AsyncClient]]
-
-
-def csrf_of(page: str) -> str:
-    found = _CSRF.search(page)
-    assert found, "the page has no form with a CSRF token"
-    return html.unescape(found.group(1))
-
-
-def anonymous(env: Env) -> httpx.AsyncClient:
-    """A fresh browser: its own cookie jar and client address (the login throttle counts per address)."""
-    return env.client_from(f"198.51.100.{next(_addresses) % 250 + 1}")
-
-
-@pytest.fixture
-async def browsers(env: Env) -> AsyncIterator[tuple[SignIn, Callable[[], httpx.AsyncClient]]]:
-    opened: list[httpx.AsyncClient] = []
-
-    def fresh() -> httpx.AsyncClient:
-        client = anonymous(env)
-        opened.append(client)
-        return client
-
-    async def sign_in(member: Member) -> httpx.AsyncClient:
-        """Log in as ``member`` through the login form, as a browser does."""
-        client = fresh()
-        login = await client.get("/login")
-        assert login.status_code == 200
-        response = await client.post(
-            "/login",
-            data={
-                "csrf_token": csrf_of(login.text),
-                "email": member.email,
-                "password": member.password,
-                "organisation": str(member.organisation.id),
-                "next": "/organisation/overview",
-            },
-        )
-        assert response.status_code == 303, response.text
-        assert client.cookies.get("sw_session")
-        return client
-
-    yield sign_in, fresh
-    for client in opened:
-        await client.aclose()
-
-
-@pytest.fixture
-def sign_in(browsers: tuple[SignIn, Callable[[], httpx.AsyncClient]]) -> SignIn:
-    return browsers[0]
-
-
-@pytest.fixture
-def stranger(browsers: tuple[SignIn, Callable[[], httpx.AsyncClient]]) -> httpx.AsyncClient:
-    return browsers[1]()
-
-
-async def submit(
-    client: httpx.AsyncClient, page_url: str, action: str, data: dict[str, Any] | None = None
-) -> httpx.Response:
-    """Open ``page_url``, then post ``data`` to ``action`` with the CSRF token the page carries."""
-    page = await client.get(page_url)
-    assert page.status_code == 200, page.text
-    return await client.post(action, data={"csrf_token": csrf_of(page.text)} | (data or {}))
-
-
-def assert_page(response: httpx.Response, status: int = 200) -> str:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("text/html")
-    text = response.text
-    # CSP: no inline script, no style attributes.
-    assert re.findall(r"<script[^>]*>", text) == [re.search(r'<script src="[^"]+" defer>', text).group(0)]  # type: ignore[union-attr]
-    assert " style=" not in text
-    return text
-
-
-def assert_refused(response: httpx.Response, code: str = "forbidden") -> None:
-    text = assert_page(response, 403)
-    assert f"<code>{code}</code>" in text
-
-
-def redirected_to(response: httpx.Response, target: str) -> None:
-    assert response.status_code == 303, response.text
-    assert response.headers["location"] == target
-
-
-# The one-time message the page after a POST's 303 shows (post/redirect/get): its kind decides the
-# callout's look and whether assistive technology hears it as status or as an alert.
-_FLASH = re.compile(
-    r'<div class="notice (notice-\w+) flash" role="(\w+)" data-flash="(\w+)">(.*?)</div>', re.S
-)
-FLASH_STYLE = {
-    "success": ("notice-ok", "status"),
-    "info": ("notice-info", "status"),
-    "warn": ("notice-warn", "alert"),
-    "danger": ("notice-danger", "alert"),
-}
-
-
-def flash_of(page: str) -> tuple[str, str]:
-    """The kind and (unescaped) text of the one flash ``page`` shows."""
-    found = _FLASH.findall(page)
-    assert len(found) == 1, f"expected one flash message, found {found}"
-    css, role, kind, text = found[0]
-    assert FLASH_STYLE.get(kind) == (css, role), found[0]
-    return kind, html.unescape(text)
-
-
-async def followed(client: httpx.AsyncClient, response: httpx.Response, target: str) -> str:
-    """``response`` is a 303 to ``target``: open it as the browser does and return the page."""
-    redirected_to(response, target)
-    return assert_page(await client.get(target))
 
 
 async def stream_state(env: Env, stream_id: str) -> str:
@@ -186,10 +82,10 @@ async def test_pages_render_for_permitted_roles_refuse_others_and_send_strangers
 ) -> None:
     org = await env.org()
     await custom_role(env, org, "orgOnly", {"org:read"})
-    admin = await sign_in(await env.member(org, "nanoAdmin", login=False))
-    operator = await sign_in(await env.member(org, "nanoUser", login=False))
-    observer = await sign_in(await env.member(org, "nanoReadOnly", login=False))
-    outsider = await sign_in(await env.member(org, "orgOnly", login=False))
+    admin = await sign_in(await env.member(org, "nanoAdmin", token=False))
+    operator = await sign_in(await env.member(org, "nanoUser", token=False))
+    observer = await sign_in(await env.member(org, "nanoReadOnly", token=False))
+    outsider = await sign_in(await env.member(org, "orgOnly", token=False))
     lacking = {
         "/roles": [operator, observer, outsider],
         "/roles/new": [operator, observer, outsider],
@@ -223,9 +119,9 @@ async def test_every_post_needs_the_session_bound_csrf_token(env: Env, sign_in: 
     org = await env.org()
     await custom_role(env, org, "spare", {"org:read"})
     stream = await create_stream(env, org, tags=["a"])
-    admin_member = await env.member(org, "nanoAdmin", login=False)
+    admin_member = await env.member(org, "nanoAdmin", token=False)
     admin = await sign_in(admin_member)
-    other = await sign_in(await env.member(org, "nanoAdmin", login=False))
+    other = await sign_in(await env.member(org, "nanoAdmin", token=False))
     foreign_token = csrf_of((await other.get("/streams")).text)
     posts = {
         "/roles": {"name": "sneaky", "permission": "org:read"},
@@ -253,7 +149,7 @@ async def test_forged_posts_from_roles_lacking_the_permission_are_refused(env: E
     org = await env.org()
     await custom_role(env, org, "spare", {"org:read"})
     stream = await create_stream(env, org, tags=["a"])
-    observer = await sign_in(await env.member(org, "nanoReadOnly", login=False))
+    observer = await sign_in(await env.member(org, "nanoReadOnly", token=False))
     token = csrf_of((await observer.get("/streams")).text)  # a valid token of the observer's own session
     for path, data in {
         "/roles": {"name": "sneaky", "permission": "org:read"},
@@ -274,7 +170,7 @@ async def test_forged_posts_from_roles_lacking_the_permission_are_refused(env: E
 
 async def test_streams_create_tag_lock_unlock_delete_end_to_end(env: Env, sign_in: SignIn) -> None:
     org = await env.org()
-    admin = await sign_in(await env.member(org, "nanoAdmin", login=False))
+    admin = await sign_in(await env.member(org, "nanoAdmin", token=False))
     form = assert_page(await admin.get("/streams/new"))
     assert 'name="transcode"' not in form  # the organisation has no Transcoding package
     assert "Upgrade needed" in form
@@ -356,7 +252,7 @@ async def test_streams_create_tag_lock_unlock_delete_end_to_end(env: Env, sign_i
 
 async def test_stream_forms_show_the_services_refusals(env: Env, sign_in: SignIn) -> None:
     org = await env.org()
-    admin = await sign_in(await env.member(org, "nanoAdmin", login=False))
+    admin = await sign_in(await env.member(org, "nanoAdmin", token=False))
     bad_group = await submit(admin, "/streams/new", "/streams", {"tags": "a", "group_id": "no spaces"})
     text = assert_page(bad_group, 422)
     assert "Group id" in text and "no spaces" in text  # the form keeps what was typed
@@ -372,7 +268,7 @@ async def test_stream_forms_show_the_services_refusals(env: Env, sign_in: SignIn
 
 async def test_transcodes_offered_with_the_package(env: Env, sign_in: SignIn) -> None:
     org = await env.org(packages=ALL_PACKAGES)
-    admin = await sign_in(await env.member(org, "nanoAdmin", login=False))
+    admin = await sign_in(await env.member(org, "nanoAdmin", token=False))
     form = assert_page(await admin.get("/streams/new"))
     assert 'name="transcode" value="vtrans2-852x480x800x25"' in form
     page = await admin.get("/streams/new")
@@ -395,8 +291,8 @@ async def test_transcodes_offered_with_the_package(env: Env, sign_in: SignIn) ->
 async def test_stream_controls_follow_the_viewers_permissions(env: Env, sign_in: SignIn) -> None:
     org = await env.org()
     stream = await create_stream(env, org, tags=["a"])
-    observer = await sign_in(await env.member(org, "nanoReadOnly", login=False))
-    operator = await sign_in(await env.member(org, "nanoUser", login=False))
+    observer = await sign_in(await env.member(org, "nanoReadOnly", token=False))
+    operator = await sign_in(await env.member(org, "nanoUser", token=False))
 
     listed = assert_page(await observer.get("/streams"))
     assert stream["name"] in listed
@@ -429,7 +325,7 @@ async def test_streams_list_pages_by_keyset(
     org = await env.org()
     names = [(await create_stream(env, org, tags=["paged"]))["name"] for _ in range(3)]
     await create_stream(env, org, tags=["other"])
-    admin = await sign_in(await env.member(org, "nanoAdmin", login=False))
+    admin = await sign_in(await env.member(org, "nanoAdmin", token=False))
     first = assert_page(await admin.get("/streams?tag=paged"))
     assert names[2] in first and names[1] in first and names[0] not in first
     older = re.search(r'href="([^"]+)">Older streams', first)
@@ -446,7 +342,7 @@ async def test_streams_list_pages_by_keyset(
 
 async def test_roles_create_edit_and_delete_with_reassignment(env: Env, sign_in: SignIn) -> None:
     org = await env.org()
-    admin = await sign_in(await env.member(org, "nanoAdmin", login=False))
+    admin = await sign_in(await env.member(org, "nanoAdmin", token=False))
     listed = assert_page(await admin.get("/roles"))
     for title in ("Administrator", "Operator", "Observer"):
         assert title in listed
@@ -475,7 +371,7 @@ async def test_roles_create_edit_and_delete_with_reassignment(env: Env, sign_in:
     )
     assert 'href="/organisation/users?role=streamOps"' not in listed  # no member yet
 
-    holder = await env.member(org, "streamOps", login=False)
+    holder = await env.member(org, "streamOps", token=False)
     listed = assert_page(await admin.get("/roles"))
     assert 'href="/organisation/users?role=streamOps">1<span' in listed  # one member
 
@@ -524,7 +420,7 @@ async def test_roles_create_edit_and_delete_with_reassignment(env: Env, sign_in:
 async def test_role_forms_show_validation_and_conflicts(env: Env, sign_in: SignIn) -> None:
     org = await env.org()
     await custom_role(env, org, "taken", {"org:read"})
-    admin = await sign_in(await env.member(org, "nanoAdmin", login=False))
+    admin = await sign_in(await env.member(org, "nanoAdmin", token=False))
     bad = await submit(admin, "/roles/new", "/roles", {"name": "1bad", "permission": "org:read"})
     text = assert_page(bad, 422)
     assert "Name: start with a letter" in text and 'value="1bad"' in text
@@ -549,7 +445,7 @@ async def test_a_role_manager_cannot_hand_out_what_they_lack(env: Env, sign_in: 
     org = await env.org()
     await custom_role(env, org, "roleManager", set(NANO_READ_ONLY.permissions) | {"role:manage"})
     await custom_role(env, org, "auditor", {"audit:read"})
-    manager = await sign_in(await env.member(org, "roleManager", login=False))
+    manager = await sign_in(await env.member(org, "roleManager", token=False))
     form = assert_page(await manager.get("/roles/new"))
     assert re.search(r'value="audit:read"\s+disabled', form)
     assert re.search(r'value="stream:read"\s+>', form)
@@ -573,8 +469,8 @@ async def test_audit_log_filters_pages_and_downloads_csv(
     env: Env, sign_in: SignIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     org = await env.org()
-    admin_member = await env.member(org, "nanoAdmin", login=False)
-    admin = await sign_in(admin_member)
+    admin_member = await env.member(org, "nanoAdmin", token=False)
+    admin = await signed_in_through_form(env, admin_member)  # the sign-in is in the log too
     for tags in ("a", "b"):
         response = await submit(admin, "/streams/new", "/streams", {"tags": tags})
         assert response.status_code == 303 and response.headers["location"].startswith("/streams/")
@@ -619,8 +515,8 @@ async def test_audit_log_filters_pages_and_downloads_csv(
 
 async def test_deliveries_list_filter_and_redeliver(env: Env, sign_in: SignIn) -> None:
     org = await env.org()
-    admin = await sign_in(await env.member(org, "nanoAdmin", login=False))
-    observer = await sign_in(await env.member(org, "nanoReadOnly", login=False))
+    admin = await sign_in(await env.member(org, "nanoAdmin", token=False))
+    observer = await sign_in(await env.member(org, "nanoReadOnly", token=False))
     assert "No deliveries yet —" in assert_page(await admin.get("/webhook/deliveries"))  # no webhook set
     async with Receiver(lambda _request, n: Reply(500 if n == 1 else 204)) as receiver:
         await configure_webhook(env, org, receiver.url(), events=["user.invited"])

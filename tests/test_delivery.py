@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import sys
@@ -18,54 +17,17 @@ from standardwebhooks import Webhook
 from streamward.audit.models import AuditEntry
 from streamward.db import utcnow
 from streamward.events.models import OutboxEvent, WebhookDelivery
-from streamward.events.outbox import emit
 from streamward.orgs.models import Organisation
-from streamward.webhooks.delivery import (
-    BACKOFF_SECONDS,
-    MAX_ATTEMPTS,
-    WEBHOOK_SECRET_PURPOSE,
-    DeliveryWorker,
-    WorkerOptions,
-    worker_for,
-)
-from tests.conftest import TEST_SECRET, CreatedOrg, Env
-from tests.receiver import Receiver, Reply
+from streamward.webhooks.delivery import BACKOFF_SECONDS, MAX_ATTEMPTS
+from streamward.worker import DeliveryWorker, WorkerOptions, worker_for
+from tests.conftest import TEST_SECRET, Env
+from tests.support.data import configure_webhook, emit_event, event_row
+from tests.support.receiver import Receiver, Reply
 
 
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
     return {"allow_private_webhook_targets": True, "webhook_timeout_seconds": 1.0}
-
-
-async def configure_webhook(env: Env, org: CreatedOrg, url: str, events: list[str] | None = None) -> str:
-    secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
-    async with env.runtime.database.session() as session:
-        await session.execute(
-            update(Organisation)
-            .where(Organisation.id == org.id)
-            .values(
-                webhook_url=url,
-                webhook_events=events or [],
-                webhook_secret_sealed=env.runtime.secret_box.seal(secret, purpose=WEBHOOK_SECRET_PURPOSE),
-                webhook_disabled_at=None,
-            )
-        )
-        await session.commit()
-    return secret
-
-
-async def emit_event(
-    env: Env, org: CreatedOrg, type: str = "user.invited", payload: dict[str, Any] | None = None
-) -> uuid.UUID:
-    async with env.runtime.database.session() as session:
-        event = emit(session, type, payload or {"n": 1}, organisation_id=org.id)
-        await session.commit()
-    return event.id
-
-
-async def event_row(env: Env, event_id: uuid.UUID) -> OutboxEvent:
-    async with env.runtime.database.session() as session:
-        return (await session.execute(select(OutboxEvent).where(OutboxEvent.id == event_id))).scalar_one()
 
 
 async def deliveries(env: Env, event_id: uuid.UUID) -> list[WebhookDelivery]:

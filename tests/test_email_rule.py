@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from streamward.config import Settings
 from tests.conftest import PASSWORD, Env
-from tests.sec_pages_support import browser, csrf_of
+from tests.support.pages import browser, csrf_of
 
 INTRANET = {"allowed_special_email_domains": "Local, .test"}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from sqlalchemy.engine import make_url
 from streamward.app import create_app
 from streamward.migrate import alembic_config
 from tests.conftest import POSTGRES_UP, Env, make_settings
+from tests.support.net import free_port
 
 URL_PASSWORD = "hunter2-not-for-logs"
 
@@ -30,13 +30,6 @@ def _head_and_previous() -> tuple[str, str]:
     previous = scripts.get_revision(head).down_revision
     assert isinstance(previous, str)
     return head, previous
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @contextlib.asynccontextmanager
@@ -91,7 +84,7 @@ async def test_readyz_is_unready_while_the_schema_is_behind_and_ready_after(env:
 
 
 async def test_readyz_names_the_unreachable_database_without_its_url(tmp_path: Path) -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     url = f"postgresql+asyncpg://streamward:{URL_PASSWORD}@127.0.0.1:{port}/streamward"
     async with client_of(create_app(make_settings(url, tmp_path))) as client:
         assert (await client.get("/healthz")).status_code == 200  # alive, though not ready
@@ -156,7 +149,7 @@ async def test_readyz_follows_postgresql_going_away_and_coming_back(
     postgres_url: str, tmp_path: Path
 ) -> None:
     real = make_url(postgres_url)
-    forwarder = Forwarder((real.host or "127.0.0.1", real.port or 5432), _free_port())
+    forwarder = Forwarder((real.host or "127.0.0.1", real.port or 5432), free_port())
     url = real.set(host="127.0.0.1", port=forwarder.port).render_as_string(hide_password=False)
     async with client_of(create_app(make_settings(url, tmp_path))) as client:
         states: list[Any] = [(await client.get("/readyz")).status_code]

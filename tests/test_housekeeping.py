@@ -25,7 +25,7 @@ from streamward.housekeeping import purge
 from streamward.invites.models import Invitation
 from streamward.playback.models import PlaybackRevocation
 from streamward.playback.service import REVOCATION_KEPT_AFTER_EXP_SECONDS
-from streamward.webhooks.delivery import DeliveryWorker, WorkerOptions
+from streamward.worker import DeliveryWorker, WorkerOptions
 from tests.conftest import TEST_SECRET, CreatedOrg, Env, Member
 
 RETENTION_DAYS = 30

@@ -14,7 +14,7 @@ from streamward.config import Settings
 from streamward.db import Database
 from streamward.migrate import upgrade
 from tests.conftest import TEST_SECRET, Env
-from tests.console_mail_support import mailed_reset_links
+from tests.support.mail import mailed_reset_links
 
 HSTS = "max-age=31536000; includeSubDomains"
 
@@ -43,7 +43,7 @@ async def test_a_reset_request_logs_no_token_and_files_the_mail_privately(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     org = await env.org()
-    user = await env.member(org, "nanoUser", email="forgetful@example.com", login=False)
+    user = await env.member(org, "nanoUser", email="forgetful@example.com", token=False)
     response = await env.client.post("/api/user/password/reset", json={"email": user.email})
     assert response.status_code == 202
     [(link, token)] = mailed_reset_links(env)

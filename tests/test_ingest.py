@@ -11,12 +11,11 @@ from standardwebhooks import Webhook
 from streamward.audit.models import AuditEntry
 from streamward.events.models import OutboxEvent
 from streamward.vod.models import VodAsset
-from streamward.webhooks.delivery import worker_for
+from streamward.worker import worker_for
 from tests.conftest import CreatedOrg, Env, Member
-from tests.receiver import Receiver, Reply
-from tests.test_delivery import configure_webhook
+from tests.support.data import INGEST_SECRET, configure_webhook, publish_form
+from tests.support.receiver import Receiver, Reply
 
-INGEST_SECRET = "ingest-secret-for-tests-0123456789"
 HEADERS = {"X-Ingest-Secret": INGEST_SECRET}
 
 
@@ -40,10 +39,6 @@ async def stream_state(env: Env, member: Member, stream_id: str) -> str:
     response = await env.client.get(f"/api/stream/{stream_id}", headers=member.headers)
     state: str = response.json()["state"]
     return state
-
-
-def publish_form(name: str, call: str = "publish", **extra: str) -> dict[str, str]:
-    return {"call": call, "name": name, "app": "live", "addr": "198.51.100.20", "clientid": "42", **extra}
 
 
 async def audit_actions(env: Env) -> list[str]:

@@ -24,7 +24,7 @@ from streamward.app import create_app
 from streamward.audit.models import AuditEntry
 from streamward.ingest.service import MAX_FIELD_LENGTH
 from tests.conftest import Env, Member, make_settings
-from tests.routes import all_routes
+from tests.support.routes import all_routes
 
 INGEST_SECRET = "ingest-secret-for-tests-0123456789"
 OPERATOR_TOKEN = "operator-token-for-tests-0123456789"

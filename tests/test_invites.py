@@ -9,15 +9,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from streamward.audit.models import AuditEntry
 from streamward.authz.permissions import NANO_READ_ONLY, NANO_USER, ordered
 from streamward.crypto import digest
 from streamward.db import utcnow
-from streamward.events.models import OutboxEvent
 from streamward.invites.models import Invitation
 from streamward.users.models import Membership
 from tests.conftest import Env
-from tests.users_support import audit_entries, count, custom_role, events, invitation, member
+from tests.support.data import audit_entries, count, custom_role, events, invitation
 
 BASE_URL = "https://streamward.example.org"
 JOIN_PASSWORD = "joining passphrase 42"
@@ -30,7 +28,7 @@ def settings_overrides() -> dict[str, Any]:
 
 async def test_create_returns_the_token_and_link_once_and_stores_only_the_sha256(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     response = await env.client.post(
         "/api/user/invite",
         json={"role": "nanoUser", "email": "New.Person@Example.com", "expiresInDays": 3},
@@ -56,16 +54,16 @@ async def test_create_returns_the_token_and_link_once_and_stores_only_the_sha256
     listed = (await env.client.get("/api/user/invite", headers=admin.headers)).json()["items"]
     assert [item["id"] for item in listed] == [body["id"]]
     assert "token" not in listed[0] and token not in str(listed)
-    [entry] = await audit_entries(env, AuditEntry.action == "invite.created")
+    [entry] = await audit_entries(env, action="invite.created")
     assert entry.target_id == body["id"] and token not in str(entry.after)
-    [event] = await events(env, OutboxEvent.type == "user.invited")
+    [event] = await events(env, type="user.invited")
     assert event.payload["inviteId"] == body["id"] and event.payload["role"] == "nanoUser"
     assert token not in str(event.payload) and stored.token_hash not in str(event.payload)
 
 
 async def test_expiry_is_one_to_thirty_days_seven_by_default(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     for days in (0, 31, -1):
         response = await env.client.post(
             "/api/user/invite", json={"role": "nanoUser", "expiresInDays": days}, headers=admin.headers
@@ -80,10 +78,10 @@ async def test_expiry_is_one_to_thirty_days_seven_by_default(env: Env) -> None:
 
 async def test_invite_refusals_unknown_role_escalation_and_existing_member(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     await custom_role(env, org, "recruiter", set(NANO_READ_ONLY.permissions | {"user:invite"}))
-    recruiter = await member(env, org, "recruiter")
-    observer = await member(env, org, "nanoReadOnly", email="observer@example.com")
+    recruiter = await env.member(org, "recruiter")
+    observer = await env.member(org, "nanoReadOnly", email="observer@example.com")
 
     unknown = await env.client.post("/api/user/invite", json={"role": "wizard"}, headers=admin.headers)
     assert (unknown.status_code, unknown.json()["error"]["code"]) == (422, "unknown_role")
@@ -128,7 +126,7 @@ async def test_public_lookup_shows_only_organisation_name_role_and_whether_an_em
 
 async def test_accept_creates_an_account_and_returns_a_bintu_token(env: Env) -> None:
     org = await env.org("Acme")
-    admin = await member(env, org)
+    admin = await env.member(org)
     invite, token = await invitation(env, org, "nanoUser")
     response = await env.client.post(
         f"/api/invite/{token}/accept", json={"email": "Joiner@Example.com", "password": JOIN_PASSWORD}
@@ -148,20 +146,20 @@ async def test_accept_creates_an_account_and_returns_a_bintu_token(env: Env) -> 
 
     [listed] = (await env.client.get("/api/user/invite", headers=admin.headers)).json()["items"]
     assert (listed["status"], listed["acceptedBy"]) == ("accepted", body["user"]["id"])
-    [entry] = await audit_entries(env, AuditEntry.action == "user.joined")
+    [entry] = await audit_entries(env, action="user.joined")
     assert (entry.organisation_id, entry.actor, entry.target_id) == (
         org.id,
         f"user:{body['user']['id']}",
         body["user"]["id"],
     )
     assert entry.after == {"email": "joiner@example.com", "role": "nanoUser", "inviteId": str(invite.id)}
-    [event] = await events(env, OutboxEvent.type == "user.joined")
+    [event] = await events(env, type="user.joined")
     assert event.payload["userId"] == body["user"]["id"]
 
 
 async def test_accept_with_an_existing_accounts_token_adds_a_membership(env: Env) -> None:
     home, other = await env.org("Home"), await env.org("Other")
-    person = await member(env, home, "nanoUser", email="person@example.com")
+    person = await env.member(home, "nanoUser", email="person@example.com")
     _, token = await invitation(env, other, "nanoReadOnly")
     response = await env.client.post(f"/api/invite/{token}/accept", headers=person.headers)
     assert response.status_code == 200, response.text
@@ -173,7 +171,7 @@ async def test_accept_with_an_existing_accounts_token_adds_a_membership(env: Env
     assert organisation.json()["name"] == "Other"
     # The old token still belongs to the first organisation.
     assert (await env.client.get("/api/organisation", headers=person.headers)).json()["name"] == "Home"
-    assert await count(env, Membership, Membership.account_id == person.account.id) == 2
+    assert await count(env, Membership, account_id=person.account.id) == 2
 
     bad = await env.client.post(
         f"/api/invite/{(await invitation(env, other))[1]}/accept", headers={"X-BINTU-TOKEN": "swt_nope"}
@@ -183,7 +181,7 @@ async def test_accept_with_an_existing_accounts_token_adds_a_membership(env: Env
 
 async def test_an_email_bound_invitation_is_accepted_only_by_that_email(env: Env) -> None:
     org, elsewhere = await env.org(), await env.org()
-    stranger = await member(env, elsewhere, "nanoUser", email="stranger@example.com")
+    stranger = await env.member(elsewhere, "nanoUser", email="stranger@example.com")
     _, token = await invitation(env, org, "nanoUser", email="bound@example.com")
     wrong_new = await env.client.post(
         f"/api/invite/{token}/accept", json={"email": "other@example.com", "password": JOIN_PASSWORD}
@@ -203,7 +201,7 @@ async def test_an_email_bound_invitation_is_accepted_only_by_that_email(env: Env
 
 async def test_existing_member_or_account_gets_a_clear_error_and_the_invitation_survives(env: Env) -> None:
     org = await env.org()
-    insider = await member(env, org, "nanoReadOnly", email="insider@example.com")
+    insider = await env.member(org, "nanoReadOnly", email="insider@example.com")
     _, token = await invitation(env, org, "nanoUser")
     again = await env.client.post(f"/api/invite/{token}/accept", headers=insider.headers)
     assert (again.status_code, again.json()["error"]["code"]) == (409, "already_member")
@@ -218,7 +216,7 @@ async def test_existing_member_or_account_gets_a_clear_error_and_the_invitation_
     )
     assert (member_again.status_code, member_again.json()["error"]["code"]) == (409, "already_member")
     assert (await env.client.get(f"/api/invite/{token}")).status_code == 200
-    assert await count(env, Membership, Membership.organisation_id == org.id) == 1
+    assert await count(env, Membership, organisation_id=org.id) == 1
 
 
 async def test_unknown_expired_revoked_and_used_invitations_get_the_same_answer(env: Env) -> None:
@@ -241,7 +239,7 @@ async def test_unknown_expired_revoked_and_used_invitations_get_the_same_answer(
 
 async def test_accept_input_errors_leave_the_invitation_usable(env: Env) -> None:
     org = await env.org()
-    outsider = await member(env, await env.org(), "nanoUser")
+    outsider = await env.member(await env.org(), "nanoUser")
     _, token = await invitation(env, org)
     cases: list[tuple[dict[str, Any] | None, dict[str, str], int, str]] = [
         (None, {}, 400, "credentials_required"),
@@ -265,7 +263,7 @@ async def test_accept_input_errors_leave_the_invitation_usable(env: Env) -> None
 
 async def test_list_shows_status_and_filters_and_pages(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     pending, _ = await invitation(env, org, "nanoUser", email="pending@example.com")
     expired, _ = await invitation(env, org, "nanoReadOnly", expires_in=timedelta(seconds=-1))
     revoked, _ = await invitation(env, org, "nanoUser", revoked_at=utcnow())
@@ -309,7 +307,7 @@ async def test_list_shows_status_and_filters_and_pages(env: Env) -> None:
 
 async def test_revoke_stops_the_link(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     invite, token = await invitation(env, org)
     assert (
         await env.client.delete(f"/api/user/invite/{invite.id}", headers=admin.headers)
@@ -326,15 +324,15 @@ async def test_revoke_stops_the_link(env: Env) -> None:
         await env.client.delete(f"/api/user/invite/{foreign.id}", headers=admin.headers)
     ).status_code == 404
 
-    [entry] = await audit_entries(env, AuditEntry.action == "invite.revoked")
+    [entry] = await audit_entries(env, action="invite.revoked")
     assert (entry.target_id, entry.after) == (str(invite.id), {"status": "revoked"})
-    [event] = await events(env, OutboxEvent.type == "invite.revoked")
+    [event] = await events(env, type="invite.revoked")
     assert event.payload["inviteId"] == str(invite.id)
 
 
 async def test_renew_issues_a_fresh_token_and_the_old_one_stops(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     invite, old_token = await invitation(env, org, "nanoUser", expires_in=timedelta(seconds=-1))
     response = await env.client.post(
         f"/api/user/invite/{invite.id}/renew", json={"expiresInDays": 2}, headers=admin.headers
@@ -345,7 +343,7 @@ async def test_renew_issues_a_fresh_token_and_the_old_one_stops(env: Env) -> Non
     assert body["token"] != old_token and body["url"] == f"{BASE_URL}/invite/{body['token']}"
     assert (await env.client.get(f"/api/invite/{old_token}")).status_code == 404
     assert (await env.client.get(f"/api/invite/{body['token']}")).status_code == 200
-    [entry] = await audit_entries(env, AuditEntry.action == "invite.renewed")
+    [entry] = await audit_entries(env, action="invite.renewed")
     assert entry.target_id == str(invite.id) and body["token"] not in str(entry.after)
 
     used, _ = await invitation(env, org, accepted_at=utcnow())

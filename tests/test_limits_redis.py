@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import pytest
 
-from streamward.audit.models import AuditEntry
 from streamward.limits import (
     Limits,
     LocalLimits,
@@ -23,7 +22,9 @@ from streamward.limits import (
     unshared_limits_warning,
 )
 from tests.conftest import TEST_SECRET, Env, make_settings
-from tests.redis_limits_support import (
+from tests.support.data import audit_entries, invitation
+from tests.support.pages import browser, csrf_of
+from tests.support.redis_store import (
     REDIS_UP,
     REDIS_URL,
     closed_port_url,
@@ -33,8 +34,6 @@ from tests.redis_limits_support import (
     pttl,
     redis_keys,
 )
-from tests.sec_pages_support import browser, csrf_of
-from tests.users_support import audit_entries, invitation
 
 UNREACHABLE_REDIS = closed_port_url()
 UNKNOWN_RESET = "swr_" + "A" * 43
@@ -192,7 +191,7 @@ def _assert_unavailable(response: httpx.Response) -> None:
 @pytest.mark.parametrize("settings_overrides", ["unreachable"], indirect=True)
 async def test_with_redis_unreachable_limited_routes_fail_closed_and_the_rest_works(env: Env) -> None:
     org = await env.org()
-    admin = await env.member(org, login=False)
+    admin = await env.member(org, token=False)
     _, invite_token = await invitation(env, org)
     for _ in range(3):  # never a 500, never a pass: not once
         login = await env.client.post(
@@ -242,7 +241,7 @@ async def test_over_redis_a_login_flood_is_limited_and_audited_once(env: Env) ->
     assert statuses == [401, 401, 401, 429, 429, 429]
     assert response.json()["error"]["code"] == "rate_limited"
     assert int(response.headers["Retry-After"]) == 20  # 3 per 60 s
-    reasons = [e.after for e in await audit_entries(env, AuditEntry.action == "user.login_failed")]
+    reasons = [e.after for e in await audit_entries(env, action="user.login_failed")]
     assert reasons.count({"reason": "rate_limited"}) == 1
     assert reasons.count({"reason": "invalid_credentials"}) == 3
     prefix = env.settings.redis_key_prefix

@@ -17,8 +17,8 @@ from streamward.config import Settings
 from streamward.logs import QUIET_LIBRARIES, configure_logging, redact
 from streamward.web.access import PUBLIC
 from tests.conftest import TEST_SECRET, Env
-from tests.console_mail_support import mailed_reset_tokens
-from tests.overview_support import create_stream, use_fake_dns
+from tests.support.data import create_stream, use_fake_dns
+from tests.support.mail import mailed_reset_tokens
 
 ADMIN_PASSWORD = "admin passphrase that must stay secret"
 
@@ -59,7 +59,7 @@ def json_log() -> Iterator[CapturedLog]:
 async def test_json_lines_with_the_access_line_of_each_request(env: Env, json_log: CapturedLog) -> None:
     org = await env.org()
     admin = await env.member(org)
-    member = await env.member(org, "nanoUser", login=False)
+    member = await env.member(org, "nanoUser", token=False)
     response = await env.client.get(f"/api/user/{member.id}?filter=secret-query", headers=admin.headers)
     assert response.status_code == 200
 
@@ -128,7 +128,7 @@ async def test_an_unexpected_failure_is_answered_and_logged_with_its_request_id(
 
 async def test_audit_entries_record_the_request_id(env: Env) -> None:
     org = await env.org()
-    admin = await env.member(org)
+    admin = await env.member(org, login=True)
     created = await env.client.post(
         "/api/user/invite", json={"role": "nanoUser"}, headers=admin.headers | {"X-Request-ID": "trace-42"}
     )
@@ -150,7 +150,7 @@ async def test_no_secret_reaches_the_log_at_debug(
     caplog.set_level(logging.DEBUG)
     use_fake_dns(env)
     org = await env.org(packages=["secure_playback"])
-    admin = await env.member(org, email="admin@example.com", password=ADMIN_PASSWORD)
+    admin = await env.member(org, email="admin@example.com", password=ADMIN_PASSWORD, login=True)
     assert admin.token
     seen: set[str] = {ADMIN_PASSWORD, admin.token, org.api_key}
 

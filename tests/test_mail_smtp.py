@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import logging
-import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,16 +26,10 @@ from pydantic import SecretStr
 from streamward.authn.mail import MailMessage, SmtpMail, send_quietly
 from streamward.config import Settings
 from tests.conftest import PASSWORD, Env
-from tests.users_support import member
+from tests.support.net import free_port
 
 SMTP_USER, SMTP_PASSWORD = "streamward", "relay secret"
 SENDER = "Streamward <noreply@streamward.example.org>"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:
@@ -101,7 +94,7 @@ def smtp_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(cert, key)
-    inbox, port = Inbox(), _free_port()
+    inbox, port = Inbox(), free_port()
     controller = Controller(
         inbox,
         hostname="127.0.0.1",
@@ -136,7 +129,7 @@ async def test_password_reset_mail_goes_out_over_starttls_with_authentication(
 ) -> None:
     inbox, _ = smtp_server
     org = await env.org()
-    user = await member(env, org, "nanoUser", email="mailme@example.com")
+    user = await env.member(org, "nanoUser", email="mailme@example.com")
     response = await env.client.post("/api/user/password/reset", json={"email": "mailme@example.com"})
     assert response.status_code == 202
     assert inbox.logins == [(SMTP_USER, SMTP_PASSWORD)]
@@ -169,8 +162,8 @@ async def test_a_failing_relay_is_logged_and_never_reaches_the_client(
     env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
     org = await env.org()
-    await member(env, org, "nanoUser", email="unlucky@example.com")
-    env.runtime.settings.smtp_port = _free_port()  # nothing listens there
+    await env.member(org, "nanoUser", email="unlucky@example.com")
+    env.runtime.settings.smtp_port = free_port()  # nothing listens there
     caplog.set_level(logging.ERROR, logger="streamward.authn.mail")
     response = await env.client.post("/api/user/password/reset", json={"email": "unlucky@example.com"})
     assert response.status_code == 202

@@ -14,7 +14,7 @@ from streamward.events.outbox import emit
 from streamward.orgs.models import Organisation
 from streamward.webhooks.delivery import WEBHOOK_SECRET_PURPOSE
 from tests.conftest import PASSWORD, Env
-from tests.receiver import Receiver
+from tests.support.receiver import Receiver
 
 OPERATOR_TOKEN = "operator-token-for-metrics-0123456789"
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
@@ -47,8 +47,8 @@ def value(samples: list[Sample], name: str, **labels: str) -> float | None:
 
 async def test_requests_are_counted_by_route_template_method_and_status(env: Env) -> None:
     org = await env.org()
-    admin = await env.member(org)
-    member = await env.member(org, "nanoUser", login=False)
+    admin = await env.member(org, login=True)  # counted below
+    member = await env.member(org, "nanoUser", token=False)
     assert (await env.client.get(f"/api/user/{member.id}", headers=admin.headers)).status_code == 200
     assert (await env.client.get(f"/api/user/{uuid.uuid4()}", headers=admin.headers)).status_code == 404
     # The bintu root's /user/{id} is the same route as /api/user/{id}.
@@ -74,7 +74,7 @@ async def test_requests_are_counted_by_route_template_method_and_status(env: Env
 
 async def test_logins_are_counted_by_outcome_and_refusals_by_limit(env: Env) -> None:
     org = await env.org()
-    user = await env.member(org, login=False)
+    user = await env.member(org, token=False)
     client = env.client_from("198.51.100.7")  # its own per-address budget: 2 attempts
     attempt = {"email": user.email, "organisation": str(org.id)}
     async with client:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from streamward.audit.models import AuditEntry
 from tests.conftest import PG_ADMIN_URL, POSTGRES_UP, TEST_SECRET
-from tests.redis_limits_support import REDIS_URL, drop_keys, needs_redis, new_prefix
+from tests.support.net import free_port
+from tests.support.redis_store import REDIS_URL, drop_keys, needs_redis, new_prefix
 
 pytestmark = [pytest.mark.skipif(not POSTGRES_UP, reason="PostgreSQL not reachable"), needs_redis]
 
@@ -44,12 +44,6 @@ class Cluster:
     b: str
     database_url: str
     organisation_id: str
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _admin_sql(sql: str) -> None:
@@ -105,7 +99,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         assert created.returncode == 0, created.stderr
         urls = []
         for label in ("a", "b"):  # one after the other: each upgrades the schema on start
-            port = _free_port()
+            port = free_port()
             env = base | {
                 "STREAMWARD_PORT": str(port),
                 "STREAMWARD_VAR_DIR": str(tmp_path_factory.mktemp(f"multi-{label}")),

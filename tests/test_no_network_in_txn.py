@@ -24,12 +24,9 @@ from sqlalchemy.engine import make_url
 from streamward.audit.models import AuditEntry
 from streamward.events.models import OutboxEvent, WebhookDelivery
 from tests.conftest import CreatedOrg, Env, Member
-from tests.receiver import Receiver, Reply
-from tests.test_dashboard_more import browsers, flash_of, followed, sign_in, submit
-from tests.test_delivery import configure_webhook
-from tests.test_ingest import INGEST_SECRET, publish_form
-
-__all__ = ["browsers", "sign_in"]  # fixtures used here
+from tests.support.data import INGEST_SECRET, configure_webhook, publish_form
+from tests.support.pages import flash_of, followed, submit
+from tests.support.receiver import Receiver, Reply
 
 # How long the remote side waits at most before answering on its own: only reached when the write
 # under test cannot finish (the failure case), so it is generous for a loaded machine.

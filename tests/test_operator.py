@@ -20,7 +20,7 @@ from streamward.db import Database
 from streamward.orgs.models import ANALYTICS_LEVELS, SUPPORT_LEVELS
 from streamward.orgs.schemas import AnalyticsLevel, SupportLevel
 from tests.conftest import Env
-from tests.overview_support import audit_entries, events, member
+from tests.support.data import audit_entries, events
 
 OPERATOR_TOKEN = "operator-token-for-tests-0123456789"
 BEARER = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
@@ -45,7 +45,7 @@ async def test_operator_api_is_off_without_a_token_setting(env: Env) -> None:
 
 async def test_operator_api_refuses_wrong_or_missing_tokens(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     for headers in (
         {},
         {"Authorization": "Bearer wrong"},
@@ -61,7 +61,7 @@ async def test_operator_api_refuses_wrong_or_missing_tokens(env: Env) -> None:
         assert response.status_code == 401, (headers, response.text)
         assert response.json()["error"]["code"] == "unauthenticated"
         assert response.headers["www-authenticate"] == "Bearer"
-    assert await audit_entries(env, org) == []
+    assert await audit_entries(env, org=org) == []
 
 
 async def test_operator_lists_reads_and_updates_organisations(env: Env) -> None:
@@ -98,7 +98,7 @@ async def test_operator_lists_reads_and_updates_organisations(env: Env) -> None:
     assert body["packages"] == ["live_processing", "live_processing.recording", "secure_playback"]
     assert (await env.client.get(f"/api/operator/organisation/{first.id}", headers=BEARER)).json() == body
 
-    (entry,) = await audit_entries(env, first, "organisation.updated")
+    (entry,) = await audit_entries(env, org=first, action="organisation.updated")
     assert entry.actor == "operator" and entry.client_address == "203.0.113.10"
     assert entry.before == {
         "name": "First",
@@ -108,12 +108,12 @@ async def test_operator_lists_reads_and_updates_organisations(env: Env) -> None:
         "packages": [],
     }
     assert entry.after is not None and entry.after["packages"] == body["packages"]
-    (event,) = await events(env, first, "organisation.updated")
+    (event,) = await events(env, org=first, type="organisation.updated")
     assert event.payload["changed"] == ["name", "supportLevel", "analyticsLevel", "trial", "packages"]
     # The organisation sees it at once: the package now unlocks its feature.
     token = await env.client.post("/api/v1/splay", json={"orgawide": True}, headers=first.api_headers)
     assert token.status_code == 200
-    assert await audit_entries(env, second) == []
+    assert await audit_entries(env, org=second) == []
 
 
 async def test_operator_update_refusals(env: Env) -> None:
@@ -137,12 +137,12 @@ async def test_operator_update_refusals(env: Env) -> None:
         f"/api/operator/organisation/{org.id}", json={"trial": False}, headers=BEARER
     )
     assert unchanged.status_code == 200
-    assert await audit_entries(env, org) == []  # nothing changed, nothing to audit
+    assert await audit_entries(env, org=org) == []  # nothing changed, nothing to audit
 
 
 async def test_organisation_users_cannot_change_packages_or_levels(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     for method in ("PUT", "PATCH", "POST"):
         response = await env.client.request(
             method,

@@ -12,16 +12,16 @@ from streamward.crypto import digest
 from streamward.orgs.models import Organisation
 from streamward.users.models import Membership, new_token_key
 from tests.conftest import Env
-from tests.overview_support import audit_entries, events, member
+from tests.support.data import audit_entries, events
 
 
 async def test_api_key_reveal_is_audited_without_the_key(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     for _ in range(2):
         response = await env.client.get("/api/organisation/apikey", headers=admin.headers)
         assert response.status_code == 200 and response.json() == {"apiKey": org.api_key}
-    entries = await audit_entries(env, org, "apikey.revealed")
+    entries = await audit_entries(env, org=org, action="apikey.revealed")
     assert len(entries) == 2
     assert {e.actor for e in entries} == {f"user:{admin.id}"}
     assert entries[0].client_address == "203.0.113.10"
@@ -50,15 +50,15 @@ async def test_api_key_rotation_stops_the_old_key_at_once(env: Env) -> None:
         stored = await session.get(Organisation, org.id)
         assert stored is not None and stored.api_key_hash == digest(new_key)
         assert new_key not in stored.api_key_sealed
-    (event,) = await events(env, org, "apikey.rotated")
+    (event,) = await events(env, org=org, type="apikey.rotated")
     assert event.payload == {"id": str(org.id), "rotatedBy": "apikey"}
-    (entry,) = await audit_entries(env, org, "apikey.rotated")
+    (entry,) = await audit_entries(env, org=org, action="apikey.rotated")
     assert new_key not in json.dumps([entry.before, entry.after]) and old_key not in json.dumps(entry.after)
 
 
 async def test_player_key_read_and_rotate(env: Env) -> None:
     org = await env.org()
-    observer = await member(env, org, "nanoReadOnly")
+    observer = await env.member(org, "nanoReadOnly")
     first = (await env.client.get("/api/organisation/playerkey", headers=observer.headers)).json()[
         "playerKey"
     ]
@@ -71,13 +71,13 @@ async def test_player_key_read_and_rotate(env: Env) -> None:
     assert (await env.client.get("/api/organisation/playerkey", headers=observer.headers)).json() == {
         "playerKey": second
     }
-    (event,) = await events(env, org, "organisation.updated")
+    (event,) = await events(env, org=org, type="organisation.updated")
     assert event.payload == {"id": str(org.id), "changed": ["playerKey"]}
 
 
 async def test_named_bintu_token_for_automation(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     response = await env.client.post(
         "/api/bintu/token", json={"name": "CI deploys", "expiresInDays": 90}, headers=admin.headers
     )
@@ -97,7 +97,7 @@ async def test_named_bintu_token_for_automation(env: Env) -> None:
         ).one()
     assert stored.name == "CI deploys"
     assert 89 <= (stored.expires_at - stored.created_at).days <= 90
-    (entry,) = await audit_entries(env, org, "token.created")
+    (entry,) = await audit_entries(env, org=org, action="token.created")
     assert body["token"] not in json.dumps(entry.after)
 
     # Ended by its owner's token-key renewal, like any other bintu token.
@@ -111,7 +111,7 @@ async def test_named_bintu_token_for_automation(env: Env) -> None:
 
 async def test_named_bintu_token_refusals(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     with_key = await env.client.post(
         "/api/bintu/token", json={"name": "x", "expiresInDays": 1}, headers=org.api_headers
     )

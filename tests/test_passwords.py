@@ -8,12 +8,11 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from streamward.audit.models import AuditEntry
 from streamward.authn.models import PasswordReset
 from streamward.db import utcnow
 from tests.conftest import PASSWORD, Env
-from tests.console_mail_support import filed_mails, mailed_reset_links
-from tests.users_support import audit_entries, member, token_for
+from tests.support.data import audit_entries
+from tests.support.mail import filed_mails, mailed_reset_links
 
 NEW_PASSWORD = "a completely new passphrase"
 
@@ -25,9 +24,9 @@ async def login_status(env: Env, email: str, password: str) -> int:
 
 async def test_change_password_ends_every_other_session_of_the_account(env: Env) -> None:
     org, other_org = await env.org(), await env.org()
-    user = await member(env, org, "nanoUser", email="changer@example.com")
-    elsewhere = await member(env, other_org, "nanoReadOnly", email="changer@example.com")
-    second_token = await token_for(env, user)
+    user = await env.member(org, "nanoUser", email="changer@example.com")
+    elsewhere = await env.member(other_org, "nanoReadOnly", email="changer@example.com")
+    second_token = await env.issue_token(user)
     response = await env.client.put(
         "/api/user/password",
         json={"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD},
@@ -44,13 +43,13 @@ async def test_change_password_ends_every_other_session_of_the_account(env: Env)
             json={"email": user.email, "password": NEW_PASSWORD, "organisation": str(org.id)},
         )
     ).status_code == 200
-    [entry] = await audit_entries(env, AuditEntry.action == "user.password_changed")
+    [entry] = await audit_entries(env, action="user.password_changed")
     assert (entry.target_id, entry.after) == (str(user.id), {"otherSessionsEnded": 2})
 
 
 async def test_change_password_refusals(env: Env) -> None:
     org = await env.org()
-    user = await member(env, org, "nanoUser")
+    user = await env.member(org, "nanoUser")
     cases = [
         ({"currentPassword": "not my password", "newPassword": NEW_PASSWORD}, 400, "wrong_password"),
         ({"currentPassword": PASSWORD, "newPassword": "short"}, 400, "weak_password"),
@@ -73,7 +72,7 @@ async def test_change_password_refusals(env: Env) -> None:
 async def test_guessing_the_current_password_is_throttled_like_logins(env: Env) -> None:
     env.runtime.login_throttle.failures_per_account.capacity = 2
     org = await env.org()
-    user = await member(env, org, "nanoUser")
+    user = await env.member(org, "nanoUser")
     statuses = [
         (
             await env.client.put(
@@ -89,7 +88,7 @@ async def test_guessing_the_current_password_is_throttled_like_logins(env: Env) 
 
 async def test_passwords_are_used_whole_without_truncation(env: Env) -> None:
     org = await env.org()
-    user = await member(env, org, "nanoUser")
+    user = await env.member(org, "nanoUser")
     long_password = "l" * 100 + "-end"  # beyond bcrypt's 72 bytes, say
     response = await env.client.put(
         "/api/user/password",
@@ -103,7 +102,7 @@ async def test_passwords_are_used_whole_without_truncation(env: Env) -> None:
 
 async def test_reset_request_answers_the_same_for_any_email(env: Env) -> None:
     org = await env.org()
-    user = await member(env, org, "nanoUser", email="forgetful@example.com")
+    user = await env.member(org, "nanoUser", email="forgetful@example.com")
     known = await env.client.post("/api/user/password/reset", json={"email": "Forgetful@Example.com"})
     unknown = await env.client.post("/api/user/password/reset", json={"email": "nobody@example.com"})
     assert known.status_code == unknown.status_code == 202
@@ -117,7 +116,7 @@ async def test_reset_request_answers_the_same_for_any_email(env: Env) -> None:
         [reset] = (await session.execute(select(PasswordReset))).scalars().all()
     assert token not in (reset.token_hash, str(reset.id))
     assert reset.expires_at - reset.created_at == timedelta(hours=1)
-    [entry] = await audit_entries(env, AuditEntry.action == "user.password_reset_requested")
+    [entry] = await audit_entries(env, action="user.password_reset_requested")
     assert (entry.organisation_id, entry.target_id) == (org.id, str(user.id))
     # A second request moments later sends nothing new (no inbox flooding), and still answers the same.
     again = await env.client.post("/api/user/password/reset", json={"email": "forgetful@example.com"})
@@ -127,7 +126,7 @@ async def test_reset_request_answers_the_same_for_any_email(env: Env) -> None:
 
 async def test_reset_link_sets_a_new_password_once_and_ends_every_session(env: Env) -> None:
     org = await env.org()
-    user = await member(env, org, "nanoUser", email="resetter@example.com")
+    user = await env.member(org, "nanoUser", email="resetter@example.com")
     await env.client.post("/api/user/password/reset", json={"email": user.email})
     [(_, token)] = mailed_reset_links(env)
 
@@ -145,13 +144,13 @@ async def test_reset_link_sets_a_new_password_once_and_ends_every_session(env: E
     assert (reused.status_code, reused.json()["error"]["code"]) == (400, "reset_link_invalid")
     unknown = await env.client.post("/api/user/password/reset/swr_nope", json={"password": NEW_PASSWORD})
     assert unknown.json() == reused.json()
-    [entry] = await audit_entries(env, AuditEntry.action == "user.password_reset")
+    [entry] = await audit_entries(env, action="user.password_reset")
     assert (entry.actor, entry.target_id) == (f"user:{user.id}", str(user.id))
 
 
 async def test_reset_link_expires_after_an_hour(env: Env) -> None:
     org = await env.org()
-    user = await member(env, org, "nanoUser")
+    user = await env.member(org, "nanoUser")
     await env.client.post("/api/user/password/reset", json={"email": user.email})
     [(_, token)] = mailed_reset_links(env)
     async with env.runtime.database.session() as session:
@@ -168,7 +167,7 @@ async def test_reset_link_expires_after_an_hour(env: Env) -> None:
 
 async def test_changing_the_password_retires_outstanding_reset_links(env: Env) -> None:
     org = await env.org()
-    user = await member(env, org, "nanoUser")
+    user = await env.member(org, "nanoUser")
     await env.client.post("/api/user/password/reset", json={"email": user.email})
     [(_, token)] = mailed_reset_links(env)
     await env.client.put(

@@ -21,7 +21,7 @@ from streamward.playback.keys import private_key_of
 from streamward.playback.models import PlaybackSigningKey
 from streamward.users.models import Membership, new_token_key
 from tests.conftest import CreatedOrg, Env
-from tests.overview_support import audit_entries, create_stream, member, playback_token
+from tests.support.data import audit_entries, create_stream, playback_token
 
 SPLAY = "/api/v1/splay"
 VERIFY = "/api/v1/splay/verify"
@@ -72,7 +72,7 @@ def _unsigned(header: dict[str, Any], claims: dict[str, Any]) -> str:
 async def test_issue_then_verify(env: Env) -> None:
     org = await env.org(packages=["secure_playback"])
     stream = await create_stream(env, org)
-    operator = await member(env, org, "nanoUser")
+    operator = await env.member(org, "nanoUser")
     response = await env.client.post(
         SPLAY, json={"streams": [stream["name"]], "user": "viewer-7", "tag": "vip"}, headers=operator.headers
     )
@@ -208,7 +208,7 @@ async def test_issuing_needs_the_secure_playback_package(env: Env) -> None:
 
 async def test_refusals_keep_the_token_service_envelope(env: Env) -> None:
     org = await env.org(packages=["secure_playback"])
-    observer = await member(env, org, "nanoReadOnly")
+    observer = await env.member(org, "nanoReadOnly")
     cases = [
         # Bad or missing credentials are 403 / 1001 as documented (the rest of the API says 401).
         (await env.client.post(SPLAY, json={"orgawide": True}), 403, 1001, "unauthenticated"),
@@ -368,7 +368,7 @@ async def test_forged_and_invalid_tokens_are_refused(env: Env) -> None:
 
 async def test_a_bintu_token_of_a_real_member_is_not_a_playback_token(env: Env) -> None:
     org = await env.org(packages=["secure_playback"])
-    admin = await member(env, org)
+    admin = await env.member(org)
     assert _refused(await _verify(env, admin.token or "")) == (400, 2004, "malformed_token")
 
 
@@ -392,7 +392,7 @@ async def test_token_of_one_organisation_for_another_organisations_stream(env: E
 async def test_token_survives_its_issuers_token_reset_and_deletion(env: Env) -> None:
     org = await env.org(packages=["secure_playback"])
     stream = await create_stream(env, org)
-    issuer = await member(env, org, "nanoUser")
+    issuer = await env.member(org, "nanoUser")
     response = await env.client.post(SPLAY, json={"streams": [stream["name"]]}, headers=issuer.headers)
     token = response.json()["data"]["token"]
 
@@ -412,7 +412,7 @@ async def test_token_survives_its_issuers_token_reset_and_deletion(env: Env) -> 
 
 async def test_key_rotation_keeps_old_tokens_until_revoke_old(env: Env) -> None:
     org = await env.org(packages=["secure_playback"])
-    admin = await member(env, org)
+    admin = await env.member(org)
     first = await playback_token(env, org)
     first_kid = jwt.get_unverified_header(first)["kid"]
 
@@ -437,13 +437,13 @@ async def test_key_rotation_keeps_old_tokens_until_revoke_old(env: Env) -> None:
     assert published == {ended.json()["kid"]}
     third = await playback_token(env, org)
     assert (await _verify(env, third))[0] == 200
-    actions = [entry.action for entry in await audit_entries(env, org)]
+    actions = [entry.action for entry in await audit_entries(env, org=org)]
     assert actions.count("playback.keys_rotated") == 2 and "playback.key_created" in actions
 
 
 async def test_revocation(env: Env) -> None:
     org = await env.org(packages=["secure_playback"])
-    admin = await member(env, org)
+    admin = await env.member(org)
     revocable = await playback_token(env, org, orgawide=True, revocable=True)
     assert (await _verify(env, revocable))[0] == 200
 
@@ -458,6 +458,6 @@ async def test_revocation(env: Env) -> None:
     assert _refused((refused.status_code, refused.json())) == (400, 2011, "not_revocable")
     assert (await _verify(env, lasting))[0] == 200
 
-    (entry,) = await audit_entries(env, org, "playback.token_revoked")
+    (entry,) = await audit_entries(env, org=org, action="playback.token_revoked")
     assert entry.target_id == _claims(revocable)["jti"]
     assert revocable not in json.dumps([entry.before, entry.after])

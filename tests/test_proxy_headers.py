@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from sqlalchemy import select
 from streamward.audit.models import AuditEntry
 from streamward.config import SettingsError, load_settings
 from tests.conftest import Env
+from tests.support.net import free_port
 
 SPOOFED = {"X-Forwarded-For": "192.0.2.77", "X-Forwarded-Proto": "https"}
 OFF: dict[str, Any] = {"login_rate_per_ip": 2}
@@ -74,7 +74,7 @@ async def test_forwarded_headers_change_nothing_unless_trusted(env: Env) -> None
 @pytest.mark.parametrize("settings_overrides", [TRUSTING], ids=["trusted-peer"])
 async def test_a_trusted_proxy_decides_address_and_scheme(env: Env) -> None:
     org = await env.org()
-    member = await env.member(org, login=False)
+    member = await env.member(org, token=False)
     async with env.client_from("127.0.0.1") as proxy:
         # Each forwarded client has its own bucket; the proxy's own address is not throttled.
         assert await failed_logins(proxy, ["192.0.2.1", "192.0.2.2", "192.0.2.3"]) == [401, 401, 401]
@@ -153,14 +153,8 @@ def test_trusted_proxies_must_be_addresses_or_networks() -> None:
 # --- over a real socket: `streamward serve`, uvicorn included ---------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _serve(var_dir: Path, extra: dict[str, str]) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMWARD_")}
     environment.pop("DATABASE_URL", None)
     environment.pop("FORWARDED_ALLOW_IPS", None)

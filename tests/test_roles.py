@@ -5,23 +5,21 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from streamward.audit.models import AuditEntry
 from streamward.authz.permissions import CATALOGUE, NANO_READ_ONLY, PREDEFINED_ROLES, ordered
 from streamward.db import utcnow
-from streamward.events.models import OutboxEvent
 from streamward.invites.models import Invitation
 from tests.conftest import Env
-from tests.users_support import audit_entries, custom_role, events, invitation, member, role_of
+from tests.support.data import audit_entries, custom_role, events, invitation, role_of
 
 
 async def test_list_has_predefined_then_custom_roles_with_member_counts_and_the_catalogue(env: Env) -> None:
     org = await env.org()
-    operator = await member(env, org, "nanoUser")  # reads the list, as documented for nanoUser
-    await member(env, org, "nanoAdmin")
+    operator = await env.member(org, "nanoUser")  # reads the list, as documented for nanoUser
+    await env.member(org, "nanoAdmin")
     await custom_role(env, org, "zeta", {"stream:read"}, description="Last")
     await custom_role(env, org, "alpha", {"stream:read", "playback:create"})
-    await member(env, org, "alpha")
-    await member(env, await env.org(), "nanoUser")  # another organisation's member: not counted
+    await env.member(org, "alpha")
+    await env.member(await env.org(), "nanoUser")  # another organisation's member: not counted
     response = await env.client.get("/api/permission/list", headers=operator.headers)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -43,7 +41,7 @@ async def test_list_has_predefined_then_custom_roles_with_member_counts_and_the_
 
 async def test_one_role_profile_predefined_custom_unknown_and_foreign(env: Env) -> None:
     org, other = await env.org(), await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     await custom_role(env, org, "viewer", {"org:read"}, description="Sees the organisation")
     await custom_role(env, other, "theirs", {"org:read"})
     predefined = (await env.client.get("/api/permission?name=nanoReadOnly", headers=admin.headers)).json()
@@ -65,7 +63,7 @@ async def test_one_role_profile_predefined_custom_unknown_and_foreign(env: Env) 
 
 async def test_create_a_custom_role_and_the_refusals(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     response = await env.client.post(
         "/api/permission",
         json={
@@ -85,10 +83,10 @@ async def test_create_a_custom_role_and_the_refusals(env: Env) -> None:
         "permissions": ["stream:read", "stream:manage"],
         "memberCount": 0,
     }
-    [entry] = await audit_entries(env, AuditEntry.action == "role.created")
+    [entry] = await audit_entries(env, action="role.created")
     assert (entry.target_type, entry.target_id) == ("role", "streamOps")
     assert entry.after == {"description": "Runs streams", "permissions": ["stream:read", "stream:manage"]}
-    [event] = await events(env, OutboxEvent.type == "role.created")
+    [event] = await events(env, type="role.created")
     assert event.payload == {"name": "streamOps", "permissions": ["stream:read", "stream:manage"]}
 
     refusals = [
@@ -108,9 +106,9 @@ async def test_create_a_custom_role_and_the_refusals(env: Env) -> None:
 
 async def test_a_role_edit_applies_to_the_members_very_next_request_without_ending_sessions(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     await custom_role(env, org, "ops", {"org:read", "user:read"})
-    holder = await member(env, org, "ops")
+    holder = await env.member(org, "ops")
     assert (await env.client.get("/api/user", headers=holder.headers)).status_code == 200
 
     narrowed = await env.client.put(
@@ -133,20 +131,20 @@ async def test_a_role_edit_applies_to_the_members_very_next_request_without_endi
         "/api/permission/ops", json={"description": "Back again"}, headers=admin.headers
     )
     assert unchanged.status_code == 200
-    first, second = await audit_entries(env, AuditEntry.action == "role.updated")  # none for the no-op
+    first, second = await audit_entries(env, action="role.updated")  # none for the no-op
     assert (first.before, first.after) == (
         {"description": "", "permissions": ["org:read", "user:read"]},
         {"description": "", "permissions": ["org:read"]},
     )
     assert second.after == {"description": "Back again", "permissions": ["org:read", "user:read"]}
-    assert len(await events(env, OutboxEvent.type == "role.updated")) == 2
+    assert len(await events(env, type="role.updated")) == 2
     missing = await env.client.put("/api/permission/ghost", json={}, headers=admin.headers)
     assert missing.status_code == 404
 
 
 async def test_predefined_roles_cannot_be_edited_or_deleted(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     for name in PREDEFINED_ROLES:
         edit = await env.client.put(
             f"/api/permission/{name}", json={"permissions": []}, headers=admin.headers
@@ -158,12 +156,12 @@ async def test_predefined_roles_cannot_be_edited_or_deleted(env: Env) -> None:
 
 async def test_no_escalation_through_custom_roles(env: Env) -> None:
     org = await env.org()
-    await member(env, org)
+    await env.member(org)
     manager_permissions = set(NANO_READ_ONLY.permissions | {"role:manage"})
     await custom_role(env, org, "roleManager", manager_permissions)
     await custom_role(env, org, "weak", {"org:read"})
     await custom_role(env, org, "powerful", {"org:read", "apikey:read"})
-    manager = await member(env, org, "roleManager")
+    manager = await env.member(org, "roleManager")
 
     async def status(method: str, path: str, body: object = None) -> tuple[int, str]:
         response = await env.client.request(method, path, json=body, headers=manager.headers)
@@ -185,9 +183,9 @@ async def test_no_escalation_through_custom_roles(env: Env) -> None:
     # Nor strip or delete a role holding more than oneself (its holders would be demoted).
     assert await status("PUT", "/api/permission/powerful", {"permissions": ["org:read"]}) == escalation
     assert await status("DELETE", "/api/permission/powerful") == escalation
-    await member(env, org, "weak")
+    await env.member(org, "weak")
     assert await status("DELETE", "/api/permission/weak?reassignTo=nanoAdmin") == escalation
-    assert await role_of(env, (await member(env, org, "weak")).id) == "weak"
+    assert await role_of(env, (await env.member(org, "weak")).id) == "weak"
     # Within its own permissions the manager may work.
     assert await status("POST", "/api/permission", {"name": "mine", "permissions": ["org:read"]}) == (201, "")
     assert await status("DELETE", "/api/permission/weak?reassignTo=nanoReadOnly") == (204, "")
@@ -195,14 +193,14 @@ async def test_no_escalation_through_custom_roles(env: Env) -> None:
 
 async def test_delete_a_role_refused_while_held_unless_members_are_reassigned(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     await custom_role(env, org, "unused", {"org:read"})
     assert (await env.client.delete("/api/permission/unused", headers=admin.headers)).status_code == 204
     listed = (await env.client.get("/api/permission/list", headers=admin.headers)).json()["items"]
     assert "unused" not in {role["name"] for role in listed}
 
     await custom_role(env, org, "ops", {"org:read", "user:read"})
-    holders = [await member(env, org, "ops"), await member(env, org, "ops")]
+    holders = [await env.member(org, "ops"), await env.member(org, "ops")]
     pending, _ = await invitation(env, org, "ops")
     held = await env.client.delete("/api/permission/ops", headers=admin.headers)
     assert (held.status_code, held.json()["error"]["code"]) == (409, "role_in_use")
@@ -224,11 +222,11 @@ async def test_delete_a_role_refused_while_held_unless_members_are_reassigned(en
         invite = (await session.execute(select(Invitation).where(Invitation.id == pending.id))).scalar_one()
     assert invite.revoked_at is not None and invite.revoked_at <= utcnow()
 
-    [deleted] = await audit_entries(env, AuditEntry.action == "role.deleted", AuditEntry.target_id == "ops")
+    [deleted] = await audit_entries(env, action="role.deleted", target_id="ops")
     assert deleted.after == {"reassignedTo": "nanoReadOnly", "reassignedMembers": 2, "revokedInvitations": 1}
-    changes = await audit_entries(env, AuditEntry.action == "user.role_changed")
+    changes = await audit_entries(env, action="user.role_changed")
     assert {e.target_id for e in changes} == {str(h.id) for h in holders}
-    emitted = await events(env, OutboxEvent.type.in_(["role.deleted", "user.role_changed"]))
+    emitted = await events(env, type=("role.deleted", "user.role_changed"))
     assert [(e.type, e.payload.get("name")) for e in emitted] == [
         ("role.deleted", "unused"),
         ("user.role_changed", None),

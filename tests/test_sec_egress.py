@@ -10,9 +10,8 @@ import pytest
 
 from streamward.egress.guard import is_public_address
 from tests.conftest import Env
-from tests.overview_support import member, use_fake_dns
-from tests.sec_pages_support import csrf_of, signed_in
-from tests.test_delivery import configure_webhook
+from tests.support.data import configure_webhook, use_fake_dns
+from tests.support.pages import csrf_of, signed_in
 
 WEBHOOK = "/api/organisation/webhook"
 
@@ -154,7 +153,7 @@ async def test_invalid_host_names_are_refused_by_the_dashboard_form(env: Env) ->
 async def test_a_stored_invalid_host_is_a_refused_attempt_at_delivery(env: Env) -> None:
     """A URL saved before the check existed: the test event is refused, not a 500."""
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     use_fake_dns(env)
     await configure_webhook(env, org, "http://a..b/hook")
     response = await env.client.post("/api/organisation/webhook/test", headers=admin.headers)

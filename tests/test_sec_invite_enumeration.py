@@ -16,11 +16,11 @@ import pytest
 
 from streamward import passwords
 from streamward.audit.models import AuditEntry
-from streamward.invites import service as invites_service
+from streamward.invites import acceptance as invites_acceptance
 from streamward.users.models import Account, Membership
 from tests.conftest import Env
-from tests.sec_pages_support import browser, csrf_of, signed_in
-from tests.users_support import audit_entries, count, invitation
+from tests.support.data import audit_entries, count, invitation
+from tests.support.pages import browser, csrf_of, signed_in
 
 PASSWORD = "correct horse battery staple"  # the conftest members' password
 KNOWN = "known@example.com"
@@ -53,7 +53,7 @@ def settings_overrides() -> dict[str, Any]:
 
 async def test_known_and_unknown_emails_join_with_the_same_answer(env: Env) -> None:
     home, org = await env.org(), await env.org()
-    known = await env.member(home, "nanoUser", email=KNOWN, login=False)
+    known = await env.member(home, "nanoUser", email=KNOWN, token=False)
     _, first = await invitation(env, org, "nanoReadOnly")
     _, second = await invitation(env, org, "nanoReadOnly")
 
@@ -70,8 +70,8 @@ async def test_known_and_unknown_emails_join_with_the_same_answer(env: Env) -> N
         assert reply.status_code == 200 and reply.json()["id"] == str(org.id)
 
     # The existing account joined as itself: no second account, its password unchanged.
-    assert await count(env, Account, Account.email == KNOWN) == 1
-    assert await count(env, Membership, Membership.account_id == known.account.id) == 2
+    assert await count(env, Account, email=KNOWN) == 1
+    assert await count(env, Membership, account_id=known.account.id) == 2
     login = await env.client.post(
         "/api/user/validate", json={"email": KNOWN, "password": PASSWORD, "organisation": str(home.id)}
     )
@@ -80,7 +80,7 @@ async def test_known_and_unknown_emails_join_with_the_same_answer(env: Env) -> N
 
 async def test_a_wrong_password_for_a_known_email_answers_like_a_wrong_login(env: Env) -> None:
     home, org = await env.org(), await env.org()
-    known = await env.member(home, "nanoUser", email=KNOWN, login=False)
+    known = await env.member(home, "nanoUser", email=KNOWN, token=False)
     _, token = await invitation(env, org)
 
     refused = await _accept(env, token, KNOWN, WRONG)
@@ -88,7 +88,7 @@ async def test_a_wrong_password_for_a_known_email_answers_like_a_wrong_login(env
     assert (refused.status_code, refused.json()) == (wrong_login.status_code, wrong_login.json())
     assert refused.json()["error"]["code"] == "invalid_credentials"
     # Nothing joined, the invitation still works, and the account's organisation sees the attempt.
-    assert await count(env, Membership, Membership.organisation_id == org.id) == 0
+    assert await count(env, Membership, organisation_id=org.id) == 0
     assert (await env.client.get(f"/api/invite/{token}")).status_code == 200
     failed = await audit_entries(
         env, AuditEntry.organisation_id == home.id, AuditEntry.action == "user.login_failed"
@@ -102,8 +102,8 @@ async def test_a_wrong_password_for_a_known_email_answers_like_a_wrong_login(env
 
 async def test_no_answer_says_account_exists(env: Env) -> None:
     home, org = await env.org(), await env.org()
-    await env.member(home, "nanoUser", email=KNOWN, login=False)
-    insider = await env.member(org, "nanoUser", email="insider@example.com", login=False)
+    await env.member(home, "nanoUser", email=KNOWN, token=False)
+    insider = await env.member(org, "nanoUser", email="insider@example.com", token=False)
     _, token = await invitation(env, org)
     _, bound = await invitation(env, org, email=KNOWN)
     answers = [
@@ -127,7 +127,7 @@ async def test_no_answer_says_account_exists(env: Env) -> None:
 
 async def test_refusals_before_the_password_check_do_not_depend_on_the_email(env: Env) -> None:
     home, org = await env.org(), await env.org()
-    await env.member(home, "nanoUser", email=KNOWN, login=False)
+    await env.member(home, "nanoUser", email=KNOWN, token=False)
     _, token = await invitation(env, org)
     _, bound = await invitation(env, org, email="bound@example.com")
     for password, bound_token in (("short", token), (PASSWORD, bound)):
@@ -139,7 +139,7 @@ async def test_refusals_before_the_password_check_do_not_depend_on_the_email(env
 
 async def test_wrong_passwords_through_invitations_spend_the_login_failure_budget(env: Env) -> None:
     home, org = await env.org(), await env.org()
-    await env.member(home, "nanoUser", email=KNOWN, login=False)
+    await env.member(home, "nanoUser", email=KNOWN, token=False)
     _, token = await invitation(env, org)
     for _ in range(3):  # login_failures_per_account, from this module's settings
         assert (await _accept(env, token, KNOWN, WRONG)).status_code == 401
@@ -157,7 +157,7 @@ async def test_failed_logins_throttle_acceptance_for_any_email_alike(env: Env) -
     """The per-account budget is keyed by the email as typed, account or not (as for login), so a
     throttled acceptance does not tell either."""
     home, org = await env.org(), await env.org()
-    await env.member(home, "nanoUser", email=KNOWN, login=False)
+    await env.member(home, "nanoUser", email=KNOWN, token=False)
     _, token = await invitation(env, org)
     for email in (KNOWN, UNKNOWN):
         for _ in range(3):
@@ -166,12 +166,12 @@ async def test_failed_logins_throttle_acceptance_for_any_email_alike(env: Env) -
     known, unknown = await _accept(env, token, KNOWN, PASSWORD), await _accept(env, token, UNKNOWN, PASSWORD)
     assert known.status_code == unknown.status_code == 429
     assert known.json()["error"]["code"] == unknown.json()["error"]["code"] == "rate_limited"
-    assert await count(env, Account, Account.email == UNKNOWN) == 0
+    assert await count(env, Account, email=UNKNOWN) == 0
 
 
 async def test_every_branch_costs_one_argon2_run(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     home, org = await env.org(), await env.org()
-    await env.member(home, "nanoUser", email=KNOWN, login=False)
+    await env.member(home, "nanoUser", email=KNOWN, token=False)
     runs: list[str] = []
     real_hash, real_verify = passwords.hash_password, passwords.verify_password
 
@@ -183,8 +183,8 @@ async def test_every_branch_costs_one_argon2_run(env: Env, monkeypatch: pytest.M
         runs.append("verify")
         return await real_verify(password_hash, password)
 
-    monkeypatch.setattr(invites_service, "hash_password", counting_hash)
-    monkeypatch.setattr(invites_service, "verify_password", counting_verify)
+    monkeypatch.setattr(invites_acceptance, "hash_password", counting_hash)
+    monkeypatch.setattr(invites_acceptance, "verify_password", counting_verify)
     for email, password in ((UNKNOWN, PASSWORD), (KNOWN, WRONG), (KNOWN, PASSWORD)):
         _, token = await invitation(env, org)
         runs.clear()
@@ -194,7 +194,7 @@ async def test_every_branch_costs_one_argon2_run(env: Env, monkeypatch: pytest.M
 
 async def test_the_invitation_page_is_the_same_for_everyone_and_signs_in_existing_accounts(env: Env) -> None:
     home, org = await env.org(), await env.org()
-    await env.member(home, "nanoUser", email=KNOWN, login=False)
+    await env.member(home, "nanoUser", email=KNOWN, token=False)
     _, token = await invitation(env, org)
     visitor = browser(env)
     page = await visitor.get(f"/invite/{token}")

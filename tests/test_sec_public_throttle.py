@@ -13,8 +13,8 @@ from streamward.limits import (
     RESET_COMPLETIONS_PER_ADDRESS,
 )
 from tests.conftest import Env
-from tests.sec_pages_support import browser, csrf_of
-from tests.users_support import invitation
+from tests.support.data import invitation
+from tests.support.pages import browser, csrf_of
 
 UNKNOWN_INVITE = "swi_" + "A" * 43
 UNKNOWN_RESET = "swr_" + "A" * 43

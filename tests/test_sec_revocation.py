@@ -19,7 +19,7 @@ from streamward.playback import service
 from streamward.playback.keys import private_key_of
 from streamward.playback.models import PlaybackRevocation, PlaybackSigningKey
 from tests.conftest import CreatedOrg, Env
-from tests.overview_support import playback_token
+from tests.support.data import playback_token
 
 VERIFY = "/api/v1/splay/verify"
 REVOKE = "/api/v1/splay/revoke"

@@ -15,8 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import CreatedOrg, Env
-from tests.overview_support import use_fake_dns
-from tests.users_support import member
+from tests.support.data import use_fake_dns
 
 pytestmark = pytest.mark.postgres_only
 
@@ -34,7 +33,7 @@ async def _burst(env: Env, path: str, headers: dict[str, str]) -> list[httpx.Res
 
 
 async def _admin_headers(env: Env, org: CreatedOrg) -> dict[str, str]:
-    return (await member(env, org)).headers
+    return (await env.member(org)).headers
 
 
 async def test_concurrent_api_key_rotations_all_answer_and_one_key_works(env: Env) -> None:

@@ -19,10 +19,10 @@ import pytest
 from sqlalchemy import select
 
 from streamward.events.models import WebhookDelivery
-from streamward.webhooks.delivery import DeliveryWorker, WorkerOptions
+from streamward.worker import DeliveryWorker, WorkerOptions
 from tests.conftest import TEST_SECRET, Env
-from tests.receiver import Receiver, Reply
-from tests.test_delivery import configure_webhook, emit_event, event_row
+from tests.support.data import configure_webhook, emit_event, event_row
+from tests.support.receiver import Receiver, Reply
 
 
 @pytest.fixture

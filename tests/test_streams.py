@@ -19,15 +19,7 @@ from streamward.migrate import upgrade
 from streamward.streams.models import Stream, StreamTag
 from streamward.streams.schemas import StreamOut
 from tests.conftest import Env
-from tests.overview_support import (
-    ALL_PACKAGES,
-    audit_entries,
-    count,
-    create_stream,
-    events,
-    member,
-    set_state,
-)
+from tests.support.data import ALL_PACKAGES, audit_entries, count, create_stream, events, set_state
 
 
 @pytest.fixture
@@ -52,7 +44,7 @@ SERVER = {
 
 async def test_create_returns_name_state_ingest_playout_tags(env: Env) -> None:
     org = await env.org()
-    operator = await member(env, org, "nanoUser")
+    operator = await env.member(org, "nanoUser")
     response = await env.client.post(
         "/api/stream",
         json={"tags": ["news", " region:eu ", "news"], "groupId": "stage-1"},
@@ -85,14 +77,14 @@ async def test_create_returns_name_state_ingest_playout_tags(env: Env) -> None:
     StreamOut.model_validate(stream)
     assert (await env.client.get(f"/api/stream/{stream['id']}", headers=operator.headers)).json() == stream
 
-    (event,) = await events(env, org, "stream.created")
+    (event,) = await events(env, org=org, type="stream.created")
     assert event.payload == {
         "id": stream["id"],
         "name": stream["name"],
         "state": "created",
         "tags": stream["tags"],
     }
-    (entry,) = await audit_entries(env, org, "stream.created")
+    (entry,) = await audit_entries(env, org=org, action="stream.created")
     assert entry.actor == f"user:{operator.id}" and entry.target_id == stream["id"]
 
 
@@ -280,13 +272,13 @@ async def test_unlock_returns_to_the_state_it_was_locked_in_and_delete_drops_tag
     retag = await env.client.put(f"/api/stream/{sid}/tag", json={"tags": ["x"]}, headers=org.api_headers)
     assert (retag.status_code, retag.json()["error"]["code"]) == (409, "stream_state_conflict")
 
-    changes = [(e.type, e.payload.get("change"), e.payload["state"]) for e in await events(env, org)]
+    changes = [(e.type, e.payload.get("change"), e.payload["state"]) for e in await events(env, org=org)]
     assert changes[1:] == [
         ("stream.updated", "lock", "locked"),
         ("stream.updated", "unlock", "ended"),
         ("stream.deleted", None, "deleted"),
     ]
-    actions = [e.action for e in await audit_entries(env, org)]
+    actions = [e.action for e in await audit_entries(env, org=org)]
     assert actions == ["stream.created", "stream.locked", "stream.unlocked", "stream.deleted"]
 
 
@@ -297,15 +289,15 @@ async def test_replacing_tags(env: Env) -> None:
         f"/api/stream/{stream['id']}/tag", json={"tags": ["b", "c:d"]}, headers=org.api_headers
     )
     assert response.status_code == 200 and response.json()["tags"] == ["b", "c:d"]
-    (event,) = await events(env, org, "stream.updated")
+    (event,) = await events(env, org=org, type="stream.updated")
     assert event.payload["tags"] == ["b", "c:d"]
-    (entry,) = await audit_entries(env, org, "stream.tags_updated")
+    (entry,) = await audit_entries(env, org=org, action="stream.tags_updated")
     assert (entry.before, entry.after) == ({"tags": ["a", "b"]}, {"tags": ["b", "c:d"]})
     # The same tags again change nothing, and say nothing.
     await env.client.put(
         f"/api/stream/{stream['id']}/tag", json={"tags": ["c:d", "b"]}, headers=org.api_headers
     )
-    assert len(await events(env, org, "stream.updated")) == 1
+    assert len(await events(env, org=org, type="stream.updated")) == 1
 
 
 def test_ingest_and_playout_settings_must_be_urls_of_their_kind() -> None:

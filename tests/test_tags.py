@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tests.conftest import Env
-from tests.overview_support import audit_entries, create_stream, events, member
+from tests.support.data import audit_entries, create_stream, events
 
 
 async def _tags(env: Env, headers: dict[str, str], **params: Any) -> dict[str, Any]:
@@ -23,7 +23,7 @@ async def test_tags_come_into_existence_on_use_and_are_counted(env: Env) -> None
     await create_stream(env, org, tags=["news", "region:eu"])
     await create_stream(env, org, tags=["news"])
     await create_stream(env, other, tags=["secret-project"])
-    observer = await member(env, org, "nanoReadOnly")
+    observer = await env.member(org, "nanoReadOnly")
     assert (await _tags(env, observer.headers))["items"] == [
         {"name": "news", "streams": 2},
         {"name": "region:eu", "streams": 1},
@@ -45,7 +45,7 @@ async def test_rename_merges_and_reaches_every_stream(env: Env) -> None:
     org = await env.org()
     both = await create_stream(env, org, tags=["sports", "sport"])
     old_only = await create_stream(env, org, tags=["sports"])
-    operator = await member(env, org, "nanoUser")
+    operator = await env.member(org, "nanoUser")
     response = await env.client.put("/api/tag/sports", json={"name": "sport"}, headers=operator.headers)
     assert response.status_code == 200, response.text
     assert response.json() == {"name": "sport", "streams": 2}
@@ -53,9 +53,9 @@ async def test_rename_merges_and_reaches_every_stream(env: Env) -> None:
         tags = (await env.client.get(f"/api/stream/{stream['id']}", headers=org.api_headers)).json()["tags"]
         assert tags == ["sport"]
     assert (await _tags(env, org.api_headers))["items"] == [{"name": "sport", "streams": 2}]
-    (entry,) = await audit_entries(env, org, "tag.renamed")
+    (entry,) = await audit_entries(env, org=org, action="tag.renamed")
     assert (entry.before, entry.after) == ({"name": "sports"}, {"name": "sport", "streams": 2})
-    assert len(await events(env, org, "stream.updated")) == 2
+    assert len(await events(env, org=org, type="stream.updated")) == 2
 
     unknown = await env.client.put("/api/tag/nope", json={"name": "x"}, headers=org.api_headers)
     assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "not_found")
@@ -74,7 +74,7 @@ async def test_delete_takes_the_tag_off_every_stream(env: Env) -> None:
     ]
     assert (await _tags(env, org.api_headers))["items"] == [{"name": "keep", "streams": 1}]
     assert (await env.client.delete("/api/tag/temp", headers=org.api_headers)).status_code == 404
-    (entry,) = await audit_entries(env, org, "tag.deleted")
+    (entry,) = await audit_entries(env, org=org, action="tag.deleted")
     assert entry.before == {"name": "temp", "streams": 2}
 
 

@@ -30,24 +30,10 @@ import streamward.dashboard.templating
 import streamward.users.service
 from streamward.authz.permissions import LABELS
 from streamward.streams.models import Stream
-from streamward.webhooks.delivery import worker_for
+from streamward.worker import worker_for
 from tests.conftest import PASSWORD, Env
-from tests.routes import all_routes
-from tests.test_dashboard_more import anonymous, csrf_of
-
-
-async def sign_in(env: Env, email: str, password: str, organisation: str | None = None) -> httpx.AsyncClient:
-    """A fresh browser signed in through the login form."""
-    client = anonymous(env)
-    login = await client.get("/login")
-    assert login.status_code == 200, login.text
-    form = {"csrf_token": csrf_of(login.text), "email": email, "password": password}
-    response = await client.post(
-        "/login", data=form | ({"organisation": organisation} if organisation else {})
-    )
-    assert response.status_code == 303, response.text
-    return client
-
+from tests.support.pages import browser, csrf_of, signed_in
+from tests.support.routes import all_routes
 
 _ROLE_DATA = re.compile(r'<script type="application/json" id="role-data">(.*?)</script>', re.DOTALL)
 
@@ -82,13 +68,13 @@ async def test_a_role_description_cannot_close_the_role_preview_script(env: Env)
     )
     assert assigned.status_code == 200, assigned.text
 
-    browser = await sign_in(env, admin.email, admin.password, str(org.id))
+    admin_browser = await signed_in(env, admin)
     for url in (
         f"/organisation/users/{victim.id}",
         f"/organisation/users/{attacker.id}",
         "/organisation/users/invite",
     ):
-        response = await browser.get(url)
+        response = await admin_browser.get(url)
         assert response.status_code == 200, response.text
         page = response.text
         assert "</script><form" not in page and "<input type=hidden name=role" not in page
@@ -96,7 +82,7 @@ async def test_a_role_description_cannot_close_the_role_preview_script(env: Env)
         assert page.count("<form") == page.count('name="csrf_token"')
         assert role_data(page)["streamReader"]["description"] == attack
     # The victim's own role is shown as text on their page.
-    page = (await browser.get(f"/organisation/users/{victim.id}")).text
+    page = (await admin_browser.get(f"/organisation/users/{victim.id}")).text
     assert f"<p>{escape(attack)}</p>" in page
 
 
@@ -239,13 +225,13 @@ async def test_every_template_renders_hostile_values_as_text(
 
     # Invitations with hostile emails from the dashboard's form; one of them makes a nanoAdmin whose
     # email shows on every page they open.
-    first_admin = await sign_in(env, admin.email, admin.password, str(org.id))
+    first_admin = await signed_in(env, admin)
     admin_token = await dashboard_invite(pages, first_admin, "nanoAdmin", HOSTILE_EMAIL)
     member_token = await dashboard_invite(pages, first_admin, "hostileRole", f"member{PAYLOAD}@example.com")
     pending_token = await dashboard_invite(pages, first_admin, "hostileRole", f"pending{PAYLOAD}@example.com")
     await worker_for(env.runtime).drain()
 
-    visitor = anonymous(env)
+    visitor = browser(env)
     pages.check(
         await visitor.get(f"/invite/{pending_token}"),
         shows=(org_name, PAYLOAD, f"pending{PAYLOAD}@example.com"),
@@ -255,23 +241,23 @@ async def test_every_template_renders_hostile_values_as_text(
     pages.check(await visitor.post(f"/invite/{member_token}", data=short | {"password": "short"}), 400)
     joined = await visitor.post(f"/invite/{member_token}", data=short | {"password": PASSWORD})
     assert joined.status_code == 303, joined.text
-    pages.check(await anonymous(env).get(f"/invite/{SLASHLESS}"), 404, shows=())
+    pages.check(await browser(env).get(f"/invite/{SLASHLESS}"), 404, shows=())
 
-    browser = anonymous(env)
-    accept = await browser.get(f"/invite/{admin_token}")
+    joiner = browser(env)
+    accept = await joiner.get(f"/invite/{admin_token}")
     signup = {
         "csrf_token": csrf_of(accept.text),
         "mode": "signup",
         "email": HOSTILE_EMAIL,
         "password": PASSWORD,
     }
-    assert (await browser.post(f"/invite/{admin_token}", data=signup)).status_code == 303
+    assert (await joiner.post(f"/invite/{admin_token}", data=signup)).status_code == 303
 
     # Sign-in pages: a hostile next URL and email, and the organisation choice of an account that
     # belongs to two organisations (one of them named by the operator API above).
     other = await env.org(name=f"Other {PAYLOAD}")
     await env.member(other, "nanoUser", email=HOSTILE_EMAIL, password=PASSWORD, token=False)
-    login = anonymous(env)
+    login = browser(env)
     pages.check(await login.get(f"/login?next={quote('/' + PAYLOAD, safe='')}"), shows=("/" + PAYLOAD,))
     form = {"csrf_token": csrf_of((await login.get("/login")).text), "email": HOSTILE_EMAIL}
     pages.check(
@@ -280,7 +266,7 @@ async def test_every_template_renders_hostile_values_as_text(
     pages.check(
         await login.post("/login", data=form | {"password": PASSWORD}), shows=(org_name, f"Other {PAYLOAD}")
     )
-    reset = anonymous(env)
+    reset = browser(env)
     form = {"csrf_token": csrf_of(pages.check(await reset.get("/password/reset"), shows=()))}
     pages.check(await reset.post("/password/reset", data=form | {"email": HOSTILE_EMAIL}), shows=())
     pages.check(await reset.get(f"/password/reset/{SLASHLESS}"), shows=(SLASHLESS,))
@@ -295,68 +281,68 @@ async def test_every_template_renders_hostile_values_as_text(
     }
     member_id = users[f"member{PAYLOAD}@example.com"]
     pages.check(
-        await browser.get("/organisation/overview"), shows=(HOSTILE_EMAIL, org_name, webhook_url, PAYLOAD)
+        await joiner.get("/organisation/overview"), shows=(HOSTILE_EMAIL, org_name, webhook_url, PAYLOAD)
     )
     # One's own password page names the (hostile) account; a refusal shows the page again.
-    account = pages.check(await browser.get("/account/password"), shows=(HOSTILE_EMAIL,))
+    account = pages.check(await joiner.get("/account/password"), shows=(HOSTILE_EMAIL,))
     wrong = {"csrf_token": csrf_of(account), "current_password": PAYLOAD, "new_password": PASSWORD}
     pages.check(
-        await browser.post("/account/password", data=wrong | {"new_password_again": PASSWORD}),
+        await joiner.post("/account/password", data=wrong | {"new_password_again": PASSWORD}),
         400,
         shows=(HOSTILE_EMAIL,),
     )
-    overview = await browser.get("/organisation/overview")
+    overview = await joiner.get("/organisation/overview")
     refused_host = {"csrf_token": csrf_of(overview.text), "url": f"http://{SLASHLESS}/"}
-    pages.check(await browser.post("/organisation/webhook", data=refused_host), 400, shows=(SLASHLESS[:-3],))
+    pages.check(await joiner.post("/organisation/webhook", data=refused_host), 400, shows=(SLASHLESS[:-3],))
     pages.check(
-        await browser.get("/organisation/users"),
+        await joiner.get("/organisation/users"),
         shows=(f"member{PAYLOAD}@example.com", f"pending{PAYLOAD}@example.com"),
     )
-    pages.check(await browser.get(f"/organisation/users?q={quote(PAYLOAD)}"), shows=(PAYLOAD,))
+    pages.check(await joiner.get(f"/organisation/users?q={quote(PAYLOAD)}"), shows=(PAYLOAD,))
     shown = pages.check(
-        await browser.get(f"/organisation/users/{member_id}"), shows=(f"member{PAYLOAD}@example.com", PAYLOAD)
+        await joiner.get(f"/organisation/users/{member_id}"), shows=(f"member{PAYLOAD}@example.com", PAYLOAD)
     )
     assert role_data(shown)["hostileRole"]["description"] == PAYLOAD
-    invite = pages.check(await browser.get("/organisation/users/invite"), shows=(org_name,))
+    invite = pages.check(await joiner.get("/organisation/users/invite"), shows=(org_name,))
     assert role_data(invite)["hostileRole"]["description"] == PAYLOAD
 
-    pages.check(await browser.get("/roles"), shows=(PAYLOAD, org_name))
-    pages.check(await browser.get("/roles/new"), shows=(HOSTILE_EMAIL,))
+    pages.check(await joiner.get("/roles"), shows=(PAYLOAD, org_name))
+    pages.check(await joiner.get("/roles/new"), shows=(HOSTILE_EMAIL,))
     form = {
-        "csrf_token": csrf_of((await browser.get("/roles/new")).text),
+        "csrf_token": csrf_of((await joiner.get("/roles/new")).text),
         "name": PAYLOAD,
         "description": PAYLOAD,
     }
-    pages.check(await browser.post("/roles", data=form), 422, shows=(PAYLOAD,))
-    pages.check(await browser.get("/roles/hostileRole/edit"), shows=(PAYLOAD,))
+    pages.check(await joiner.post("/roles", data=form), 422, shows=(PAYLOAD,))
+    pages.check(await joiner.get("/roles/hostileRole/edit"), shows=(PAYLOAD,))
 
-    pages.check(await browser.get("/audit"), shows=(HOSTILE_EMAIL,))
+    pages.check(await joiner.get("/audit"), shows=(HOSTILE_EMAIL,))
     filters = {"actor": PAYLOAD, "action": PAYLOAD, "target": PAYLOAD, "from": SLASHLESS}
-    pages.check(await browser.get("/audit?" + urlencode(filters)), 400, shows=(PAYLOAD, SLASHLESS))
+    pages.check(await joiner.get("/audit?" + urlencode(filters)), 400, shows=(PAYLOAD, SLASHLESS))
 
-    pages.check(await browser.get("/webhook/deliveries"), shows=(SLASHLESS[:-3],))
+    pages.check(await joiner.get("/webhook/deliveries"), shows=(SLASHLESS[:-3],))
     pages.check(
-        await browser.get("/webhook/deliveries?" + urlencode({"event_type": PAYLOAD})), shows=(PAYLOAD,)
+        await joiner.get("/webhook/deliveries?" + urlencode({"event_type": PAYLOAD})), shows=(PAYLOAD,)
     )
 
     monkeypatch.setattr("streamward.dashboard.stream_pages.DEFAULT_LIMIT", 1)
-    listed = pages.check(await browser.get("/streams?" + urlencode({"tag": PAYLOAD})), shows=(PAYLOAD,))
+    listed = pages.check(await joiner.get("/streams?" + urlencode({"tag": PAYLOAD})), shows=(PAYLOAD,))
     older = re.search(r'href="([^"]+)">Older streams', listed)
     assert older, "the pager links to the next page"
-    pages.check(await browser.get(html_unescape(older.group(1))), shows=(PAYLOAD,))
-    pages.check(await browser.get("/streams/new"), shows=(HOSTILE_EMAIL,))
+    pages.check(await joiner.get(html_unescape(older.group(1))), shows=(PAYLOAD,))
+    pages.check(await joiner.get("/streams/new"), shows=(HOSTILE_EMAIL,))
     form = {
-        "csrf_token": csrf_of((await browser.get("/streams/new")).text),
+        "csrf_token": csrf_of((await joiner.get("/streams/new")).text),
         "tags": PAYLOAD + "x" * 10,
         "group_id": PAYLOAD,
     }
-    pages.check(await browser.post("/streams", data=form), 422, shows=(PAYLOAD,))
+    pages.check(await joiner.post("/streams", data=form), 422, shows=(PAYLOAD,))
     for stream in streams:
-        pages.check(await browser.get(f"/streams/{stream['id']}"), shows=(PAYLOAD,))
-    form = {"csrf_token": csrf_of((await browser.get("/streams/new")).text), "tags": PAYLOAD * 2}
-    pages.check(await browser.post(f"/streams/{streams[0]['id']}/tags", data=form), 422, shows=(PAYLOAD * 2,))
+        pages.check(await joiner.get(f"/streams/{stream['id']}"), shows=(PAYLOAD,))
+    form = {"csrf_token": csrf_of((await joiner.get("/streams/new")).text), "tags": PAYLOAD * 2}
+    pages.check(await joiner.post(f"/streams/{streams[0]['id']}/tags", data=form), 422, shows=(PAYLOAD * 2,))
 
-    pages.check(await browser.get(f"/organisation/users/{uuid.uuid4()}"), 404, shows=(HOSTILE_EMAIL,))
+    pages.check(await joiner.get(f"/organisation/users/{uuid.uuid4()}"), 404, shows=(HOSTILE_EMAIL,))
 
     missing = sorted(set(ALL_TEMPLATES) - rendered_templates)
     print(f"{len(pages.checked)} responses checked:", ", ".join(pages.checked))
@@ -458,9 +444,9 @@ def test_the_dashboards_filters_return_text_that_autoescape_escapes() -> None:
 
 def test_json_script_is_one_element_whose_text_parses_back_to_the_value() -> None:
     value = {"description": PAYLOAD + "<!-- \u2028\u2029 </SCRIPT >", "n": [1, None, True]}
-    rendered = streamward.dashboard.templating.templates.env.from_string('{{ v|json_script("role-data") }}').render(
-        v=value
-    )
+    rendered = streamward.dashboard.templating.templates.env.from_string(
+        '{{ v|json_script("role-data") }}'
+    ).render(v=value)
     opening = '<script type="application/json" id="role-data">'
     assert rendered.startswith(opening) and rendered.endswith("</script>")
     text = rendered[len(opening) : -len("</script>")]
@@ -479,7 +465,7 @@ async def test_every_dashboard_response_forbids_foreign_form_targets_and_base_ur
     form-action 'self' and base-uri 'none' stop both, on every dashboard response (refusals included)."""
     org = await env.org()
     admin = await env.member(org, "nanoAdmin", token=False)
-    browsers = [await sign_in(env, admin.email, admin.password, str(org.id)), anonymous(env)]
+    browsers = [await signed_in(env, admin), browser(env)]
     app = env.client._transport.app  # type: ignore[attr-defined]
     dashboard = [
         route
@@ -490,8 +476,8 @@ async def test_every_dashboard_response_forbids_foreign_form_targets_and_base_ur
     for route in dashboard:
         path = re.sub(r"\{[^}]+\}", str(uuid.uuid4()), route.path)
         for method in sorted(route.methods - {"HEAD"}):
-            for browser in browsers:
-                response = await browser.request(method, path, data={} if method == "POST" else None)
+            for client in browsers:
+                response = await client.request(method, path, data={} if method == "POST" else None)
                 csp = [
                     part.strip() for part in response.headers.get("content-security-policy", "").split(";")
                 ]

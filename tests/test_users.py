@@ -16,10 +16,9 @@ from streamward.audit.models import AuditEntry
 from streamward.authn.models import BintuSession
 from streamward.authz.permissions import CATALOGUE, NANO_USER
 from streamward.db import utcnow
-from streamward.events.models import OutboxEvent
 from streamward.users.models import Account, Membership, new_token_key
 from tests.conftest import PASSWORD, CreatedOrg, Env, password_hash
-from tests.users_support import audit_entries, count, custom_role, events, member, role_of, token_for
+from tests.support.data import audit_entries, count, custom_role, events, role_of
 
 UTC_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
@@ -70,8 +69,8 @@ async def walk(
 
 async def test_list_shows_each_user_with_role_and_token_key_newest_first(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org, "nanoAdmin", email="boss@example.com")
-    operator = await member(env, org, "nanoUser", email="op@example.com")
+    admin = await env.member(org, "nanoAdmin", email="boss@example.com")
+    operator = await env.member(org, "nanoUser", email="op@example.com")
     response = await env.client.get("/api/user", headers=admin.headers)
     assert response.status_code == 200
     body = response.json()
@@ -87,7 +86,7 @@ async def test_list_shows_each_user_with_role_and_token_key_newest_first(env: En
 
 async def test_list_filters_by_predefined_and_custom_role(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     await custom_role(env, org, "streamOps", {"stream:read", "stream:create"})
     ops = await add_users(env, org, 3, role="streamOps")
     users = await add_users(env, org, 2, role="nanoUser")
@@ -102,9 +101,9 @@ async def test_list_filters_by_predefined_and_custom_role(env: Env) -> None:
 
 async def test_email_prefix_search_is_case_insensitive_and_treats_wildcards_literally(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org, email="zed@example.com")
+    admin = await env.member(org, email="zed@example.com")
     for email in ["ab_c@example.com", "abxc@example.com", "a%b@example.com", "a\\b@example.com"]:
-        await env.member(org, "nanoUser", email=email, login=False)
+        await env.member(org, "nanoUser", email=email, token=False)
 
     async def emails(q: str) -> set[str]:
         response = await env.client.get("/api/user", params={"q": q}, headers=admin.headers)
@@ -121,7 +120,7 @@ async def test_email_prefix_search_is_case_insensitive_and_treats_wildcards_lite
 
 async def test_pagination_covers_every_user_exactly_once_newest_first(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     ids = [admin.id, *await add_users(env, org, 36)]
     seen = await walk(env, admin.headers, "limit=5")
     assert seen == [str(i) for i in reversed(ids)]
@@ -129,7 +128,7 @@ async def test_pagination_covers_every_user_exactly_once_newest_first(env: Env) 
 
 async def test_pagination_is_stable_while_users_are_added_between_pages(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     await custom_role(env, org, "streamOps", {"stream:read"})
     before = [admin.id, *await add_users(env, org, 23)]
     ops_before = await add_users(env, org, 9, role="streamOps")
@@ -152,7 +151,7 @@ async def test_pagination_is_stable_while_users_are_added_between_pages(env: Env
 
 async def test_limit_and_cursor_are_validated(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     for bad in ("limit=0", "limit=201", "limit=x"):
         response = await env.client.get(f"/api/user?{bad}", headers=admin.headers)
         assert response.status_code == 422, bad
@@ -165,8 +164,8 @@ async def test_limit_and_cursor_are_validated(env: Env) -> None:
 
 async def test_one_user_shows_role_description_audiences_and_permissions(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
-    operator = await member(env, org, "nanoUser", email="op@example.com")
+    admin = await env.member(org)
+    operator = await env.member(org, "nanoUser", email="op@example.com")
     body = (await env.client.get(f"/api/user/{operator.id}", headers=admin.headers)).json()
     assert body["id"] == str(operator.id)
     assert body["email"] == "op@example.com"
@@ -179,7 +178,7 @@ async def test_one_user_shows_role_description_audiences_and_permissions(env: En
     assert role["permissions"] == [p.name for p in CATALOGUE if p.name in NANO_USER.permissions]
 
     await custom_role(env, org, "viewer", {"stream:read", "org:read"}, description="Looks only")
-    viewer = await member(env, org, "viewer")
+    viewer = await env.member(org, "viewer")
     role = (await env.client.get(f"/api/user/{viewer.id}", headers=admin.headers)).json()["role"]
     assert role == {
         "name": "viewer",
@@ -195,8 +194,8 @@ async def test_one_user_shows_role_description_audiences_and_permissions(env: En
 
 async def test_role_change_ends_the_users_tokens_and_applies_from_the_next_request(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
-    demoted = await member(env, org, "nanoAdmin")
+    admin = await env.member(org)
+    demoted = await env.member(org, "nanoAdmin")
     assert (await env.client.get("/api/user", headers=demoted.headers)).status_code == 200
     response = await env.client.put(
         "/api/user/permission",
@@ -214,11 +213,11 @@ async def test_role_change_ends_the_users_tokens_and_applies_from_the_next_reque
     assert (await env.client.get("/api/user", headers=fresh)).status_code == 403
     assert (await env.client.get("/api/organisation", headers=fresh)).status_code == 200
 
-    [entry] = await audit_entries(env, AuditEntry.action == "user.role_changed")
+    [entry] = await audit_entries(env, action="user.role_changed")
     assert (entry.actor, entry.target_type, entry.target_id) == (f"user:{admin.id}", "user", str(demoted.id))
     assert (entry.before, entry.after) == ({"role": "nanoAdmin"}, {"role": "nanoReadOnly"})
     assert entry.client_address == "203.0.113.10"
-    [event] = await events(env, OutboxEvent.type == "user.role_changed")
+    [event] = await events(env, type="user.role_changed")
     assert event.payload == {
         "userId": str(demoted.id),
         "email": demoted.email,
@@ -229,9 +228,9 @@ async def test_role_change_ends_the_users_tokens_and_applies_from_the_next_reque
 
 async def test_role_change_refusals(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
-    observer = await member(env, org, "nanoReadOnly")
-    stranger = await env.member(await env.org(), "nanoUser", login=False)
+    admin = await env.member(org)
+    observer = await env.member(org, "nanoReadOnly")
+    stranger = await env.member(await env.org(), "nanoUser", token=False)
 
     async def change(
         user_id: uuid.UUID, role: str, headers: dict[str, str] = admin.headers
@@ -250,16 +249,16 @@ async def test_role_change_refusals(env: Env) -> None:
     status, _ = await change(observer.id, "nanoReadOnly")
     assert status == 200
     assert (await env.client.get("/api/organisation", headers=observer.headers)).status_code == 200
-    assert await count(env, AuditEntry, AuditEntry.action == "user.role_changed") == 0
+    assert await count(env, AuditEntry, action="user.role_changed") == 0
 
 
 async def test_nobody_grants_a_role_holding_permissions_they_lack(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     editor_permissions = NANO_USER.permissions | {"user:edit"}
     await custom_role(env, org, "userEditor", set(editor_permissions))
-    editor = await member(env, org, "userEditor")
-    observer = await member(env, org, "nanoReadOnly")
+    editor = await env.member(org, "userEditor")
+    observer = await env.member(org, "nanoReadOnly")
 
     async def change(user_id: uuid.UUID, role: str) -> tuple[int, dict[str, Any]]:
         response = await env.client.put(
@@ -285,10 +284,10 @@ async def test_nobody_grants_a_role_holding_permissions_they_lack(env: Env) -> N
 
 async def test_token_reset_ends_every_bintu_token_of_that_user_and_returns_the_new_key(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
-    user = await member(env, org, "nanoUser")
-    tokens = [user.token, await token_for(env, user), await token_for(env, user)]
-    bystander = await member(env, org, "nanoUser")
+    admin = await env.member(org)
+    user = await env.member(org, "nanoUser")
+    tokens = [user.token, await env.issue_token(user), await env.issue_token(user)]
+    bystander = await env.member(org, "nanoUser")
     response = await env.client.put(
         "/api/user/tokenkey", json={"userId": str(user.id)}, headers=admin.headers
     )
@@ -303,16 +302,16 @@ async def test_token_reset_ends_every_bintu_token_of_that_user_and_returns_the_n
     assert (await env.client.get("/api/organisation", headers=bystander.headers)).status_code == 200
     shown = (await env.client.get(f"/api/user/{user.id}", headers=admin.headers)).json()["tokenKey"]
     assert shown == body["tokenKey"]
-    [entry] = await audit_entries(env, AuditEntry.action == "user.token_reset")
+    [entry] = await audit_entries(env, action="user.token_reset")
     assert (entry.target_id, entry.before, entry.after) == (str(user.id), None, None)
-    [event] = await events(env, OutboxEvent.type == "user.token_reset")
+    [event] = await events(env, type="user.token_reset")
     assert event.payload == {"userId": str(user.id), "email": user.email}
 
 
 async def test_any_member_may_reset_their_own_token_but_not_anothers(env: Env) -> None:
     org = await env.org()
-    observer = await member(env, org, "nanoReadOnly")
-    other = await member(env, org, "nanoReadOnly")
+    observer = await env.member(org, "nanoReadOnly")
+    other = await env.member(org, "nanoReadOnly")
     refused = await env.client.put(
         "/api/user/tokenkey", json={"userId": str(other.id)}, headers=observer.headers
     )
@@ -335,30 +334,30 @@ async def test_any_member_may_reset_their_own_token_but_not_anothers(env: Env) -
 
 async def test_delete_removes_membership_and_sessions_and_the_account_when_it_has_no_other(env: Env) -> None:
     first, second = await env.org("First"), await env.org("Second")
-    admin = await member(env, first)
-    both = await member(env, first, "nanoUser", email="both@example.com")
-    elsewhere = await member(env, second, "nanoUser", email="both@example.com")
-    only_here = await member(env, first, "nanoReadOnly", email="only@example.com")
+    admin = await env.member(first)
+    both = await env.member(first, "nanoUser", email="both@example.com")
+    elsewhere = await env.member(second, "nanoUser", email="both@example.com")
+    only_here = await env.member(first, "nanoReadOnly", email="only@example.com")
 
     assert (await env.client.delete(f"/api/user/{both.id}", headers=admin.headers)).status_code == 204
     assert (await env.client.get("/api/organisation", headers=both.headers)).status_code == 401
     assert (await env.client.get("/api/organisation", headers=elsewhere.headers)).status_code == 200
-    assert await count(env, Account, Account.email == "both@example.com") == 1
-    assert await count(env, BintuSession, BintuSession.membership_id == both.id) == 0
+    assert await count(env, Account, email="both@example.com") == 1
+    assert await count(env, BintuSession, membership_id=both.id) == 0
 
     assert (await env.client.delete(f"/api/user/{only_here.id}", headers=admin.headers)).status_code == 204
-    assert await count(env, Account, Account.email == "only@example.com") == 0
+    assert await count(env, Account, email="only@example.com") == 0
     listed = (await env.client.get("/api/user", headers=admin.headers)).json()["items"]
     assert [item["id"] for item in listed] == [str(admin.id)]
     gone = await env.client.get(f"/api/user/{only_here.id}", headers=admin.headers)
     assert gone.status_code == 404
 
-    entries = await audit_entries(env, AuditEntry.action == "user.deleted")
+    entries = await audit_entries(env, action="user.deleted")
     assert [(e.target_id, e.before, e.after) for e in entries] == [
         (str(both.id), {"email": "both@example.com", "role": "nanoUser"}, {"accountDeleted": False}),
         (str(only_here.id), {"email": "only@example.com", "role": "nanoReadOnly"}, {"accountDeleted": True}),
     ]
-    assert [e.payload["userId"] for e in await events(env, OutboxEvent.type == "user.deleted")] == [
+    assert [e.payload["userId"] for e in await events(env, type="user.deleted")] == [
         str(both.id),
         str(only_here.id),
     ]
@@ -366,15 +365,15 @@ async def test_delete_removes_membership_and_sessions_and_the_account_when_it_ha
 
 async def test_delete_keeps_the_last_admin_and_hides_other_organisations(env: Env) -> None:
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     last = await env.client.delete(f"/api/user/{admin.id}", headers=admin.headers)
     assert last.status_code == 409
     assert last.json()["error"]["code"] == "last_admin"
-    stranger = await env.member(await env.org(), "nanoUser", login=False)
+    stranger = await env.member(await env.org(), "nanoUser", token=False)
     assert (await env.client.delete(f"/api/user/{stranger.id}", headers=admin.headers)).status_code == 404
-    assert await count(env, Membership, Membership.id == stranger.id) == 1
+    assert await count(env, Membership, id=stranger.id) == 1
     # With a second administrator, one may leave.
-    await member(env, org, "nanoAdmin")
+    await env.member(org, "nanoAdmin")
     assert (await env.client.delete(f"/api/user/{admin.id}", headers=admin.headers)).status_code == 204
 
 
@@ -385,7 +384,7 @@ async def test_a_writing_request_with_a_long_idle_token_records_its_use_in_its_o
     transaction opened for it waited behind the request's own for the whole busy timeout (30 s),
     then gave up with a warning."""
     org = await env.org()
-    user = await member(env, org, "nanoReadOnly")
+    user = await env.member(org, "nanoReadOnly")
     idle_since = utcnow() - timedelta(minutes=10)
     async with env.runtime.database.session() as session:
         await session.execute(update(BintuSession).values(last_used_at=idle_since))
@@ -410,17 +409,15 @@ async def test_a_writing_request_with_a_long_idle_token_records_its_use_in_its_o
 
 
 async def test_token_reset_of_a_member_whose_role_holds_more_is_refused(env: Env) -> None:
-    from tests.users_support import custom_role
-
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     from streamward.authz.permissions import NANO_READ_ONLY
 
     await custom_role(
         env, org, "resetter", set(NANO_READ_ONLY.permissions) | {"user:read", "user:token_reset"}
     )
-    resetter = await member(env, org, "resetter")
-    peer = await member(env, org, "nanoReadOnly")
+    resetter = await env.member(org, "resetter")
+    peer = await env.member(org, "nanoReadOnly")
     refused = await env.client.put(
         "/api/user/tokenkey", json={"userId": str(admin.id)}, headers=resetter.headers
     )

@@ -14,14 +14,14 @@ from sqlalchemy import select
 from streamward.invites.models import Invitation
 from streamward.users.models import Account, Membership
 from tests.conftest import Env
-from tests.users_support import count, invitation, member
+from tests.support.data import count, invitation
 
 PASSWORD = "joining passphrase 42"
 
 
 async def test_twenty_concurrent_accepts_of_one_invitation_make_exactly_one_membership(env: Env) -> None:
     org = await env.org()
-    await member(env, org)
+    await env.member(org)
     invite, token = await invitation(env, org, "nanoUser")
     responses = await asyncio.gather(
         *(
@@ -36,9 +36,7 @@ async def test_twenty_concurrent_accepts_of_one_invitation_make_exactly_one_memb
     assert {r.json()["error"]["code"] for r in responses if r.status_code == 404} == {"invite_invalid"}
     winner = next(r.json() for r in responses if r.status_code == 200)
 
-    assert (
-        await count(env, Membership, Membership.organisation_id == org.id, Membership.role == "nanoUser") == 1
-    )
+    assert await count(env, Membership, organisation_id=org.id, role="nanoUser") == 1
     # The losers' accounts were rolled back with their requests.
     assert await count(env, Account, Account.email.like("racer%")) == 1
     async with env.runtime.database.session(write=False) as session:
@@ -50,13 +48,13 @@ async def test_twenty_concurrent_accepts_of_one_invitation_make_exactly_one_memb
 
 
 async def _admins(env: Env, org_id: object) -> int:
-    return await count(env, Membership, Membership.organisation_id == org_id, Membership.role == "nanoAdmin")
+    return await count(env, Membership, organisation_id=org_id, role="nanoAdmin")
 
 
 async def test_two_admins_demoting_each_other_at_once_leave_one_admin(env: Env) -> None:
     for _ in range(3):
         org = await env.org()
-        first, second = await member(env, org), await member(env, org)
+        first, second = await env.member(org), await env.member(org)
         responses = await asyncio.gather(
             env.client.put(
                 "/api/user/permission",
@@ -80,7 +78,7 @@ async def test_two_admins_demoting_each_other_at_once_leave_one_admin(env: Env) 
 async def test_two_admins_deleting_each_other_at_once_leave_one_admin(env: Env) -> None:
     for _ in range(3):
         org = await env.org()
-        first, second = await member(env, org), await member(env, org)
+        first, second = await env.member(org), await env.member(org)
         responses = await asyncio.gather(
             env.client.delete(f"/api/user/{second.id}", headers=first.headers),
             env.client.delete(f"/api/user/{first.id}", headers=second.headers),
@@ -93,7 +91,7 @@ async def test_two_admins_deleting_each_other_at_once_leave_one_admin(env: Env) 
 async def test_revoke_and_accept_racing_let_exactly_one_take_effect(env: Env) -> None:
     for _ in range(3):
         org = await env.org()
-        admin = await member(env, org)
+        admin = await env.member(org)
         invite, token = await invitation(env, org, "nanoReadOnly")
         revoke, accept = await asyncio.gather(
             env.client.delete(f"/api/user/invite/{invite.id}", headers=admin.headers),

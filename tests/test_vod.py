@@ -13,7 +13,7 @@ from streamward.orgs.packages import UpgradeNeeded
 from streamward.streams.models import Stream
 from streamward.vod.service import create_recording
 from tests.conftest import Env
-from tests.overview_support import audit_entries, create_stream, import_vod, member
+from tests.support.data import audit_entries, create_stream, import_vod
 
 
 async def _make_public(env: Env, org_headers: dict[str, str], public: bool) -> None:
@@ -28,7 +28,7 @@ async def test_public_vod_is_readable_by_anyone_private_vod_is_not_found(env: En
     assert set(asset) == {"id", "streamId", "title", "durationSeconds", "url", "source", "createdAt"}
     assert (asset["streamId"], asset["durationSeconds"], asset["source"]) == (stream["id"], 61.5, "import")
     stranger_org = await env.org(packages=["vod"])
-    stranger = await member(env, stranger_org)
+    stranger = await env.member(stranger_org)
     listing = {"organisation": str(org.id)}
 
     # Private (the default): strangers, with or without credentials, find nothing.
@@ -36,7 +36,7 @@ async def test_public_vod_is_readable_by_anyone_private_vod_is_not_found(env: En
         assert (await env.client.get(f"/api/vod/{asset['id']}", headers=headers)).status_code == 404
         response = await env.client.get("/api/vod", params=listing, headers=headers)
         assert (response.status_code, response.json()["error"]["code"]) == (404, "not_found")
-    observer = await member(env, org, "nanoReadOnly")  # holds vod:read
+    observer = await env.member(org, "nanoReadOnly")  # holds vod:read
     assert (await env.client.get(f"/api/vod/{asset['id']}", headers=observer.headers)).json() == asset
     assert (await env.client.get("/api/vod", headers=observer.headers)).json()["items"] == [asset]
 
@@ -50,7 +50,7 @@ async def test_public_vod_is_readable_by_anyone_private_vod_is_not_found(env: En
 
     await _make_public(env, org.api_headers, False)
     assert (await env.client.get(f"/api/vod/{asset['id']}")).status_code == 404
-    entries = await audit_entries(env, org, "organisation.vod_visibility_changed")
+    entries = await audit_entries(env, org=org, action="organisation.vod_visibility_changed")
     assert [(e.before, e.after) for e in entries] == [
         ({"vodPublic": False}, {"vodPublic": True}),
         ({"vodPublic": True}, {"vodPublic": False}),
@@ -71,7 +71,7 @@ async def test_vod_reads_without_credentials_or_with_bad_ones(env: Env) -> None:
 async def test_a_member_without_vod_read_is_forbidden_on_private_vod(env: Env) -> None:
     org = await env.org(packages=["vod"])
     asset = await import_vod(env, org)
-    nobody = await member(env, org, "someUnknownRole")  # resolves to no permissions
+    nobody = await env.member(org, "someUnknownRole")  # resolves to no permissions
     response = await env.client.get(f"/api/vod/{asset['id']}", headers=nobody.headers)
     assert (response.status_code, response.json()["error"]["code"]) == (403, "forbidden")
     await _make_public(env, org.api_headers, True)
@@ -117,7 +117,7 @@ async def test_import_validation_and_delete(env: Env) -> None:
     asset = await import_vod(env, org)
     assert (await env.client.delete(f"/api/vod/{asset['id']}", headers=org.api_headers)).status_code == 204
     assert (await env.client.get(f"/api/vod/{asset['id']}", headers=org.api_headers)).status_code == 404
-    assert [e.action for e in await audit_entries(env, org)] == ["vod.created", "vod.deleted"]
+    assert [e.action for e in await audit_entries(env, org=org)] == ["vod.created", "vod.deleted"]
 
 
 async def test_recordings_need_live_processing_recording(env: Env) -> None:

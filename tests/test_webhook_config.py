@@ -13,13 +13,13 @@ import pytest
 from sqlalchemy import update
 
 import streamward
-from streamward.orgs.models import Organisation
 from streamward.events.catalogue import EventType
+from streamward.orgs.models import Organisation
 from streamward.webhooks.config import SUBSCRIBABLE_EVENTS
 from streamward.webhooks.delivery import FORM_EVENT_TYPES, TEST_EVENT_TYPE
 from streamward.webhooks.signing import secret_key
 from tests.conftest import Env
-from tests.overview_support import audit_entries, events, member, use_fake_dns
+from tests.support.data import audit_entries, events, use_fake_dns
 
 WEBHOOK = "/api/organisation/webhook"
 
@@ -66,7 +66,7 @@ async def test_refused_webhook_urls(env: Env) -> None:
         assert response.status_code == 400, (url, response.text)
         assert response.json()["error"]["code"] == "webhook_target_refused", url
     assert (await env.client.get(WEBHOOK, headers=org.api_headers)).json()["webhook"] is None
-    assert await events(env, org) == []
+    assert await events(env, org=org) == []
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ async def test_private_targets_when_the_operator_allows_them(env: Env) -> None:
 async def test_secret_is_returned_once_and_stored_sealed(env: Env) -> None:
     use_fake_dns(env)
     org = await env.org()
-    admin = await member(env, org)
+    admin = await env.member(org)
     first = await env.client.put(
         WEBHOOK,
         json={"webhook": "https://hooks.example.com/in", "events": ["stream.created", "user.deleted"]},
@@ -115,7 +115,7 @@ async def test_secret_is_returned_once_and_stored_sealed(env: Env) -> None:
     assert again.json()["secret"] is None  # only when created
     assert again.json()["events"] == ["stream.created", "user.deleted"]  # events omitted: unchanged
 
-    observer = await member(env, org, "nanoReadOnly")
+    observer = await env.member(org, "nanoReadOnly")
     read = (await env.client.get(WEBHOOK, headers=observer.headers)).json()
     assert read == {
         "webhook": "https://other-hooks.example.com/in",
@@ -128,9 +128,9 @@ async def test_secret_is_returned_once_and_stored_sealed(env: Env) -> None:
         assert (
             stored is not None and stored.webhook_secret_sealed and secret not in stored.webhook_secret_sealed
         )
-    audit = await audit_entries(env, org, "webhook.updated")
+    audit = await audit_entries(env, org=org, action="webhook.updated")
     assert len(audit) == 2 and secret not in json.dumps([[e.before, e.after] for e in audit])
-    assert [e.payload for e in await events(env, org, "organisation.updated")] == [
+    assert [e.payload for e in await events(env, org=org, type="organisation.updated")] == [
         {"id": str(org.id), "changed": ["webhook"]}
     ] * 2
 
@@ -181,7 +181,7 @@ async def test_rotate_secret_delete_and_reenable(env: Env) -> None:
         WEBHOOK, json={"webhook": "https://hooks.example.com/in"}, headers=org.api_headers
     )
     assert renewed.json()["secret"] not in (None, first["secret"], rotated.json()["secret"])
-    actions = [e.action for e in await audit_entries(env, org)]
+    actions = [e.action for e in await audit_entries(env, org=org)]
     assert actions == [
         "webhook.updated",
         "webhook.secret_rotated",

@@ -6,87 +6,15 @@ path is blocked by the browser."""
 
 from __future__ import annotations
 
-import os
-import re
-import socket
-import subprocess
-import sys
+import json
 import threading
-import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-playwright_api = pytest.importorskip("playwright.async_api")
-
-CHROMIUM = os.environ.get("STREAMWARD_CHROMIUM", "/usr/bin/chromium")
-REQUIRE_BROWSER = os.environ.get("STREAMWARD_REQUIRE_BROWSER") == "1"
-if not Path(CHROMIUM).exists():
-    if REQUIRE_BROWSER:
-        raise pytest.UsageError(f"Chromium is required (CI) but missing at {CHROMIUM}")
-    pytest.skip(f"Chromium not installed at {CHROMIUM}", allow_module_level=True)
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-
-
-@dataclass(frozen=True)
-class Api:
-    url: str
-    api_key: str
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    var_dir = tmp_path_factory.mktemp("cors-browser-var")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMWARD_") and k != "DATABASE_URL"}
-    env |= {
-        "STREAMWARD_VAR_DIR": str(var_dir),
-        "STREAMWARD_PORT": str(port),
-        "STREAMWARD_LOG_LEVEL": "warning",
-        "STREAMWARD_RUN_WORKER": "false",
-    }
-    demo = subprocess.run(
-        [sys.executable, "-m", "streamward", "demo"], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert demo.returncode == 0, demo.stderr
-    found = re.search(r"X-BINTU-APIKEY\): (\S+)", demo.stdout)
-    assert found, demo.stdout
-    process = subprocess.Popen([sys.executable, "-m", "streamward", "serve"], env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/login", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, "the server stopped"
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
-        yield Api(url, found.group(1))
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+from tests.support.browser import Server
 
 
 class _CustomerPage(BaseHTTPRequestHandler):
@@ -118,15 +46,11 @@ def customer_site() -> Iterator[str]:
 
 
 @pytest.fixture
-async def page(customer_site: str) -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            opened = await browser.new_page()
-            await opened.goto(customer_site)
-            yield opened
-        finally:
-            await browser.close()
+async def page(browser: Any, customer_site: str) -> Any:
+    context = await browser.new_context()
+    opened = await context.new_page()
+    await opened.goto(customer_site)
+    return opened
 
 
 # Run in the customer's page: the SDK's XHR (Accept + Content-Type even on GET, the API key header),
@@ -169,9 +93,10 @@ async ({api, apiKey}) => {
 """
 
 
-async def test_a_page_on_another_origin_uses_the_bintu_api_but_not_the_dashboard(page: Any, api: Api) -> None:
-    import json
-
+async def test_a_page_on_another_origin_uses_the_bintu_api_but_not_the_dashboard(
+    page: Any, shared_server: Server
+) -> None:
+    api = shared_server
     assert page.url.startswith("http://localhost:") and not api.url.startswith("http://localhost:")
     results = await page.evaluate(CALLS, {"api": api.url, "apiKey": api.api_key})
 

@@ -6,58 +6,38 @@ checked too. Screenshots of each page and dialog go to test-artifacts/screenshot
 <role>-<page>-<width>.png; every problem found goes to test-artifacts/a11y-report.json.
 
 One real server (``streamward serve`` on SQLite with the demo organisation, plus invitations, a
-custom role, streams with tags and a webhook that fails) serves the whole module.
+custom role, streams with tags and a webhook that fails) serves the whole module. Each viewer (no
+one, and each role) is one browser context, signed in once; each page is loaded once and checked at
+both widths; the viewers run side by side in the session's one Chromium.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.browser.axe_support import RUN_AXE, axe_script
+from tests.support.axe import RUN_AXE, axe_script
+from tests.support.browser import ARTIFACTS, SCREENSHOTS, WIDTHS, Server, Servers, sign_in
+from tests.support.net import free_port
 
-playwright_api = pytest.importorskip("playwright.async_api")
-
-CHROMIUM = os.environ.get("STREAMWARD_CHROMIUM", "/usr/bin/chromium")
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-REPORT = ROOT / "test-artifacts" / "a11y-report.json"
-if not Path(CHROMIUM).exists():
-    if os.environ.get("STREAMWARD_REQUIRE_BROWSER") == "1":
-        raise pytest.UsageError(f"Chromium is required (CI) but missing at {CHROMIUM}")
-    pytest.skip(f"Chromium not installed at {CHROMIUM}", allow_module_level=True)
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-WIDTHS = (1440, 375)
+REPORT = ARTIFACTS / "a11y-report.json"
 FAILING_IMPACTS = ("serious", "critical")
 TARGET = 40  # px: the least height of a button or a link in a control
+# Nothing listens here: every delivery to the webhook fails.
+HOOK_PORT = free_port()
 
 
-@dataclass
-class Server:
-    url: str
-    passwords: dict[str, tuple[str, str]]  # role -> (email, password) of the demo users
-    invite_token: str = ""
-    other_user_id: str = ""
+@dataclass(frozen=True)
+class Seeded:
+    server: Server
+    invite_token: str
+    other_user_id: str
 
 
 @dataclass
@@ -66,12 +46,6 @@ class Findings:
 
     def add(self, role: str, page: str, width: int, kind: str, detail: Any) -> None:
         self.problems.append({"role": role, "page": page, "width": width, "kind": kind, "detail": detail})
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _seed(url: str, admin: tuple[str, str], hook_port: int) -> tuple[str, str]:
@@ -122,51 +96,12 @@ def _seed(url: str, admin: tuple[str, str], hook_port: int) -> tuple[str, str]:
         return open_invite["token"], member_id
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    var_dir = tmp_path_factory.mktemp("a11y-var")
-    port, hook_port = _free_port(), _free_port()  # nothing listens on hook_port: deliveries fail
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMWARD_") and k != "DATABASE_URL"}
-    env |= {
-        "STREAMWARD_VAR_DIR": str(var_dir),
-        "STREAMWARD_PORT": str(port),
-        "STREAMWARD_LOG_LEVEL": "warning",
-        "STREAMWARD_ALLOW_PRIVATE_WEBHOOK_TARGETS": "true",
-        "STREAMWARD_WEBHOOK_TIMEOUT_SECONDS": "1",
-    }
-    demo = subprocess.run(
-        [sys.executable, "-m", "streamward", "demo"], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert demo.returncode == 0, demo.stderr
-    users = re.findall(r"(nano\w+)\s+.*?(\S+@demo\.example\.com)\s+password: (\S+)", demo.stdout)
-    passwords = {role: (email, password) for role, email, password in users}
-    process = subprocess.Popen([sys.executable, "-m", "streamward", "serve"], env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/login", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError("the server did not start")
-        token, member_id = _seed(url, passwords["nanoAdmin"], hook_port)
-        yield Server(url, passwords, token, member_id)
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+@pytest.fixture(scope="session")
+def seeded(servers: Servers) -> Seeded:
+    """A server of its own, seeded once (webhook targets on loopback allowed: the hook's port)."""
+    server = servers(__name__, {"allow_private_webhook_targets": "true", "webhook_timeout_seconds": "1"})
+    token, member_id = _seed(server.url, server.admin, HOOK_PORT)
+    return Seeded(server, token, member_id)
 
 
 # Measured in the page: what axe does not check. Touch targets on phones, tables inside their box,
@@ -204,12 +139,12 @@ CONTRAST = """([a, b]) => {
 }"""
 
 
-def _pages_for(role: str, server: Server) -> list[tuple[str, str]]:
+def _pages_for(seeded: Seeded) -> list[tuple[str, str]]:
     pages = [
         ("overview", "/organisation/overview"),
         ("users", "/organisation/users"),
         ("user-self", "/organisation/users/{self}"),
-        ("user-other", f"/organisation/users/{server.other_user_id}"),
+        ("user-other", f"/organisation/users/{seeded.other_user_id}"),
         ("invite", "/organisation/users/invite"),
         ("streams", "/streams"),
         ("stream", "/streams/{first_stream}"),
@@ -234,9 +169,8 @@ PUBLIC_PAGES = [
 ]
 
 
-async def _check(page: Any, findings: Findings, role: str, name: str, width: int, axe: str) -> None:
+async def _check(page: Any, findings: Findings, role: str, name: str, width: int) -> None:
     """axe and the measurements on the page as it is now; a screenshot; then each kind of dialog."""
-    await page.evaluate(axe)
     for violation in await page.evaluate(RUN_AXE, None):
         if violation["impact"] in FAILING_IMPACTS:
             findings.add(role, name, width, f"axe:{violation['id']}", violation)
@@ -287,53 +221,58 @@ async def _check(page: Any, findings: Findings, role: str, name: str, width: int
             findings.add(role, f"{name}/{kind}", width, "dialog-not-closed-by-escape", dialog_id)
 
 
-async def _sign_in(page: Any, server: Server, role: str) -> None:
-    email, password = server.passwords[role]
-    await page.goto(server.url + "/login")
-    await page.fill("#email", email)
-    await page.fill("#password", password)
-    await page.click("form[action='/login'] button[type=submit]")
-    await page.wait_for_url("**/organisation/overview")
+ROLES = ("nanoAdmin", "nanoUser", "nanoReadOnly")
 
 
-async def test_every_page_as_every_role_passes_axe_and_the_design_rules(browser: Any, server: Server) -> None:
+async def test_every_page_as_every_role_passes_axe_and_the_design_rules(browser: Any, seeded: Seeded) -> None:
     axe = axe_script()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     findings = Findings()
-    for width in WIDTHS:
-        context = await browser.new_context(viewport={"width": width, "height": 800})
-        page = await context.new_page()
-        for name, path in PUBLIC_PAGES:
-            response = await page.goto(server.url + path.format(invite=server.invite_token))
-            assert response is not None and response.status in (200, 404), (
-                path,
-                response and response.status,
-            )
-            await _check(page, findings, "anonymous", name, width, axe)
-        await context.close()
-
-        for role in ("nanoAdmin", "nanoUser", "nanoReadOnly"):
-            context = await browser.new_context(viewport={"width": width, "height": 800})
-            page = await context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error, errors=errors: errors.append(str(error)))
-            await _sign_in(page, server, role)
-            own = await page.evaluate("document.cookie")  # nothing readable: the session is HttpOnly
-            assert "sw_session" not in own
-            first_stream = await _first_stream_id(page, server)
-            self_id = await _own_user_id(page, server, role)
-            for name, path in _pages_for(role, server):
-                target = path.format(self=self_id or server.other_user_id, first_stream=first_stream)
-                response = await page.goto(server.url + target)
-                assert response is not None and response.status in (200, 403, 404), (target, response.status)
-                await _check(page, findings, role, name, width, axe)
-            assert errors == [], errors
-            await context.close()
-
-    await _check_focus_ring_and_borders(browser, server, findings)
-    REPORT.write_text(json.dumps(findings.problems, indent=2))
+    # The viewers side by side, each in one context of its own, signed in once.
+    await asyncio.gather(
+        *(_check_viewer(browser, seeded, role, axe, findings) for role in ("anonymous", *ROLES))
+    )
+    await _check_focus_ring_and_borders(browser, seeded.server, findings)
+    REPORT.write_text(json.dumps(sorted(findings.problems, key=json.dumps), indent=2))
     summary = sorted({f"{p['kind']} on {p['page']} ({p['role']}, {p['width']}px)" for p in findings.problems})
     assert not findings.problems, f"{len(summary)} problems (details in {REPORT}):\n" + "\n".join(summary)
+
+
+async def _check_viewer(browser: Any, seeded: Seeded, role: str, axe: str, findings: Findings) -> None:
+    server = seeded.server
+    context = await browser.new_context(viewport={"width": WIDTHS[0], "height": 800})
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    if role == "anonymous":
+        pages = [(name, path.format(invite=seeded.invite_token)) for name, path in PUBLIC_PAGES]
+        statuses: tuple[int, ...] = (200, 404)
+    else:
+        await sign_in(page, server, *server.demo.users[role])
+        own = await page.evaluate("document.cookie")  # nothing readable: the session is HttpOnly
+        assert "sw_session" not in own
+        first_stream = await _first_stream_id(page, server)
+        self_id = await _own_user_id(page, server, role)
+        pages = [
+            (name, path.format(self=self_id or seeded.other_user_id, first_stream=first_stream))
+            for name, path in _pages_for(seeded)
+        ]
+        statuses = (200, 403, 404)
+    for name, target in pages:
+        response = await page.goto(server.url + target)
+        assert response is not None and response.status in statuses, (
+            role,
+            target,
+            response and response.status,
+        )
+        # Every width on the loaded page: the layout follows the viewport (CSS only, no script reads
+        # the width), and axe, loaded once, stays loaded.
+        await page.evaluate(axe)
+        for width in WIDTHS:
+            await page.set_viewport_size({"width": width, "height": 800})
+            await _check(page, findings, role, name, width)
+    if role != "anonymous":
+        assert errors == [], errors
+    await context.close()
 
 
 async def _first_stream_id(page: Any, server: Server) -> str:
@@ -344,7 +283,7 @@ async def _first_stream_id(page: Any, server: Server) -> str:
 
 
 async def _own_user_id(page: Any, server: Server, role: str) -> str:
-    email = server.passwords[role][0]
+    email = server.demo.users[role][0]
     await page.goto(server.url + "/organisation/users?q=" + email.split("@")[0])
     link = page.locator(f"main a:has-text('{email}')").first
     href = await link.get_attribute("href") if await link.count() else None

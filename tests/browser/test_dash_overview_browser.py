@@ -1,90 +1,44 @@
 """The Overview, audit log, deliveries, roles and streams pages in Debian's Chromium (Playwright).
 
-Its own ``streamward serve`` (the demo organisation, private webhook targets allowed so that a
-receiver on loopback can answer) and a webhook receiver in this process that fails on purpose.
+Its own ``streamward serve`` (tests/browser/conftest.py: the demo organisation, private webhook
+targets allowed so that a receiver on loopback can answer) and a webhook receiver in this process
+that fails on purpose.
 Screenshots at 1440 px and 375 px go to test-artifacts/screenshots/ (prefix ``b-``).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
+from typing import Any
 
-import httpx
 import pytest
 
-from tests.browser.test_dashboard_browser import (
-    ARTIFACTS,
-    WIDTHS,
-    Server,
-    _free_port,
-    browser,
-    new_page,
-    sign_in,
-)
-from tests.receiver import Receiver, Reply
-
-__all__ = ["browser"]  # the fixture, used here
-
-SHOTS = ARTIFACTS
+from tests.support.browser import WIDTHS, Server, new_page, shoot, sign_in
+from tests.support.receiver import Receiver, Reply
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    var_dir = tmp_path_factory.mktemp("overview-browser-var")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMWARD_") and k != "DATABASE_URL"}
-    env |= {
-        "STREAMWARD_VAR_DIR": str(var_dir),
-        "STREAMWARD_PORT": str(port),
-        "STREAMWARD_LOG_LEVEL": "warning",
-        "STREAMWARD_ALLOW_PRIVATE_WEBHOOK_TARGETS": "true",
-    }
-    demo = subprocess.run(
-        [sys.executable, "-m", "streamward", "demo"], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert demo.returncode == 0, demo.stderr
-    passwords = dict(re.findall(r"(\S+@demo\.example\.com)\s+password: (\S+)", demo.stdout))
-    process = subprocess.Popen([sys.executable, "-m", "streamward", "serve"], env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/login", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError("the server did not start")
-        yield Server(url, passwords)
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+def server_settings() -> dict[str, str]:
+    return {"allow_private_webhook_targets": "true"}  # the receiver below listens on loopback
 
 
-async def shot(page: object, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SHOTS / f"b-{name}.png"), full_page=True)  # type: ignore[attr-defined]
+async def shot(page: Any, name: str) -> None:
+    await shoot(page, f"b-{name}")
 
 
-async def no_overflow(page: object, where: str) -> None:
+async def no_overflow(page: Any, where: str) -> None:
     overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")  # type: ignore[attr-defined]
     assert overflow <= 0, f"{where} overflows the viewport by {overflow}px"
 
 
-async def background(page: object, selector: str) -> str:
+async def background(page: Any, selector: str) -> str:
     return str(await page.eval_on_selector(selector, "e => getComputedStyle(e).backgroundColor"))  # type: ignore[attr-defined]
 
 
 GREEN_BACKGROUND = "rgb(228, 245, 236)"  # --ok-bg: the success callout
 
 
-async def test_overview_secrets_feedback_and_confirmations(browser: object, server: Server) -> None:
+async def test_overview_secrets_feedback_and_confirmations(browser: Any, server: Server) -> None:
     page = await new_page(browser)
     await sign_in(page, server, *server.admin)
     overview = server.url + "/organisation/overview"
@@ -176,7 +130,7 @@ async def test_overview_secrets_feedback_and_confirmations(browser: object, serv
     assert page.console_errors == []  # type: ignore[attr-defined]
 
 
-async def test_audit_log_reads_as_sentences_and_stacks_on_phones(browser: object, server: Server) -> None:
+async def test_audit_log_reads_as_sentences_and_stacks_on_phones(browser: Any, server: Server) -> None:
     page = await new_page(browser)
     await sign_in(page, server, *server.admin)
     # Something to read: a role change of the demo observer.
@@ -208,7 +162,7 @@ async def test_audit_log_reads_as_sentences_and_stacks_on_phones(browser: object
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-async def test_screenshots_of_helper_b_pages(browser: object, server: Server, width: int) -> None:
+async def test_screenshots_of_helper_b_pages(browser: Any, server: Server, width: int) -> None:
     page = await new_page(browser, width=width)
     await sign_in(page, server, *server.admin)
     for name, path in [

@@ -10,34 +10,19 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.browser import test_dashboard_browser as shared
-from tests.browser.test_dashboard_browser import ARTIFACTS, Server, new_page, sign_in
-
-# The same fixtures as the dashboard's browser tests: a real `streamward serve` (one per module,
-# so this module's changes stay its own) and Debian's Chromium.
-server = shared.server
-browser = shared.browser
+from tests.support.browser import Server, new_page, shoot, sign_in
 
 OBSERVER = "observer@demo.example.com"
 ADMIN = "admin@demo.example.com"
 
 
-@pytest.fixture(scope="module")
-def shots() -> Path:
-    # Not the shared fixture: that one empties the folder, and other tests' screenshots live there.
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    return ARTIFACTS
+async def shoot_page(page: Any, name: str, width: int) -> None:
+    await shoot(page, f"users-{name}-{width}")
 
 
-async def shoot(page: Any, shots: Path, name: str, width: int) -> None:
-    await page.screenshot(path=str(shots / f"users-{name}-{width}.png"), full_page=True)
-
-
-async def shoot_dialog(page: Any, shots: Path, name: str, width: int) -> None:
+async def shoot_dialog(page: Any, name: str, width: int) -> None:
     # The viewport as the person sees it (a modal dialog over the page), not the full page.
-    await page.screenshot(path=str(shots / f"users-dialog-{name}-{width}.png"))
+    await shoot(page, f"users-dialog-{name}-{width}", full_page=False)
 
 
 async def active_text(page: Any) -> str:
@@ -66,7 +51,7 @@ async def user_id_of(page: Any, email: str) -> str:
 
 
 async def test_users_page_invite_dialog_and_keyboard_at_1440(
-    browser: Any, server: Server, shots: Path
+    browser: Any, server: Server, screenshots: Path
 ) -> None:
     page = await new_page(browser, 1440)
     await sign_in(page, server, *server.admin)
@@ -99,7 +84,7 @@ async def test_users_page_invite_dialog_and_keyboard_at_1440(
     await page.select_option("#invite-dialog-role", "nanoReadOnly")
     preview = await page.inner_text("#invite-dialog-preview")
     assert "Observer (nanoReadOnly)" in preview and "Create stream" not in preview
-    await shoot_dialog(page, shots, "invite", 1440)
+    await shoot_dialog(page, "invite", 1440)
     # Escape closes it and focus returns to the page's Invite button.
     await page.keyboard.press("Escape")
     assert not await dialog.is_visible()
@@ -118,7 +103,7 @@ async def test_users_page_invite_dialog_and_keyboard_at_1440(
     assert result.count("Observer (nanoReadOnly)") == 1
     assert len(re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", result)) == 1
     assert await page.input_value("#invite-dialog-role") == "nanoReadOnly"  # the form keeps the role
-    await shoot(page, shots, "invited", 1440)
+    await shoot_page(page, "invited", 1440)
     await page.reload()
     assert await page.locator("#invite-link").count() == 0  # shown once
     assert await page.locator("[data-flash]").count() == 0
@@ -137,14 +122,14 @@ async def test_users_page_invite_dialog_and_keyboard_at_1440(
         "b => document.getElementById(b.getAttribute('aria-describedby')).textContent"
     )
     assert "only Administrator" in description
-    await shoot(page, shots, "list", 1440)
+    await shoot_page(page, "list", 1440)
 
     # A per-row dialog: the danger callout, Escape, focus back on the row's button.
     await delete.click()
     observer_id = await user_id_of(page, OBSERVER)
     danger = page.locator(f"#delete-{observer_id} .notice-danger")
     assert await danger.is_visible()
-    await shoot_dialog(page, shots, "delete-from-list", 1440)
+    await shoot_dialog(page, "delete-from-list", 1440)
     await page.keyboard.press("Escape")
     assert (
         await page.evaluate("document.activeElement.getAttribute('aria-label')") == f"Delete user {OBSERVER}"
@@ -157,7 +142,7 @@ async def test_users_page_invite_dialog_and_keyboard_at_1440(
     await page.locator("button:text-is('Revoke')").first.click()
     revoke = page.locator("dialog[id^=revoke-][open]")
     assert await revoke.locator(".notice-danger").is_visible()
-    await shoot_dialog(page, shots, "revoke", 1440)
+    await shoot_dialog(page, "revoke", 1440)
     await revoke.locator("button[type=submit]").click()
     await page.wait_for_url("**/organisation/users")
     assert "revoked" in await page.inner_text("[data-flash=success]")
@@ -165,18 +150,18 @@ async def test_users_page_invite_dialog_and_keyboard_at_1440(
 
 
 async def test_user_overview_dialogs_flashes_and_phone_layout(
-    browser: Any, server: Server, shots: Path
+    browser: Any, server: Server, screenshots: Path
 ) -> None:
     for width in (1440, 375):
         page = await new_page(browser, width)
         height = 900
         await sign_in(page, server, *server.admin)
         await page.goto(server.url + "/organisation/users")
-        await shoot(page, shots, "list", width)
+        await shoot_page(page, "list", width)
         observer_id = await user_id_of(page, OBSERVER)
         user_url = f"{server.url}/organisation/users/{observer_id}"
         await page.goto(user_url)
-        await shoot(page, shots, "user", width)
+        await shoot_page(page, "user", width)
 
         # Update permission sits at the top of the overview, above the facts.
         button = await page.locator("[data-dialog-open=role-dialog]").bounding_box()
@@ -193,18 +178,18 @@ async def test_user_overview_dialogs_flashes_and_phone_layout(
         assert "Gains" in text and "Loses" not in text
         confirm = page.locator("#role-dialog button[type=submit]")
         assert in_viewport(await confirm.bounding_box(), height)  # reachable without scrolling
-        await shoot_dialog(page, shots, "role", width)
+        await shoot_dialog(page, "role", width)
         await page.keyboard.press("Escape")
         assert await active_text(page) == "Update permission"
 
         # The warnings are callouts.
         await page.click("#main >> text=Reset user token")
         assert await page.locator("#reset-dialog .notice-warn").is_visible()
-        await shoot_dialog(page, shots, "reset", width)
+        await shoot_dialog(page, "reset", width)
         await page.keyboard.press("Escape")
         await page.click("#main >> text=Delete user")
         assert await page.locator("#delete-dialog .notice-danger").is_visible()
-        await shoot_dialog(page, shots, "delete", width)
+        await shoot_dialog(page, "delete", width)
         await page.keyboard.press("Escape")
 
         # Confirming the current role: says nothing changed, on the user page (post/redirect/get).
@@ -253,7 +238,7 @@ async def test_user_overview_dialogs_flashes_and_phone_layout(
         flash = await page.inner_text("[data-flash=danger]")
         assert "at least one Administrator" in flash
         assert await page.get_attribute("[data-flash=danger]", "role") == "alert"
-        await shoot(page, shots, "refused", width)
+        await shoot_page(page, "refused", width)
 
         if width == 375:
             # On a phone the new invitation link is visible without scrolling.
@@ -261,13 +246,13 @@ async def test_user_overview_dialogs_flashes_and_phone_layout(
             await page.click(".mobile-menu-button")
             await page.click("#mobile-menu >> text=Invite new user")
             await page.locator("#invite-dialog").wait_for(state="visible")
-            await shoot_dialog(page, shots, "invite", width)
+            await shoot_dialog(page, "invite", width)
             generate = page.locator("#invite-dialog button[type=submit]")
             assert in_viewport(await generate.bounding_box(), height)
             await generate.click()
             await page.wait_for_url("**/organisation/users")
             assert in_viewport(await page.locator("#invite-link").bounding_box(), height)
-            await page.screenshot(path=str(shots / "users-invited-375.png"))
+            await shoot(page, "users-invited-375", full_page=False)
             overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, f"the page scrolls sideways by {overflow} px"
         assert page.console_errors == []

@@ -1,142 +1,22 @@
 """The dashboard in a real browser: Debian's Chromium (/usr/bin/chromium) driven by Playwright.
 
 One real server process (``streamward serve`` on SQLite with the demo organisation) serves every
-test here. Screenshots of each page at 1440 px and 375 px go to test-artifacts/screenshots/.
+test here (tests/browser/conftest.py). Screenshots of each page at 1440 px and 375 px go to
+test-artifacts/screenshots/.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
 
-playwright_api = pytest.importorskip("playwright.async_api")
-
-CHROMIUM = os.environ.get("STREAMWARD_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-REQUIRE_BROWSER = os.environ.get("STREAMWARD_REQUIRE_BROWSER") == "1"
-if not Path(CHROMIUM).exists():
-    if REQUIRE_BROWSER:
-        raise pytest.UsageError(f"Chromium is required (CI) but missing at {CHROMIUM}")
-    pytest.skip(f"Chromium not installed at {CHROMIUM}", allow_module_level=True)
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-WIDTHS = (1440, 375)
-
-
-@dataclass(frozen=True)
-class Server:
-    url: str
-    passwords: dict[str, str]  # email -> password of the demo users
-
-    @property
-    def admin(self) -> tuple[str, str]:
-        return "admin@demo.example.com", self.passwords["admin@demo.example.com"]
-
-    @property
-    def observer(self) -> tuple[str, str]:
-        return "observer@demo.example.com", self.passwords["observer@demo.example.com"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    var_dir = tmp_path_factory.mktemp("browser-var")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMWARD_") and k != "DATABASE_URL"}
-    env |= {
-        "STREAMWARD_VAR_DIR": str(var_dir),
-        "STREAMWARD_PORT": str(port),
-        "STREAMWARD_LOG_LEVEL": "warning",
-    }
-    demo = subprocess.run(
-        [sys.executable, "-m", "streamward", "demo"], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert demo.returncode == 0, demo.stderr
-    passwords = dict(re.findall(r"(\S+@demo\.example\.com)\s+password: (\S+)", demo.stdout))
-    process = subprocess.Popen([sys.executable, "-m", "streamward", "serve"], env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/login", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError("the server did not start")
-        yield Server(url, passwords)
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-
-
-@pytest.fixture(scope="module")
-def artifacts() -> Path:
-    # Other browser tests write screenshots here too: never wipe theirs.
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    return ARTIFACTS
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[object]:
-    async with playwright_api.async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-async def new_page(browser: object, width: int = 1440) -> object:
-    context = await browser.new_context(viewport={"width": width, "height": 900})  # type: ignore[attr-defined]
-    page = await context.new_page()
-    page.console_errors = []
-    page.on(
-        "console",
-        lambda message: page.console_errors.append(message.text) if message.type == "error" else None,
-    )
-    page.on("pageerror", lambda error: page.console_errors.append(str(error)))
-    return page
-
-
-async def sign_in(page: object, server: Server, email: str, password: str) -> None:
-    await page.goto(server.url + "/login")  # type: ignore[attr-defined]
-    await page.fill("#email", email)  # type: ignore[attr-defined]
-    await page.fill("#password", password)  # type: ignore[attr-defined]
-    await page.click("form[action='/login'] button[type=submit]")  # type: ignore[attr-defined]
-    await page.wait_for_url("**/organisation/overview")  # type: ignore[attr-defined]
-
-
-async def shoot(page: object, artifacts: Path, name: str) -> None:
-    await page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+from tests.support.browser import WIDTHS, Server, new_page, shoot, sign_in
 
 
 async def test_invite_accept_role_change_token_reset_and_delete(
-    browser: object, server: Server, artifacts: Path
+    browser: Any, server: Server, screenshots: Path
 ) -> None:
     admin = await new_page(browser)
     await sign_in(admin, server, *server.admin)
@@ -211,7 +91,7 @@ async def test_invite_accept_role_change_token_reset_and_delete(
 
 
 async def test_observer_sees_no_admin_controls_and_forged_posts_are_refused(
-    browser: object, server: Server
+    browser: Any, server: Server
 ) -> None:
     page = await new_page(browser)
     await sign_in(page, server, *server.observer)
@@ -234,7 +114,7 @@ async def test_observer_sees_no_admin_controls_and_forged_posts_are_refused(
     assert forged.status == 403
 
 
-async def test_mobile_menu_has_the_account_section(browser: object, server: Server) -> None:
+async def test_mobile_menu_has_the_account_section(browser: Any, server: Server) -> None:
     page = await new_page(browser, width=375)
     await sign_in(page, server, *server.admin)
     assert not await page.is_visible("#profile-menu")
@@ -250,7 +130,7 @@ async def test_mobile_menu_has_the_account_section(browser: object, server: Serv
     assert not await menu.is_visible()
 
 
-async def test_profile_menu_on_desktop(browser: object, server: Server) -> None:
+async def test_profile_menu_on_desktop(browser: Any, server: Server) -> None:
     page = await new_page(browser)
     await sign_in(page, server, *server.admin)
     await page.click(".avatar")
@@ -274,12 +154,10 @@ PAGES = [
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-async def test_screenshots_of_every_page(
-    browser: object, server: Server, artifacts: Path, width: int
-) -> None:
+async def test_screenshots_of_every_page(browser: Any, server: Server, screenshots: Path, width: int) -> None:
     page = await new_page(browser, width=width)
     await page.goto(server.url + "/login")
-    await shoot(page, artifacts, f"login-{width}")
+    await shoot(page, f"login-{width}")
     await sign_in(page, server, *server.admin)
     for name, path in PAGES:
         response = await page.goto(server.url + path)
@@ -287,12 +165,12 @@ async def test_screenshots_of_every_page(
         # Nothing may be wider than the viewport at 375 px (tables scroll inside their card).
         overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{path} overflows by {overflow}px at {width}px"
-        await shoot(page, artifacts, f"{name}-{width}")
+        await shoot(page, f"{name}-{width}")
     users = await page.goto(server.url + "/organisation/users")
     assert users is not None
     await page.click("table a:has-text('admin@demo.example.com')")
-    await shoot(page, artifacts, f"user-{width}")
+    await shoot(page, f"user-{width}")
     assert page.console_errors == []
     invalid = await page.goto(server.url + "/invite/swi_not-a-real-token")
     assert invalid is not None and invalid.status == 404  # a friendly page, with the right status
-    await shoot(page, artifacts, f"invite-invalid-{width}")
+    await shoot(page, f"invite-invalid-{width}")

@@ -4,15 +4,13 @@ only shows in the browser's console, so only a browser can tell that the page st
 
 from __future__ import annotations
 
-from tests.browser.test_dashboard_browser import (  # the same server and browser fixtures
-    Server,
-    browser,  # noqa: F401
-    new_page,
-    server,  # noqa: F401
-)
+from typing import Any
+
+from tests.support.browser import Server, new_page
 
 
-async def test_api_reference_renders_under_its_csp(browser: object, server: Server) -> None:  # noqa: F811
+async def test_api_reference_renders_under_its_csp(browser: Any, shared_server: Server) -> None:
+    server = shared_server
     page = await new_page(browser)
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))  # type: ignore[attr-defined]

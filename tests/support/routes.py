@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
@@ -21,17 +18,6 @@ class RouteInfo:
     method: str
     path: str
     rules: tuple[str, ...]
-
-    @property
-    def permission(self) -> str | None:
-        for rule in self.rules:
-            if rule.startswith("permission:"):
-                return rule.removeprefix("permission:")
-        return None
-
-    def sample_path(self) -> str:
-        """The path with every parameter filled by an id that exists nowhere."""
-        return re.sub(r"\{[^}]+\}", str(uuid.uuid4()), self.path)
 
 
 def _rules(dependant: Dependant) -> Iterator[str]:
@@ -65,7 +51,3 @@ def api_routes(app: FastAPI) -> list[RouteInfo]:
             for method in sorted(route.methods):
                 routes.append(RouteInfo(method, route.path, rules))
     return routes
-
-
-def sample_body(method: str) -> dict[str, Any] | None:
-    return {} if method in {"POST", "PUT", "PATCH"} else None

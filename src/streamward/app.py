@@ -23,7 +23,7 @@ from streamward.api.organisation import router as orgs_router
 from streamward.api.playback import install_splay_error_handler, jwks_router, keys_router, splay_router
 from streamward.api.roles import router as roles_router
 from streamward.api.streams import router as streams_router
-from streamward.api.streams import tag_router
+from streamward.api.tags import tag_router
 from streamward.api.users import router as users_router
 from streamward.api.vod import router as vod_router
 from streamward.bintu_root import BintuRoot

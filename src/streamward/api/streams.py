@@ -40,9 +40,8 @@ from streamward.errors import NotFound
 from streamward.orgs.models import organisation_of
 from streamward.orgs.packages import has_package
 from streamward.orgs.player_access import set_player_token_required
-from streamward.pagination import DEFAULT_LIMIT
 from streamward.runtime import Runtime
-from streamward.streams import push, service, tags
+from streamward.streams import push, service
 from streamward.streams.lifecycle import StreamAction
 from streamward.streams.playout import Addresses, group_object, stream_object
 from streamward.streams.schemas import (
@@ -55,13 +54,10 @@ from streamward.streams.schemas import (
     StreamGroupOut,
     StreamOut,
     StreamTagsUpdate,
-    TagOut,
-    TagPage,
-    TagRename,
 )
 from streamward.streams.service import StreamView
 from streamward.web.access import require
-from streamward.web.params import Cursor, Limit, RuntimeDep
+from streamward.web.params import RuntimeDep
 from streamward.web.session import DbSession, reads, writes
 
 Endpoint = Callable[..., Awaitable[Response]]
@@ -97,7 +93,6 @@ class StreamRoute(APIRoute):
 
 stream_routes = APIRouter(prefix="/api/stream", tags=["streams"], route_class=StreamRoute)
 player_access_routes = APIRouter(prefix="/api/organisation/player-access", tags=["organisation"])
-tag_router = APIRouter(prefix="/api/tag", tags=["tags"])
 
 # Whoever may act on a stream's lifecycle and restream target.
 StreamManager = Annotated[Principal, require("stream:manage")]
@@ -359,39 +354,6 @@ async def set_player_access(
 def _player_access(principal: Principal, required: bool) -> PlayerAccessOut:
     secure_playback = has_package(organisation_of(principal).packages, "secure_playback")
     return PlayerAccessOut(token_required=required, secure_playback=secure_playback)
-
-
-@tag_router.get("", response_model=TagPage, summary="Tags in use, by name, with their stream counts")
-@reads
-async def list_tags(
-    principal: Annotated[Principal, require("tag:read")],
-    db: DbSession,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
-) -> TagPage:
-    page = await tags.list_tags(db, principal, limit=limit, cursor=cursor)
-    return TagPage(
-        items=[TagOut(name=t.name, streams=t.streams) for t in page.items], next_cursor=page.next_cursor
-    )
-
-
-# `:path`: a tag may contain "/" (sent percent-encoded or not).
-@tag_router.put("/{name:path}", response_model=TagOut, summary="Rename a tag on every stream")
-@writes
-async def rename_tag(
-    name: str, body: TagRename, principal: Annotated[Principal, require("tag:write")], db: DbSession
-) -> TagOut:
-    renamed = await tags.rename_tag(db, principal, name, body.name)
-    return TagOut(name=renamed.name, streams=renamed.streams)
-
-
-@tag_router.delete("/{name:path}", status_code=204, summary="Take a tag off every stream")
-@writes
-async def delete_tag(
-    name: str, principal: Annotated[Principal, require("tag:delete")], db: DbSession
-) -> Response:
-    await tags.delete_tag(db, principal, name)
-    return Response(status_code=204)
 
 
 # What app.py includes: the stream routes and the organisation's player-access setting, which is

@@ -16,8 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-from sqlalchemy import bindparam, delete, exists, select
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,7 +24,6 @@ from streamward.audit.service import Actor, record
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import scoped
 from streamward.crypto import SecretBox
-from streamward.db import WRITE_OPTION
 from streamward.orgs.models import organisation_of
 from streamward.orgs.packages import require_package
 from streamward.playback import keys
@@ -40,7 +38,8 @@ from streamward.playback.errors import (
     refused,
 )
 from streamward.playback.keys import VerifyingKey
-from streamward.playback.models import PlaybackRevocation, PlaybackSigningKey
+from streamward.playback.models import PlaybackRevocation
+from streamward.playback.token_state import PresentedStream, token_state, unknown_key
 from streamward.streams.models import Stream, StreamState
 
 ALGORITHM = "EdDSA"  # the only one accepted: no "none", no HMAC with a public key as secret
@@ -175,7 +174,7 @@ async def _signed_claims(
     kid = header.get("kid")
     key = await keys.verifying_key(session, kid) if isinstance(kid, str) and len(kid) <= 64 else None
     if key is None:
-        raise _unknown_key()
+        raise unknown_key()
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
@@ -199,87 +198,6 @@ async def _signed_claims(
         raise malformed("invalid_token", "The token's signature or claims are not valid.")
     _check_times(claims, clock())
     return claims, key
-
-
-def _unknown_key() -> SplayError:
-    return malformed("unknown_key", "The token was not signed by a key of this service.")
-
-
-# What may have changed since the token was signed, in one round trip: whether its key was revoked
-# (a rotation with revokeOld), whether the token itself was revoked (revocable tokens: jti, else
-# NULL), and the stream it is presented for (NULL: none). No row: the key is gone (its organisation
-# was deleted). Read on every verify, in every process: nothing here is cached, so a revocation
-# committed anywhere is refused by the very next verify everywhere.
-_TOKEN_STATE = (
-    select(
-        PlaybackSigningKey.revoked_at.is_not(None).label("key_revoked"),
-        exists().where(PlaybackRevocation.jti == bindparam("jti")).label("token_revoked"),
-        Stream.organisation_id.label("stream_organisation_id"),
-        Stream.state.label("stream_state"),
-        Stream.group_id.label("stream_group_id"),
-    )
-    .select_from(PlaybackSigningKey)
-    .outerjoin(Stream, Stream.name == bindparam("stream"))
-    .where(PlaybackSigningKey.kid == bindparam("kid"))
-)
-
-
-@dataclass(frozen=True)
-class PresentedStream:
-    """The stream a token is presented for, as far as the scope check needs it."""
-
-    organisation_id: uuid.UUID
-    state: str
-    group_id: str | None
-
-
-@dataclass(frozen=True)
-class _TokenState:
-    token_revoked: bool
-    stream: PresentedStream | None
-
-
-# The same statement for asyncpg itself, and the order of its parameters: on a reading request on
-# PostgreSQL the state is read on the session's connection without SQLAlchemy's execution layer,
-# which costs more than the query (every verify runs it).
-_RAW_TOKEN_STATE = _TOKEN_STATE.compile(dialect=postgresql.asyncpg.dialect())  # type: ignore[no-untyped-call]
-_RAW_TOKEN_STATE_SQL = str(_RAW_TOKEN_STATE)
-_RAW_TOKEN_STATE_PARAMETERS = tuple(_RAW_TOKEN_STATE.positiontup or ())
-
-
-def _reads_postgres(session: AsyncSession) -> bool:
-    """A reading request on PostgreSQL (no write transaction whose state the driver call could
-    bypass)."""
-    bind = session.get_bind()
-    return bind.dialect.name == "postgresql" and not bind.get_execution_options().get(WRITE_OPTION, False)
-
-
-async def _read_token_state(session: AsyncSession, params: dict[str, Any]) -> Any:
-    if _reads_postgres(session):
-        connection = await session.connection()
-        raw = await connection.get_raw_connection()
-        driver: Any = raw.driver_connection
-        return await driver.fetchrow(
-            _RAW_TOKEN_STATE_SQL, *(params[name] for name in _RAW_TOKEN_STATE_PARAMETERS)
-        )
-    return (await session.execute(_TOKEN_STATE, params)).mappings().one_or_none()
-
-
-async def _token_state(
-    session: AsyncSession, key: VerifyingKey, *, jti: str | None, stream: str | None
-) -> _TokenState:
-    """Refuses a token whose key was revoked or is gone; otherwise what else the check needs."""
-    row = await _read_token_state(session, {"kid": key.kid, "jti": jti, "stream": stream})
-    if row is None:
-        raise _unknown_key()
-    if row["key_revoked"]:
-        raise SplayError(
-            TOKEN_EXPIRED, "key_revoked", "The token's signing key was revoked.", status_code=403
-        )
-    presented = None
-    if (stream_organisation_id := row["stream_organisation_id"]) is not None:
-        presented = PresentedStream(stream_organisation_id, row["stream_state"], row["stream_group_id"])
-    return _TokenState(bool(row["token_revoked"]), presented)
 
 
 def _check_times(claims: dict[str, Any], now: float) -> None:
@@ -355,7 +273,7 @@ async def verify(session: AsyncSession, token: str, where: Presentation, *, issu
     round trip reads what revocation may have changed and the stream it is presented for."""
     claims, key = await _signed_claims(session, token, issuer=issuer)
     revocable = bool(claims.get("revocable"))
-    state = await _token_state(
+    state = await token_state(
         session, key, jti=str(claims["jti"]) if revocable else None, stream=where.stream
     )
     if revocable and state.token_revoked:
@@ -367,7 +285,7 @@ async def verify(session: AsyncSession, token: str, where: Presentation, *, issu
 async def revoke(session: AsyncSession, principal: Principal, token: str, *, issuer: str) -> None:
     """Revoke a revocable token of the caller's organisation; revoking twice is not an error."""
     claims, key = await _signed_claims(session, token, issuer=issuer)
-    await _token_state(session, key, jti=None, stream=None)  # a revoked key's tokens are refused
+    await token_state(session, key, jti=None, stream=None)  # a revoked key's tokens are refused
     if key.organisation_id != principal.organisation_id:
         raise SplayError(
             OTHER_ORGANISATION,

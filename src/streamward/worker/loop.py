@@ -26,8 +26,8 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,9 +35,9 @@ from streamward.crypto import SecretBox
 from streamward.db import Database
 from streamward.egress.client import EgressClient
 from streamward.housekeeping import run_periodically
-from streamward.runtime import Runtime
 from streamward.webhooks import delivery
 from streamward.webhooks.delivery import Attempt, ClaimedEvent, WebhookTarget
+from streamward.worker.recording import AttemptLog
 
 log = logging.getLogger(__name__)
 
@@ -54,49 +54,6 @@ class WorkerOptions:
     # Housekeeping (streamward.housekeeping) every this many seconds while running; 0: never.
     housekeeping_interval_seconds: float = 0.0
     retention_days: int = 30
-
-
-class AttemptLog:
-    """Records finished attempts, many per transaction: one writer at a time takes everything that
-    finished while the previous transaction ran. ``on_recorded`` hears of each batch once its
-    transaction is over (committed, or failed: then the events' leases run out and they are retried)."""
-
-    def __init__(
-        self,
-        database: Database,
-        on_recorded: Callable[[Sequence[Attempt]], None],
-        write_turn: AbstractAsyncContextManager[Any],
-    ) -> None:
-        self.database = database
-        self.on_recorded = on_recorded
-        self.write_turn = write_turn
-        self._waiting: list[Attempt] = []
-        self._writer: asyncio.Task[None] | None = None
-
-    def add(self, attempt: Attempt) -> None:
-        self._waiting.append(attempt)
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_all())
-
-    async def _write_all(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting, []
-            try:
-                async with self.write_turn:
-                    await delivery.record(self.database, batch)
-            except Exception:
-                log.exception(
-                    "recording %d delivery attempts failed; their events will be retried after their lease",
-                    len(batch),
-                )
-            finally:
-                self.on_recorded(batch)
-
-    async def flush(self) -> None:
-        """Return once everything added so far is recorded (or its recording failed)."""
-        # asyncio.wait, not await: cancelling the caller must not cancel the transaction under way.
-        while self._writer is not None and not self._writer.done():
-            await asyncio.wait([self._writer])
 
 
 @dataclass
@@ -408,42 +365,3 @@ class DeliveryWorker:
             )
         self._unsent.update((event.id, event) for event in claimed)
         return claimed
-
-
-def worker_for(
-    runtime: Runtime, *, observe_attempt: Callable[[str, float | None], None] | None = None
-) -> DeliveryWorker:
-    settings = runtime.settings
-    return DeliveryWorker(
-        database=runtime.database,
-        box=runtime.secret_box,
-        client=runtime.egress,
-        options=WorkerOptions(
-            poll_interval_seconds=settings.worker_poll_interval_seconds,
-            concurrency=settings.worker_concurrency,
-            per_organisation_concurrency=settings.worker_per_organisation_concurrency,
-            housekeeping_interval_seconds=settings.housekeeping_interval_seconds,
-            retention_days=settings.retention_days,
-        ),
-        wakeup=runtime.outbox_wakeup,
-        observe_attempt=observe_attempt,
-    )
-
-
-@asynccontextmanager
-async def in_process_worker(
-    runtime: Runtime, *, observe_attempt: Callable[[str, float | None], None] | None = None
-) -> AsyncIterator[DeliveryWorker | None]:
-    """The web process's own worker while the app runs, when STREAMWARD_RUN_WORKER says so (else
-    None): started on entry; on exit it stops, finishing the sends under way."""
-    if not runtime.settings.run_worker:
-        yield None
-        return
-    stop = asyncio.Event()
-    worker = worker_for(runtime, observe_attempt=observe_attempt)
-    running = asyncio.create_task(worker.run(stop))
-    try:
-        yield worker
-    finally:
-        stop.set()
-        await running

@@ -1,0 +1,105 @@
+"""What may have changed since a playback token was signed, read in one round trip on every verify:
+whether its signing key was revoked or is gone, whether the token itself was revoked, and the stream
+it is presented for. Nothing here is cached, so a revocation committed in any process is refused by
+the very next verify in every process."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, exists, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from streamward.db import WRITE_OPTION
+from streamward.playback.errors import (
+    TOKEN_EXPIRED,
+    SplayError,
+    malformed,
+)
+from streamward.playback.keys import VerifyingKey
+from streamward.playback.models import PlaybackRevocation, PlaybackSigningKey
+from streamward.streams.models import Stream
+
+
+def unknown_key() -> SplayError:
+    return malformed("unknown_key", "The token was not signed by a key of this service.")
+
+
+# What may have changed since the token was signed, in one round trip: whether its key was revoked
+# (a rotation with revokeOld), whether the token itself was revoked (revocable tokens: jti, else
+# NULL), and the stream it is presented for (NULL: none). No row: the key is gone (its organisation
+# was deleted). Read on every verify, in every process: nothing here is cached, so a revocation
+# committed anywhere is refused by the very next verify everywhere.
+_TOKEN_STATE = (
+    select(
+        PlaybackSigningKey.revoked_at.is_not(None).label("key_revoked"),
+        exists().where(PlaybackRevocation.jti == bindparam("jti")).label("token_revoked"),
+        Stream.organisation_id.label("stream_organisation_id"),
+        Stream.state.label("stream_state"),
+        Stream.group_id.label("stream_group_id"),
+    )
+    .select_from(PlaybackSigningKey)
+    .outerjoin(Stream, Stream.name == bindparam("stream"))
+    .where(PlaybackSigningKey.kid == bindparam("kid"))
+)
+
+
+@dataclass(frozen=True)
+class PresentedStream:
+    """The stream a token is presented for, as far as the scope check needs it."""
+
+    organisation_id: uuid.UUID
+    state: str
+    group_id: str | None
+
+
+@dataclass(frozen=True)
+class TokenState:
+    token_revoked: bool
+    stream: PresentedStream | None
+
+
+# The same statement for asyncpg itself, and the order of its parameters: on a reading request on
+# PostgreSQL the state is read on the session's connection without SQLAlchemy's execution layer,
+# which costs more than the query (every verify runs it).
+_RAW_TOKEN_STATE = _TOKEN_STATE.compile(dialect=postgresql.asyncpg.dialect())  # type: ignore[no-untyped-call]
+_RAW_TOKEN_STATE_SQL = str(_RAW_TOKEN_STATE)
+_RAW_TOKEN_STATE_PARAMETERS = tuple(_RAW_TOKEN_STATE.positiontup or ())
+
+
+def _reads_postgres(session: AsyncSession) -> bool:
+    """A reading request on PostgreSQL (no write transaction whose state the driver call could
+    bypass)."""
+    bind = session.get_bind()
+    return bind.dialect.name == "postgresql" and not bind.get_execution_options().get(WRITE_OPTION, False)
+
+
+async def _read_token_state(session: AsyncSession, params: dict[str, Any]) -> Any:
+    if _reads_postgres(session):
+        connection = await session.connection()
+        raw = await connection.get_raw_connection()
+        driver: Any = raw.driver_connection
+        return await driver.fetchrow(
+            _RAW_TOKEN_STATE_SQL, *(params[name] for name in _RAW_TOKEN_STATE_PARAMETERS)
+        )
+    return (await session.execute(_TOKEN_STATE, params)).mappings().one_or_none()
+
+
+async def token_state(
+    session: AsyncSession, key: VerifyingKey, *, jti: str | None, stream: str | None
+) -> TokenState:
+    """Refuses a token whose key was revoked or is gone; otherwise what else the check needs."""
+    row = await _read_token_state(session, {"kid": key.kid, "jti": jti, "stream": stream})
+    if row is None:
+        raise unknown_key()
+    if row["key_revoked"]:
+        raise SplayError(
+            TOKEN_EXPIRED, "key_revoked", "The token's signing key was revoked.", status_code=403
+        )
+    presented = None
+    if (stream_organisation_id := row["stream_organisation_id"]) is not None:
+        presented = PresentedStream(stream_organisation_id, row["stream_state"], row["stream_group_id"])
+    return TokenState(bool(row["token_revoked"]), presented)

@@ -47,6 +47,7 @@ bench: $(STAMP)
 	for members in 10000 100000 1000000; do $(BIN)/python bench/users.py --members $$members || exit 1; done
 	cd bench && ../$(BIN)/python player_reads.py
 	$(BIN)/python bench/delivery.py
+	$(BIN)/python bench/delivery_latency.py
 	$(BIN)/python bench/limits.py
 	cd bench && ../$(BIN)/python housekeeping.py
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import httpx
+import pytest
 
 from streamward.limits import (
     INVITE_ATTEMPTS_PER_ADDRESS,
@@ -21,6 +22,15 @@ UNKNOWN_RESET = "swr_" + "A" * 43
 PASSWORD = "a brand new passphrase 7"
 
 Attempt = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
+
+
+@pytest.fixture(autouse=True)
+def no_refill_while_a_test_runs(env: Env) -> None:
+    """The budgets are under test, not their refill (30 a minute gives one back every 2 s, which a
+    busy machine spends on the attempts): one an hour here."""
+    throttle = env.runtime.link_throttle
+    for buckets in (throttle.invitations, throttle.password_resets):
+        buckets.rate = 1 / 3600
 
 
 async def _spend_budget(client: httpx.AsyncClient, attempt: Attempt, budget: int) -> httpx.Response:

@@ -127,9 +127,9 @@ async def test_a_completed_password_reset_says_so_on_the_login_page(env: Env) ->
     org = await env.org()
     member = await env.member(org, "nanoUser")
     async with env.runtime.database.session() as session:
-        from streamward.authn import service as authn
+        from streamward.authn import password_changes
 
-        message = await authn.request_password_reset(
+        message = await password_changes.request_password_reset(
             session,
             env.runtime.login_throttle,
             email=member.email,

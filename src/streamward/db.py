@@ -203,6 +203,22 @@ class Database:
         await self.engine.dispose()
 
 
+def is_writing(session: AsyncSession) -> bool:
+    """Whether the session belongs to a writing request (it holds, or will take, a write transaction)."""
+    return bool(session.get_bind().get_execution_options().get(WRITE_OPTION, False))
+
+
+async def direct_reader(session: AsyncSession) -> Any | None:
+    """The asyncpg connection under a *reading* session on PostgreSQL, for the few queries that run
+    on every request (credential and playback-token checks): there, SQLAlchemy's execution layer
+    costs more than the query. None elsewhere (SQLite, or a writing session, whose transaction a
+    driver call must not bypass): use the session."""
+    if session.get_bind().dialect.name != "postgresql" or is_writing(session):
+        return None
+    connection = await (await session.connection()).get_raw_connection()
+    return connection.driver_connection
+
+
 async def end_transaction(session: AsyncSession) -> None:
     """Commit what the request has done so far and end its transaction, before a call over the
     network (DNS included): a writing transaction holds SQLite's one write lock (``BEGIN IMMEDIATE``)

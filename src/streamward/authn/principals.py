@@ -20,7 +20,7 @@ from streamward.authn.models import BintuSession
 from streamward.authz.permissions import ALL_PERMISSIONS, PREDEFINED_ROLES
 from streamward.authz.principal import Principal
 from streamward.crypto import digest
-from streamward.db import WRITE_OPTION, UTCDateTime, utcnow
+from streamward.db import UTCDateTime, direct_reader, utcnow
 from streamward.orgs.models import Organisation
 from streamward.roles.lookup import custom_role
 from streamward.roles.models import CustomRole
@@ -77,8 +77,9 @@ async def principal_from_token(session: AsyncSession, token: str) -> SessionUse 
     """
     now = utcnow()
     token_hash = digest(token)
-    if _reads_postgres(session):
-        found = await _raw_token_lookup(session, token_hash, now)
+    reader = await direct_reader(session)
+    if reader is not None:
+        found = await _raw_token_lookup(reader, token_hash, now)
     else:
         row = (await session.execute(_TOKEN_LOOKUP, {"token_hash": token_hash, "now": now})).one_or_none()
         found = None
@@ -132,13 +133,6 @@ class _Found:
     organisation: Organisation
 
 
-def _reads_postgres(session: AsyncSession) -> bool:
-    """A reading request on PostgreSQL: its look-up may skip the ORM. A writing request keeps it,
-    because services change the organisation row the Principal carries (it must be in the session)."""
-    bind = session.get_bind()
-    return bind.dialect.name == "postgresql" and not bind.get_execution_options().get(WRITE_OPTION, False)
-
-
 # The same look-up as _TOKEN_LOOKUP, as one prepared statement on the pooled asyncpg connection.
 # Building ORM rows cost more CPU than the query itself: on a read, the organisation is built
 # directly from the row, as a detached instance with its columns loaded.
@@ -171,10 +165,8 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-async def _raw_token_lookup(session: AsyncSession, token_hash: str, now: datetime) -> _Found | None:
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    row = await raw.driver_connection.fetchrow(_RAW_TOKEN_LOOKUP, token_hash, now)  # type: ignore[union-attr]
+async def _raw_token_lookup(reader: Any, token_hash: str, now: datetime) -> _Found | None:
+    row = await reader.fetchrow(_RAW_TOKEN_LOOKUP, token_hash, now)
     if row is None:
         return None
     values = list(row.values())
@@ -210,10 +202,9 @@ _RAW_API_KEY_LOOKUP = (
 async def principal_from_api_key(session: AsyncSession, api_key: str) -> Principal | None:
     """The organisation's master key: every permission. Looked up by its SHA-256 (an index probe)."""
     organisation: Organisation | None
-    if _reads_postgres(session):
-        connection = await session.connection()
-        raw = await connection.get_raw_connection()
-        row = await raw.driver_connection.fetchrow(_RAW_API_KEY_LOOKUP, digest(api_key))  # type: ignore[union-attr]
+    reader = await direct_reader(session)
+    if reader is not None:
+        row = await reader.fetchrow(_RAW_API_KEY_LOOKUP, digest(api_key))
         organisation = _detached_organisation(list(row.values())) if row is not None else None
     else:
         organisation = (

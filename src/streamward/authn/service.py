@@ -16,8 +16,6 @@ from streamward.authn.models import BintuSession
 
 # Moved to authn.passwords; still importable from here for housekeeping and the tests that import
 # them from authn.service.
-from streamward.authn.password_changes import RESET_MAIL_INTERVAL as RESET_MAIL_INTERVAL
-from streamward.authn.password_changes import request_password_reset as request_password_reset
 from streamward.authz.permissions import Role
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import get_scoped

@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, exists, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from streamward.db import WRITE_OPTION
+from streamward.db import direct_reader
 from streamward.playback.errors import (
     TOKEN_EXPIRED,
     SplayError,
@@ -70,19 +70,10 @@ _RAW_TOKEN_STATE_SQL = str(_RAW_TOKEN_STATE)
 _RAW_TOKEN_STATE_PARAMETERS = tuple(_RAW_TOKEN_STATE.positiontup or ())
 
 
-def _reads_postgres(session: AsyncSession) -> bool:
-    """A reading request on PostgreSQL (no write transaction whose state the driver call could
-    bypass)."""
-    bind = session.get_bind()
-    return bind.dialect.name == "postgresql" and not bind.get_execution_options().get(WRITE_OPTION, False)
-
-
 async def _read_token_state(session: AsyncSession, params: dict[str, Any]) -> Any:
-    if _reads_postgres(session):
-        connection = await session.connection()
-        raw = await connection.get_raw_connection()
-        driver: Any = raw.driver_connection
-        return await driver.fetchrow(
+    reader = await direct_reader(session)
+    if reader is not None:
+        return await reader.fetchrow(
             _RAW_TOKEN_STATE_SQL, *(params[name] for name in _RAW_TOKEN_STATE_PARAMETERS)
         )
     return (await session.execute(_TOKEN_STATE, params)).mappings().one_or_none()

@@ -12,7 +12,7 @@ from fastapi import Request
 
 from streamward.authn.principals import principal_from_api_key, principal_from_token, record_use
 from streamward.authz.principal import Principal
-from streamward.db import WRITE_OPTION
+from streamward.db import is_writing
 from streamward.errors import BadRequest, Unauthenticated
 from streamward.request_context import note_organisation
 from streamward.runtime import Runtime, client_address
@@ -51,7 +51,7 @@ async def principal_for(
 
 
 async def _record_use(db: DbSession, runtime: Runtime, session_id: uuid.UUID, when: datetime) -> None:
-    if db.get_bind().get_execution_options().get(WRITE_OPTION, False):
+    if is_writing(db):
         # A writing request already has its write transaction (on SQLite it holds the database's
         # write lock from its first statement, so a second writer would wait out the busy timeout).
         await record_use(db, session_id, when)

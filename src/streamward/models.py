@@ -1,6 +1,7 @@
 """Every table, imported in one place so that Alembic and the tests see the whole schema."""
 
 from streamward.audit.models import AuditEntry
+from streamward.authn.mfa.models import LoginChallenge, Passkey, RecoveryCode, TotpFactor
 from streamward.authn.models import BintuSession, PasswordReset
 from streamward.db import Base
 from streamward.events.models import OutboxEvent, WebhookDelivery
@@ -20,14 +21,18 @@ __all__ = [
     "BintuSession",
     "CustomRole",
     "Invitation",
+    "LoginChallenge",
     "Membership",
     "Organisation",
     "OutboxEvent",
+    "Passkey",
     "PasswordReset",
     "PlaybackRevocation",
     "PlaybackSigningKey",
+    "RecoveryCode",
     "Stream",
     "StreamTag",
+    "TotpFactor",
     "VodAsset",
     "WebhookDelivery",
     "metadata",

@@ -24,7 +24,7 @@ from streamward.orgs.service import api_key_for_login
 from streamward.roles.lookup import role_title
 from streamward.roles.schemas import RoleRef
 from streamward.runtime import client_address
-from streamward.web.access import AUTHENTICATED, PUBLIC
+from streamward.web.access import AUTHENTICATED, ENROLMENT, PUBLIC
 from streamward.web.params import RuntimeDep
 from streamward.web.session import DbSession, writes
 
@@ -65,7 +65,7 @@ async def validate(body: LoginRequest, request: Request, db: DbSession, runtime:
 
 @router.post("/logout", status_code=204, summary="End the presented bintu token")
 @writes
-async def logout(principal: Annotated[Principal, AUTHENTICATED], db: DbSession) -> Response:
+async def logout(principal: Annotated[Principal, ENROLMENT], db: DbSession) -> Response:
     if principal.session_id is None:
         raise BadRequest(
             "Only a bintu token can be logged out; the API key is rotated instead.", code="not_a_session"

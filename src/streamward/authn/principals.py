@@ -39,6 +39,7 @@ _TOKEN_LOOKUP = (
         Membership,
         Organisation,
         Account.email,
+        Account.mfa_enrolled,
         CustomRole.description,
         CustomRole.permissions,
     )
@@ -84,7 +85,9 @@ async def principal_from_token(session: AsyncSession, token: str) -> SessionUse 
         row = (await session.execute(_TOKEN_LOOKUP, {"token_hash": token_hash, "now": now})).one_or_none()
         found = None
         if row is not None:
-            session_id, last_used_at, membership, organisation, email, description, permissions = row
+            session_id, last_used_at, membership, organisation, email, enrolled, description, permissions = (
+                row
+            )
             found = _Found(
                 session_id,
                 last_used_at,
@@ -92,6 +95,7 @@ async def principal_from_token(session: AsyncSession, token: str) -> SessionUse 
                 membership.account_id,
                 membership.role,
                 email,
+                enrolled,
                 description,
                 permissions,
                 organisation,
@@ -107,6 +111,7 @@ async def principal_from_token(session: AsyncSession, token: str) -> SessionUse 
         email=found.email,
         role=found.role,
         session_id=found.session_id,
+        enrolment_only=found.organisation.mfa_required and not found.mfa_enrolled,
     )
     return SessionUse(principal, now if now - found.last_used_at > LAST_USED_RESOLUTION else None)
 
@@ -128,6 +133,7 @@ class _Found:
     account_id: uuid.UUID
     role: str
     email: str
+    mfa_enrolled: bool
     role_description: str | None
     role_permissions: list[str] | None
     organisation: Organisation
@@ -142,7 +148,8 @@ _ORG_JSON = frozenset(
 )
 # Built from the models' own table and column names only; the values are bound ($1, $2).
 _RAW_TOKEN_LOOKUP = (
-    "SELECT s.id, s.last_used_at, m.id, m.account_id, m.role, a.email, r.description, r.permissions, "  # noqa: S608
+    "SELECT s.id, s.last_used_at, m.id, m.account_id, m.role, a.email, a.mfa_enrolled, "  # noqa: S608
+    + "r.description, r.permissions, "
     + ", ".join(f"o.{name}" for name in _ORG_COLUMNS)
     + f" FROM {BintuSession.__tablename__} s"
     + f" JOIN {Membership.__tablename__} m ON m.id = s.membership_id AND m.token_key = s.token_key"
@@ -170,9 +177,9 @@ async def _raw_token_lookup(reader: Any, token_hash: str, now: datetime) -> _Fou
     if row is None:
         return None
     values = list(row.values())
-    organisation = _detached_organisation(values[8:])
-    permissions = _json(values[7])
-    session_id, last_used_at, membership_id, account_id, role, email, description = values[:7]
+    organisation = _detached_organisation(values[9:])
+    permissions = _json(values[8])
+    session_id, last_used_at, membership_id, account_id, role, email, enrolled, description = values[:8]
     return _Found(
         session_id,
         last_used_at,
@@ -180,6 +187,7 @@ async def _raw_token_lookup(reader: Any, token_hash: str, now: datetime) -> _Fou
         account_id,
         role,
         email,
+        enrolled,
         description,
         permissions,
         organisation,

@@ -32,6 +32,9 @@ class Principal:
     role: str | None = None
     session_id: uuid.UUID | None = None
     client_address: str | None = None
+    # The organisation requires a second factor and the account has none: this session may reach
+    # enrolment and logout only (web.authenticate refuses it everywhere else).
+    enrolment_only: bool = False
 
     @property
     def organisation_id(self) -> uuid.UUID:

@@ -42,6 +42,8 @@ class Organisation(Base):
     player_key_hash: Mapped[str] = mapped_column(String(64))
     # Secure Playback: anonymous and player-key reads of stream info need a playback token.
     player_token_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Every member needs a second factor: one without gets only an enrolment session.
+    mfa_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     @validates("player_key")

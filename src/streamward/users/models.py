@@ -6,7 +6,7 @@ import secrets
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from streamward.db import Base, UTCDateTime, new_id, utcnow
@@ -37,6 +37,9 @@ class Account(Base):
     # Always stored lower-cased (see normalise_email), so a plain unique index is case-insensitive.
     email: Mapped[str] = mapped_column(String(320), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
+    # Whether the account has a usable second factor (a confirmed authenticator app or a passkey):
+    # kept in step by authn.mfa.factors, read by every credential look-up and login.
+    mfa_enrolled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

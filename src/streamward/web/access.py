@@ -17,7 +17,7 @@ from fastapi import Depends
 from streamward.authz.grants import check
 from streamward.authz.permissions import ALL_PERMISSIONS
 from streamward.authz.principal import Principal
-from streamward.web.authenticate import authenticate
+from streamward.web.authenticate import authenticate, authenticate_for_enrolment
 
 ACCESS_RULE_ATTRIBUTE = "streamward_access_rule"
 
@@ -87,3 +87,13 @@ async def _authenticated(principal: Annotated[Principal, Depends(authenticate)])
 
 # Any member or API key, whatever its permissions (logout, own profile).
 AUTHENTICATED = Depends(_authenticated)
+
+
+@access_rule("enrolment")
+async def _enrolment(principal: Annotated[Principal, Depends(authenticate_for_enrolment)]) -> Principal:
+    return principal
+
+
+# Any member or API key, including a member whose organisation requires a second factor they have
+# not set up yet: the routes such a session may reach (setting up a factor, logout). Nothing else.
+ENROLMENT = Depends(_enrolment)

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from fastapi import Request
 
+from streamward.authn.mfa.errors import EnrolmentRequired
 from streamward.authn.principals import principal_from_api_key, principal_from_token, record_use
 from streamward.authz.principal import Principal
 from streamward.db import is_writing
@@ -66,7 +67,17 @@ async def _record_use(db: DbSession, runtime: Runtime, session_id: uuid.UUID, wh
 
 
 async def authenticate(request: Request, db: DbSession, runtime: RuntimeDep) -> Principal:
-    """The API's credentials: ``X-BINTU-TOKEN`` or ``X-BINTU-APIKEY`` (never both)."""
+    """The API's credentials: ``X-BINTU-TOKEN`` or ``X-BINTU-APIKEY`` (never both). A member whose
+    organisation requires a second factor they have not set up is refused here, for every route but
+    the few that declare ``ENROLMENT`` (``authenticate_for_enrolment``)."""
+    principal = await authenticate_for_enrolment(request, db, runtime)
+    if principal.enrolment_only:
+        raise EnrolmentRequired()
+    return principal
+
+
+async def authenticate_for_enrolment(request: Request, db: DbSession, runtime: RuntimeDep) -> Principal:
+    """Like ``authenticate``, and a session limited to enrolment is accepted too."""
     token = request.headers.get(TOKEN_HEADER)
     api_key = request.headers.get(API_KEY_HEADER)
     if token and api_key:

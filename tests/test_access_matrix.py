@@ -41,6 +41,7 @@ from tests.support.routes import all_routes, api_routes
 KNOWN_SCHEMES = {
     "public",
     "authenticated",
+    "enrolment",
     "dashboard-public",
     "ingest",
     "operator",
@@ -398,9 +399,10 @@ def test_every_route_has_a_row_the_dashboard_matrix_or_a_matrix_elsewhere() -> N
             assert row.access == rule.removeprefix("permission:"), (row.id, rule)
         elif rule == "public":
             assert row.access == "public", (row.id, rule)
-        elif rule == "authenticated":
-            # Any member's own session; a permission the service checks when acting on someone else
-            # (token reset: one's own needs none, see test_users.py).
+        elif rule in ("authenticated", "enrolment"):
+            # Any member's own session (with "enrolment", also one limited to setting up a second
+            # factor); a permission the service checks when acting on someone else (token reset:
+            # one's own needs none, see test_users.py).
             assert row.access == "session" or row.access in ALL_PERMISSIONS, (row.id, rule)
         else:
             assert rule == "token-service" and row.access in ALL_PERMISSIONS, (row.id, rule)

@@ -6,6 +6,7 @@ Services only flush; whoever opened the session commits it (the request's sessio
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import stat
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -161,13 +163,42 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# Session.info key under which a session finds its Database (direct_reader needs its look-up pool).
+_DATABASE_KEY = "streamward.database"
+
+
+class _LookupConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A look-up connection runs single prepared SELECTs in autocommit and never changes session
+    state (no SET, LISTEN, advisory lock, open cursor), so asyncpg's reset query on every release
+    to the pool (RESET ALL; CLOSE ALL; UNLISTEN *...) would be a round trip that resets nothing."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
+def lookup_pool_size(pool_size: int) -> int:
+    """The share of the connection budget given to per-request look-ups: each holds its connection
+    for one query, so a few serve many concurrent requests."""
+    return max(2, pool_size // 5)
+
+
 class Database:
-    """The engine and the two session factories of one process."""
+    """The engine and the two session factories of one process, and on PostgreSQL a small pool of
+    raw asyncpg connections for the look-ups every request makes (credentials, playback-token state).
+
+    Those look-ups bypass SQLAlchemy: measured on ``GET /api/organisation``, checking a connection out
+    of SQLAlchemy's pool through a session, and committing and returning it, cost more CPU than the
+    query, and held a pooled connection for the whole request. The connection budget stays
+    ``pool_size`` (plus overflow): the look-up pool's share is taken from it.
+    """
 
     def __init__(self, url: str, *, pool_size: int = 20) -> None:
         self.url = url
-        self.engine = create_engine(url, pool_size=pool_size)
         self.is_sqlite = url.startswith("sqlite")
+        self._lookup_size = 0 if self.is_sqlite else lookup_pool_size(pool_size)
+        self.engine = create_engine(url, pool_size=max(1, pool_size - self._lookup_size))
+        self._lookups: asyncpg.Pool | None = None
+        self._lookups_lock = asyncio.Lock()
         # Read-only requests (GET, HEAD) skip BEGIN/COMMIT: under READ COMMITTED (PostgreSQL) every
         # statement sees its own snapshot anyway, so the transaction only added two round trips.
         reader_engine = (
@@ -179,13 +210,15 @@ class Database:
         self.commit_hooks: list[Callable[[dict[Any, Any]], None]] = []
         session_class = type("StreamwardSession", (Session,), {})
         event.listen(session_class, "after_commit", self._after_commit)
+        info = {_DATABASE_KEY: self}
         self.reader = async_sessionmaker(
-            reader_engine, expire_on_commit=False, sync_session_class=session_class
+            reader_engine, expire_on_commit=False, sync_session_class=session_class, info=info
         )
         self.writer = async_sessionmaker(
             self.engine.execution_options(**{WRITE_OPTION: True}),
             expire_on_commit=False,
             sync_session_class=session_class,
+            info=info,
         )
 
     def after_commit(self, hook: Callable[[dict[Any, Any]], None]) -> None:
@@ -199,8 +232,44 @@ class Database:
     def session(self, *, write: bool = True) -> AsyncSession:
         return (self.writer if write else self.reader)()
 
+    async def lookups(self) -> asyncpg.Pool | None:
+        """The look-up pool (PostgreSQL only), opened on first use."""
+        if self.is_sqlite:
+            return None
+        if self._lookups is None:
+            async with self._lookups_lock:
+                if self._lookups is None:
+                    self._lookups = await asyncpg.create_pool(
+                        min_size=1,
+                        max_size=self._lookup_size,
+                        connection_class=_LookupConnection,
+                        max_inactive_connection_lifetime=300,
+                        **_asyncpg_connect_args(self.url),
+                    )
+        return self._lookups
+
     async def dispose(self) -> None:
+        if self._lookups is not None:
+            await self._lookups.close()
+            self._lookups = None
         await self.engine.dispose()
+
+
+def _asyncpg_connect_args(url: str) -> dict[str, Any]:
+    """asyncpg's own connection arguments for a ``postgresql+asyncpg://`` URL, as SQLAlchemy's dialect
+    would pass them (host, port, user, password, database, and ``ssl`` from the query string)."""
+    parsed = make_url(url)
+    args: dict[str, Any] = {
+        "host": parsed.host,
+        "port": parsed.port,
+        "user": parsed.username,
+        "password": parsed.password,
+        "database": parsed.database,
+    }
+    ssl = parsed.query.get("ssl") or parsed.query.get("sslmode")
+    if ssl:
+        args["ssl"] = ssl if isinstance(ssl, str) else ssl[0]
+    return {name: value for name, value in args.items() if value is not None}
 
 
 def is_writing(session: AsyncSession) -> bool:
@@ -209,14 +278,16 @@ def is_writing(session: AsyncSession) -> bool:
 
 
 async def direct_reader(session: AsyncSession) -> Any | None:
-    """The asyncpg connection under a *reading* session on PostgreSQL, for the few queries that run
-    on every request (credential and playback-token checks): there, SQLAlchemy's execution layer
-    costs more than the query. None elsewhere (SQLite, or a writing session, whose transaction a
-    driver call must not bypass): use the session."""
-    if session.get_bind().dialect.name != "postgresql" or is_writing(session):
+    """On PostgreSQL, the look-up pool of the session's Database (``fetchrow`` takes a connection
+    for one statement and gives it back), for the few queries that run on every request (credential
+    and playback-token checks): there, SQLAlchemy's execution layer costs more than the query. They
+    read committed rows, as the session would (READ COMMITTED), so a revocation committed by any
+    process applies to the next request. None elsewhere (SQLite, or a session made outside a
+    Database): use the session."""
+    database = session.info.get(_DATABASE_KEY)
+    if not isinstance(database, Database):
         return None
-    connection = await (await session.connection()).get_raw_connection()
-    return connection.driver_connection
+    return await database.lookups()
 
 
 async def end_transaction(session: AsyncSession) -> None:

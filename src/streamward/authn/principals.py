@@ -139,8 +139,8 @@ class _Found:
     organisation: Organisation
 
 
-# The same look-up as _TOKEN_LOOKUP, as one prepared statement on the pooled asyncpg connection.
-# Building ORM rows cost more CPU than the query itself: on a read, the organisation is built
+# The same look-up as _TOKEN_LOOKUP, as one prepared statement on the database's asyncpg look-up pool
+# (db.direct_reader). Building ORM rows cost more CPU than the query itself: the organisation is built
 # directly from the row, as a detached instance with its columns loaded.
 _ORG_COLUMNS = tuple(column.key for column in Organisation.__table__.columns)
 _ORG_JSON = frozenset(

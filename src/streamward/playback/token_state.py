@@ -62,9 +62,9 @@ class TokenState:
     stream: PresentedStream | None
 
 
-# The same statement for asyncpg itself, and the order of its parameters: on a reading request on
-# PostgreSQL the state is read on the session's connection without SQLAlchemy's execution layer,
-# which costs more than the query (every verify runs it).
+# The same statement for asyncpg itself, and the order of its parameters: on PostgreSQL the state is
+# read through the database's look-up pool without SQLAlchemy's execution layer, which costs more
+# than the query (every verify runs it).
 _RAW_TOKEN_STATE = _TOKEN_STATE.compile(dialect=postgresql.asyncpg.dialect())  # type: ignore[no-untyped-call]
 _RAW_TOKEN_STATE_SQL = str(_RAW_TOKEN_STATE)
 _RAW_TOKEN_STATE_PARAMETERS = tuple(_RAW_TOKEN_STATE.positiontup or ())

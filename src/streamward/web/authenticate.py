@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.authn.mfa.errors import EnrolmentRequired
 from streamward.authn.principals import principal_from_api_key, principal_from_token, record_use
@@ -18,7 +19,6 @@ from streamward.errors import BadRequest, Unauthenticated
 from streamward.request_context import note_organisation
 from streamward.runtime import Runtime, client_address
 from streamward.web.params import RuntimeDep
-from streamward.web.session import DbSession
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +28,26 @@ MAX_CREDENTIAL_LENGTH = 256
 
 
 async def principal_for(
-    request: Request, db: DbSession, runtime: Runtime, *, token: str | None = None, api_key: str | None = None
+    request: Request,
+    db: AsyncSession | None,
+    runtime: Runtime,
+    *,
+    token: str | None = None,
+    api_key: str | None = None,
 ) -> Principal | None:
     """The Principal of a bintu token or of the API key (one database round trip), carrying the
-    client's address for the audit log; None when the credential is not valid."""
+    client's address for the audit log; None when the credential is not valid.
+
+    ``db`` is the request's session when the caller has one; without it (the JSON API's access
+    rules) the look-up needs no session of the request: on PostgreSQL it runs on the database's
+    look-up pool, so a route that only reads the Principal (``GET /api/organisation``) never opens
+    one."""
     credential = token or api_key
     if not credential or len(credential) > MAX_CREDENTIAL_LENGTH:
         return None
+    if db is None:
+        async with runtime.database.session(write=False) as own:
+            return await principal_for(request, own, runtime, token=token, api_key=api_key)
     if token:
         use = await principal_from_token(db, token)
         if use is None:
@@ -51,7 +64,7 @@ async def principal_for(
     return replace(principal, client_address=client_address(request))
 
 
-async def _record_use(db: DbSession, runtime: Runtime, session_id: uuid.UUID, when: datetime) -> None:
+async def _record_use(db: AsyncSession, runtime: Runtime, session_id: uuid.UUID, when: datetime) -> None:
     if is_writing(db):
         # A writing request already has its write transaction (on SQLite it holds the database's
         # write lock from its first statement, so a second writer would wait out the busy timeout).
@@ -66,17 +79,17 @@ async def _record_use(db: DbSession, runtime: Runtime, session_id: uuid.UUID, wh
         log.warning("could not record session use", exc_info=True)
 
 
-async def authenticate(request: Request, db: DbSession, runtime: RuntimeDep) -> Principal:
+async def authenticate(request: Request, runtime: RuntimeDep) -> Principal:
     """The API's credentials: ``X-BINTU-TOKEN`` or ``X-BINTU-APIKEY`` (never both). A member whose
     organisation requires a second factor they have not set up is refused here, for every route but
     the few that declare ``ENROLMENT`` (``authenticate_for_enrolment``)."""
-    principal = await authenticate_for_enrolment(request, db, runtime)
+    principal = await authenticate_for_enrolment(request, runtime)
     if principal.enrolment_only:
         raise EnrolmentRequired()
     return principal
 
 
-async def authenticate_for_enrolment(request: Request, db: DbSession, runtime: RuntimeDep) -> Principal:
+async def authenticate_for_enrolment(request: Request, runtime: RuntimeDep) -> Principal:
     """Like ``authenticate``, and a session limited to enrolment is accepted too."""
     token = request.headers.get(TOKEN_HEADER)
     api_key = request.headers.get(API_KEY_HEADER)
@@ -86,7 +99,7 @@ async def authenticate_for_enrolment(request: Request, db: DbSession, runtime: R
         )
     if not (token or api_key):
         raise Unauthenticated(f"Send a bintu token ({TOKEN_HEADER}) or the API key ({API_KEY_HEADER}).")
-    principal = await principal_for(request, db, runtime, token=token, api_key=api_key)
+    principal = await principal_for(request, None, runtime, token=token, api_key=api_key)
     if principal is None:
         raise Unauthenticated()
     return principal

@@ -278,14 +278,17 @@ def is_writing(session: AsyncSession) -> bool:
 
 
 async def direct_reader(session: AsyncSession) -> Any | None:
-    """On PostgreSQL, the look-up pool of the session's Database (``fetchrow`` takes a connection
-    for one statement and gives it back), for the few queries that run on every request (credential
-    and playback-token checks): there, SQLAlchemy's execution layer costs more than the query. They
-    read committed rows, as the session would (READ COMMITTED), so a revocation committed by any
-    process applies to the next request. None elsewhere (SQLite, or a session made outside a
-    Database): use the session."""
+    """For a *reading* session on PostgreSQL, the look-up pool of the session's Database
+    (``fetchrow`` takes a connection for one statement and gives it back), for the few queries that
+    run on every request (credential and playback-token checks): there, SQLAlchemy's execution layer
+    and a connection checked out for the whole request cost more than the query. They read committed
+    rows, as the session would (READ COMMITTED), so a revocation committed by any process applies to
+    the next request.
+
+    None elsewhere: on SQLite; and for a writing session, whose request changes what it loads (the
+    Principal's organisation, say) and must find it attached to its own transaction."""
     database = session.info.get(_DATABASE_KEY)
-    if not isinstance(database, Database):
+    if not isinstance(database, Database) or is_writing(session):
         return None
     return await database.lookups()
 

@@ -14,6 +14,24 @@ config = context.config
 
 
 def _run(connection: Connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # SQLite rebuilds a table to alter it (batch mode: copy, drop, rename). With foreign keys
+        # enforced, dropping a parent table cascades: rebuilding ``organisation`` deleted every
+        # stream. SQLite's own procedure for a rebuild: keys off (outside a transaction, where the
+        # pragma takes effect), migrate, then check that every reference still holds.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    try:
+        _migrate(connection)
+    finally:
+        if sqlite:
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            if broken:
+                raise RuntimeError(f"the migration left broken references: {broken[:5]}")
+
+
+def _migrate(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,

@@ -19,6 +19,7 @@ from streamward.errors import BadRequest, Unauthenticated
 from streamward.request_context import note_organisation
 from streamward.runtime import Runtime, client_address
 from streamward.web.params import RuntimeDep
+from streamward.web.session import DbSession
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ MAX_CREDENTIAL_LENGTH = 256
 
 async def principal_for(
     request: Request,
-    db: AsyncSession | None,
+    db: AsyncSession,
     runtime: Runtime,
     *,
     token: str | None = None,
@@ -38,16 +39,12 @@ async def principal_for(
     """The Principal of a bintu token or of the API key (one database round trip), carrying the
     client's address for the audit log; None when the credential is not valid.
 
-    ``db`` is the request's session when the caller has one; without it (the JSON API's access
-    rules) the look-up needs no session of the request: on PostgreSQL it runs on the database's
-    look-up pool, so a route that only reads the Principal (``GET /api/organisation``) never opens
-    one."""
+    On a writing request the look-up runs in the request's session, so the Principal's organisation
+    is attached to the transaction that may change it; on a reading one, on PostgreSQL, it runs on
+    the database's look-up pool (``db.direct_reader``) and the session checks out no connection."""
     credential = token or api_key
     if not credential or len(credential) > MAX_CREDENTIAL_LENGTH:
         return None
-    if db is None:
-        async with runtime.database.session(write=False) as own:
-            return await principal_for(request, own, runtime, token=token, api_key=api_key)
     if token:
         use = await principal_from_token(db, token)
         if use is None:
@@ -79,17 +76,17 @@ async def _record_use(db: AsyncSession, runtime: Runtime, session_id: uuid.UUID,
         log.warning("could not record session use", exc_info=True)
 
 
-async def authenticate(request: Request, runtime: RuntimeDep) -> Principal:
+async def authenticate(request: Request, db: DbSession, runtime: RuntimeDep) -> Principal:
     """The API's credentials: ``X-BINTU-TOKEN`` or ``X-BINTU-APIKEY`` (never both). A member whose
     organisation requires a second factor they have not set up is refused here, for every route but
     the few that declare ``ENROLMENT`` (``authenticate_for_enrolment``)."""
-    principal = await authenticate_for_enrolment(request, runtime)
+    principal = await authenticate_for_enrolment(request, db, runtime)
     if principal.enrolment_only:
         raise EnrolmentRequired()
     return principal
 
 
-async def authenticate_for_enrolment(request: Request, runtime: RuntimeDep) -> Principal:
+async def authenticate_for_enrolment(request: Request, db: DbSession, runtime: RuntimeDep) -> Principal:
     """Like ``authenticate``, and a session limited to enrolment is accepted too."""
     token = request.headers.get(TOKEN_HEADER)
     api_key = request.headers.get(API_KEY_HEADER)
@@ -99,7 +96,7 @@ async def authenticate_for_enrolment(request: Request, runtime: RuntimeDep) -> P
         )
     if not (token or api_key):
         raise Unauthenticated(f"Send a bintu token ({TOKEN_HEADER}) or the API key ({API_KEY_HEADER}).")
-    principal = await principal_for(request, None, runtime, token=token, api_key=api_key)
+    principal = await principal_for(request, db, runtime, token=token, api_key=api_key)
     if principal is None:
         raise Unauthenticated()
     return principal

@@ -24,10 +24,13 @@ def _account_fk() -> sa.Column[uuid.UUID]:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("account") as batch:
-        batch.add_column(sa.Column("mfa_enrolled", sa.Boolean(), nullable=False, server_default=sa.false()))
-    with op.batch_alter_table("organisation") as batch:
-        batch.add_column(sa.Column("mfa_required", sa.Boolean(), nullable=False, server_default=sa.false()))
+    # Plain ADD COLUMN (SQLite does it in place with a constant default): no table rebuild.
+    op.add_column(
+        "account", sa.Column("mfa_enrolled", sa.Boolean(), nullable=False, server_default=sa.false())
+    )
+    op.add_column(
+        "organisation", sa.Column("mfa_required", sa.Boolean(), nullable=False, server_default=sa.false())
+    )
 
     op.create_table(
         "totp_factor",

@@ -245,3 +245,63 @@ async def test_role_edits_and_changes_through_a_apply_to_the_next_request_throug
         again = await _login(client, cluster.b, MEMBER_EMAIL, MEMBER_PASSWORD, "198.51.100.33")
         assert (await client.get(cluster.b + "/api/user", headers=again)).status_code == 403
         assert (await client.get(cluster.b + "/api/organisation", headers=again)).status_code == 200
+
+
+async def _hammer(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], stop: asyncio.Event
+) -> list[tuple[float, int]]:
+    """Reads ``/api/organisation`` back to back until ``stop``: when each request set off, and its status."""
+    log: list[tuple[float, int]] = []
+    while not stop.is_set():
+        started = time.monotonic()
+        response = await client.get(url + "/api/organisation", headers=headers)
+        log.append((started, response.status_code))
+    return log
+
+
+def _after(log: list[tuple[float, int]], moment: float) -> list[int]:
+    return [status for started, status in log if started > moment]
+
+
+async def test_revocations_through_a_refuse_the_next_request_through_b_under_full_load(
+    cluster: Cluster,
+) -> None:
+    """B serves a steady flood of reads with a bintu token and with the API key (more concurrent
+    requests than its connection pools hold). A rotates the API key, then renews the token's key:
+    every request that set off after A's answer is refused by B, however busy B is."""
+    limits = httpx.Limits(max_connections=80, max_keepalive_connections=80)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        flooded = await _login(client, cluster.a, ADMIN_EMAIL, ADMIN_PASSWORD, "198.51.100.41")
+        acting = await _login(client, cluster.a, ADMIN_EMAIL, ADMIN_PASSWORD, "198.51.100.41")
+        revealed = await client.get(cluster.a + "/api/organisation/apikey", headers=acting)
+        assert revealed.status_code == 200, revealed.text
+        api_key = {"X-BINTU-APIKEY": revealed.json()["apiKey"]}
+
+        stop = asyncio.Event()
+        flood = [
+            asyncio.create_task(_hammer(client, cluster.b, headers, stop))
+            for headers in [flooded] * 20 + [api_key] * 20
+        ]
+        await asyncio.sleep(1.5)  # B at full load
+        rotated = await client.post(
+            cluster.a + "/api/organisation/apikey/rotate", json={"confirm": True}, headers=acting
+        )
+        assert rotated.status_code == 200, rotated.text
+        key_rotated = time.monotonic()
+        await asyncio.sleep(1.0)
+        renewed = await client.put(cluster.a + "/api/user/tokenkey", json={}, headers=acting)
+        assert renewed.status_code == 200, renewed.text
+        token_ended = time.monotonic()
+        await asyncio.sleep(1.0)
+        stop.set()
+        logs = await asyncio.gather(*flood)
+
+    token_log = [entry for log in logs[:20] for entry in log]
+    key_log = [entry for log in logs[20:] for entry in log]
+    # Both floods were being served before the change...
+    assert [status for started, status in key_log if started < key_rotated - 0.5].count(200) > 20
+    assert [status for started, status in token_log if started < token_ended - 0.5].count(200) > 20
+    # ...and every request that set off after it was refused, by the process that did not make it.
+    after_rotation, after_renewal = _after(key_log, key_rotated), _after(token_log, token_ended)
+    assert len(after_rotation) > 20 and set(after_rotation) == {401}, after_rotation[:50]
+    assert len(after_renewal) > 20 and set(after_renewal) == {401}, after_renewal[:50]

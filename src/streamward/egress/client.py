@@ -4,6 +4,11 @@ The host is resolved here and every address is checked (events.egress); the requ
 to the checked address itself, with the original name kept for the Host header and for TLS (SNI and
 certificate verification). There is no second resolution between the check and the connection,
 so DNS rebinding cannot slip a private address in.
+
+Connections are kept for the next delivery to the same receiver: one connection pool per host name
+(never shared between names, so a TLS connection verified for one name never carries a request for
+another on the same address), and the receiver's answer is read, up to ``MAX_ANSWER_BYTES``, so that
+its connection can go back to the pool. A new address for the name (DNS changed) is a new connection.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -25,6 +31,10 @@ from streamward.egress.guard import (
 )
 
 USER_AGENT = "Streamward-Webhooks/1"
+# Read (and dropped) of an answer so its connection can be reused; a longer answer closes it.
+MAX_ANSWER_BYTES = 64 * 1024
+# Receivers whose connection pools are kept; the least recently used one is closed beyond this.
+MAX_RECEIVERS = 64
 
 
 @dataclass(frozen=True)
@@ -67,16 +77,36 @@ class EgressClient:
         self.allow_private = allow_private
         self.timeout_seconds = timeout_seconds
         self.resolver = resolver
-        self._client = httpx.AsyncClient(
+        self.max_connections = max_connections
+        self._clients: OrderedDict[tuple[str, str, int], httpx.AsyncClient] = OrderedDict()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def _client_for(self, scheme: str, host: str, port: int) -> httpx.AsyncClient:
+        key = (scheme, host.lower(), port)
+        client = self._clients.get(key)
+        if client is not None:
+            self._clients.move_to_end(key)
+            return client
+        client = self._clients[key] = httpx.AsyncClient(
             follow_redirects=False,
-            timeout=httpx.Timeout(timeout_seconds),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=20),
+            timeout=httpx.Timeout(self.timeout_seconds),
+            limits=httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=20),
             headers={"user-agent": USER_AGENT},
             trust_env=False,  # no proxy from the environment: it would connect to names we did not check
         )
+        if len(self._clients) > MAX_RECEIVERS:
+            _, evicted = self._clients.popitem(last=False)
+            task = asyncio.get_running_loop().create_task(evicted.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        return client
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        clients, self._clients = list(self._clients.values()), OrderedDict()
+        for client in clients:
+            await client.aclose()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def post(
         self, url: str, *, content: bytes, headers: dict[str, str], timeout_seconds: float | None = None
@@ -102,7 +132,8 @@ class EgressClient:
         host_header = netloc if original.port is None else f"{netloc}:{port}"
         try:
             async with asyncio.timeout(deadline):
-                request = self._client.build_request(
+                client = self._client_for(scheme, host, port)
+                request = client.build_request(
                     "POST",
                     pinned,
                     content=content,
@@ -110,15 +141,31 @@ class EgressClient:
                     extensions=extensions,
                     timeout=httpx.Timeout(deadline),
                 )
-                # Only the status line and headers matter; the body is not read at all.
-                response = await self._client.send(request, stream=True)
-                await response.aclose()
+                response = await client.send(request, stream=True)
         except (TimeoutError, httpx.TimeoutException):
             return SendResult(None, elapsed(), error=f"timed out after {deadline:g} s")
         except httpx.HTTPError as exc:
             return SendResult(None, elapsed(), error=f"connection failed: {type(exc).__name__}")
+        await _drain(response, max(0.0, deadline - (time.perf_counter() - started)))
         return SendResult(
             response.status_code,
             elapsed(),
             retry_after_seconds=parse_retry_after(response.headers.get("retry-after")),
         )
+
+
+async def _drain(response: httpx.Response, seconds: float) -> None:
+    """Only the status line and headers count; the answer is read to its end when it is short and
+    comes within the deadline, which lets its connection serve the next delivery, and otherwise
+    dropped with its connection. Either way the result stands."""
+    try:
+        async with asyncio.timeout(seconds):
+            received = 0
+            async for chunk in response.aiter_raw():
+                received += len(chunk)
+                if received > MAX_ANSWER_BYTES:
+                    break
+    except (TimeoutError, httpx.HTTPError):
+        pass
+    finally:
+        await response.aclose()

@@ -319,7 +319,8 @@ class Settings(BaseSettings):
 
     @property
     def base_url(self) -> str:
-        return self.public_base_url or f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address in a URL
+        return self.public_base_url or f"http://{host}:{self.port}"
 
     @cached_property
     def secret_key_bytes(self) -> bytes:

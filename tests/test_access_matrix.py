@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import Route
 
 from streamward.app import FRAMEWORK_PUBLIC_PATHS, create_app
+from streamward.authn.mfa.passkeys import RelyingParty
 from streamward.authz.permissions import ALL_PERMISSIONS
 from tests.conftest import PASSWORD, CreatedOrg, Env, make_settings
 from tests.support.access import NOT_FOUND, Factory, Made, Row, check_dashboard, check_row, rule_of
@@ -37,6 +38,7 @@ from tests.support.data import (
     webhook_delivery,
 )
 from tests.support.routes import all_routes, api_routes
+from tests.support.webauthn_soft import SoftAuthenticator
 
 KNOWN_SCHEMES = {
     "public",
@@ -135,6 +137,31 @@ async def a_delivery(env: Env, org: CreatedOrg) -> Made:
 
 async def a_revocable_token(env: Env, org: CreatedOrg) -> Made:
     return Made(values={"token": await playback_token(env, org, orgawide=True, revocable=True)})
+
+
+async def an_authenticator_app(env: Env, org: CreatedOrg) -> Made:
+    """A pending authenticator app of a member who is no caller."""
+    owner = await env.member(org, "nanoReadOnly")
+    response = await env.client.post("/api/user/mfa/totp", json={}, headers=owner.headers)
+    assert response.status_code == 201, response.text
+    return Made(params={"factor_id": response.json()["id"]})
+
+
+async def a_passkey(env: Env, org: CreatedOrg) -> Made:
+    """A passkey of a member who is no caller, registered by a software authenticator."""
+    owner = await env.member(org, "nanoReadOnly")
+    started = await env.client.post("/api/user/mfa/passkeys/options", headers=owner.headers)
+    assert started.status_code == 200, started.text
+    options = started.json()
+    authenticator = SoftAuthenticator(origin=RelyingParty.from_settings(env.settings).origin)
+    body = {
+        "challenge": options["challenge"],
+        "name": "Key",
+        "credential": authenticator.create(options["publicKey"]),
+    }
+    response = await env.client.post("/api/user/mfa/passkeys", json=body, headers=owner.headers)
+    assert response.status_code == 201, response.text
+    return Made(params={"passkey_id": response.json()["id"]})
 
 
 NEW_PASSWORD = "a brand new passphrase"
@@ -300,6 +327,84 @@ ROWS = [
         api_key=(400, "not_a_session"),
     ),
     Row("POST", "/api/user/logout", "session", 204, api_key=(400, "not_a_session")),
+    # --- second factors: one's own (the API key has none); the policy; an administrator's reset
+    Row("GET", "/api/user/mfa", "session", 200, foreign=None, api_key=(400, "user_required")),
+    Row(
+        "POST",
+        "/api/user/mfa/totp",
+        "session",
+        201,
+        lambda _: {"name": "Phone"},
+        foreign=None,
+        api_key=(400, "user_required"),
+    ),
+    # A factor is one account's: every other caller, allowed or not (the API key has no account),
+    # is told it is not there (confirming and removing one's own: test_mfa_totp.py).
+    Row(
+        "POST",
+        "/api/user/mfa/totp/{factor_id:uuid}/confirm",
+        "session",
+        404,
+        lambda _: {"code": "123456"},
+        an_authenticator_app,
+        api_key=NOT_FOUND,
+    ),
+    Row(
+        "DELETE",
+        "/api/user/mfa/totp/{factor_id:uuid}",
+        "session",
+        404,
+        lambda _: {"password": PASSWORD},
+        an_authenticator_app,
+        api_key=NOT_FOUND,
+    ),
+    # The matrix's members have no second factor to replace the codes of (test_mfa_recovery.py).
+    Row(
+        "POST",
+        "/api/user/mfa/recovery-codes",
+        "session",
+        400,
+        lambda _: {"password": PASSWORD},
+        foreign=None,
+        api_key=(400, "user_required"),
+    ),
+    Row("GET", "/api/organisation/mfa-policy", "org:read", 200, foreign=None),
+    # Turning it off (it is off): turned on, the callers after the first would all be enrolment
+    # sessions (turning it on: test_mfa_policy.py).
+    Row(
+        "PUT",
+        "/api/organisation/mfa-policy",
+        "org:mfa_policy",
+        200,
+        lambda _: {"required": False},
+        foreign=None,
+    ),
+    Row("DELETE", "/api/user/{user_id:uuid}/mfa", "user:edit", 204, make=a_user),
+    # Passkeys: starting one's own registration; renaming or removing one names a passkey, which is
+    # one account's: every other caller is told it is not there (one's own, and registering:
+    # test_mfa_passkeys.py).
+    Row(
+        "POST", "/api/user/mfa/passkeys/options", "session", 200, foreign=None, api_key=(400, "user_required")
+    ),
+    Row(
+        "PATCH",
+        "/api/user/mfa/passkeys/{passkey_id:uuid}",
+        "session",
+        404,
+        lambda _: {"name": "Renamed"},
+        a_passkey,
+        api_key=NOT_FOUND,
+    ),
+    Row(
+        "DELETE",
+        "/api/user/mfa/passkeys/{passkey_id:uuid}",
+        "session",
+        404,
+        lambda _: {"password": PASSWORD},
+        a_passkey,
+        api_key=NOT_FOUND,
+    ),
+    Row("POST", "/api/user/passkey/options", "public", 200),
     # --- public: invitations and password resets
     Row("GET", "/api/invite/{token}", "public", 200, make=an_invite),
     Row(
@@ -326,6 +431,9 @@ ROWS = [
 # Routes whose scheme has a matrix of its own, in the test named here.
 ELSEWHERE = {
     "POST /api/user/validate": "test_auth.py: logins, refusals, throttles",
+    "POST /api/user/validate/mfa": "test_mfa_login.py: challenges, answers, throttle",
+    "POST /api/user/mfa/passkeys": "test_mfa_passkeys.py: the caller's own challenge, every kind of caller",
+    "POST /api/user/validate/passkey": "test_mfa_passkeys.py: passwordless logins, refusals, throttle",
     "POST /api/apikey": "test_bintu_clients_tokens.py: bintu's API-key login",
     "GET /api/stream": "test_player_access.py: credentials, player key, anonymous",
     "GET /api/stream/public": "test_player_access.py: credentials, player key, anonymous",
@@ -355,6 +463,10 @@ ELSEWHERE = {
     "POST /password/reset": "test_csrf_binding.py, test_dash_account.py: the reset request",
     "GET /password/reset/{token}": "test_sec_public_throttle.py, test_dash_account.py",
     "POST /password/reset/{token}": "test_sec_public_throttle.py, test_csrf_binding.py",
+    "GET /login/mfa": "test_dash_mfa.py: the second step, from the login's cookie",
+    "POST /login/mfa": "test_dash_mfa.py: codes, recovery codes, wrong answers, CSRF",
+    "POST /login/passkey/options": "test_dash_mfa.py, browser/test_mfa_browser.py: passwordless",
+    "POST /login/passkey": "test_dash_mfa.py, browser/test_mfa_browser.py: passwordless",
 }
 
 
@@ -371,7 +483,7 @@ def test_every_route_declares_exactly_one_access_rule() -> None:
             if rule.startswith("permission:"):
                 assert rule.removeprefix("permission:") in ALL_PERMISSIONS
             elif rule.startswith("dashboard:"):
-                assert rule.removeprefix("dashboard:") in ALL_PERMISSIONS | {"signed-in"}
+                assert rule.removeprefix("dashboard:") in ALL_PERMISSIONS | {"signed-in", "enrolment"}
             else:
                 assert rule in KNOWN_SCHEMES, f"unknown access rule {rule!r} on {route.path}"
     assert not unclassified, f"routes without an access rule: {unclassified}"

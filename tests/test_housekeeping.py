@@ -150,6 +150,7 @@ async def test_purge_removes_what_expired_keeps_the_rest_and_never_the_audit_log
     assert counts == {
         "sessions": 5,
         "password reset links": 2,
+        "login challenges": 0,
         "playback revocations": 1,
         "invitations": 2,
         "outbox events": 3,
@@ -237,6 +238,7 @@ async def test_cli_housekeeping_prints_counts_per_kind(env: Env, tmp_path: Path)
     assert {name.strip(): int(value) for name, value in lines.items()} == {
         "sessions": 3,
         "password reset links": 0,
+        "login challenges": 0,
         "playback revocations": 0,
         "invitations": 0,
         "outbox events": 0,

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
+import pyotp
 import pytest
 from fastapi.routing import APIRoute
 from jinja2 import meta, nodes
@@ -28,6 +29,7 @@ from sqlalchemy import update
 
 import streamward.dashboard.templating
 import streamward.users.service
+from streamward.authn.mfa import totp
 from streamward.authz.permissions import LABELS
 from streamward.streams.models import Stream
 from streamward.worker import worker_for
@@ -344,6 +346,25 @@ async def test_every_template_renders_hostile_values_as_text(
 
     pages.check(await joiner.get(f"/organisation/users/{uuid.uuid4()}"), 404, shows=(HOSTILE_EMAIL,))
 
+    # Second factors (test_dash_mfa.py has the rest): an app named with the payload, its set-up
+    # page, a wrong first code, the security page listing it, and the login's second step.
+    security = pages.check(await joiner.get("/account/security"), shows=(HOSTILE_EMAIL,))
+    started = {"csrf_token": csrf_of(security), "name": PAYLOAD[:100]}
+    enrol = pages.check(await joiner.post("/account/security/totp", data=started), shows=(PAYLOAD[:100],))
+    confirm = re.search(r'action="(/account/security/totp/[0-9a-f-]{36}/confirm)"', enrol)
+    secret = re.search(r'id="totp-secret" type="hidden" value="([A-Z2-7]+)"', enrol)
+    assert confirm and secret
+    wrong_code = {"csrf_token": csrf_of(enrol), "code": "000000", "name": PAYLOAD}
+    pages.check(await joiner.post(confirm.group(1), data=wrong_code), 400, shows=())
+    right_code = wrong_code | {"code": pyotp.TOTP(secret.group(1)).now()}
+    assert (await joiner.post(confirm.group(1), data=right_code)).status_code == 303
+    pages.check(await joiner.get("/account/security"), shows=(PAYLOAD[:100], HOSTILE_EMAIL))
+    second = browser(env)
+    form = {"csrf_token": csrf_of((await second.get("/login")).text), "email": HOSTILE_EMAIL}
+    stepped = await second.post("/login", data=form | {"password": PASSWORD, "organisation": str(org.id)})
+    assert stepped.headers["location"] == "/login/mfa", stepped.text
+    pages.check(await second.get("/login/mfa"), shows=(HOSTILE_EMAIL,))
+
     missing = sorted(set(ALL_TEMPLATES) - rendered_templates)
     print(f"{len(pages.checked)} responses checked:", ", ".join(pages.checked))
     print("templates rendered over HTTP:", ", ".join(sorted(rendered_templates)))
@@ -399,6 +420,9 @@ def render_hostile(name: str) -> str:
     variables = set().union(*(meta.find_undeclared_variables(_template_ast(n)) for n in ALL_TEMPLATES))
     hostile = _hostile_class()
     context = {variable: hostile() for variable in variables - set(environment.globals)}
+    # The one value that is markup: the QR code segno draws, here of a hostile otpauth URI (the
+    # qr_code filter refuses anything that is not segno's drawing; see the test below).
+    context["qr_svg"] = totp.qr_svg(f"otpauth://totp/{PAYLOAD}?secret=JBSWY3DPEHPK3PXP&issuer={PAYLOAD}")
     template = environment.get_template(name)
     rendered = [template.render(context)]
     # A partial of macros renders nothing by itself: call each macro with hostile arguments.
@@ -482,3 +506,19 @@ async def test_every_dashboard_response_forbids_foreign_form_targets_and_base_ur
                     part.strip() for part in response.headers.get("content-security-policy", "").split(";")
                 ]
                 assert "form-action 'self'" in csp and "base-uri 'none'" in csp, f"{method} {path}: {csp}"
+
+
+def test_the_qr_code_filter_lets_through_segnos_geometry_and_nothing_else() -> None:
+    qr_code = streamward.dashboard.templating.qr_code
+    drawn = qr_code(totp.qr_svg(f"otpauth://totp/{PAYLOAD}?secret=JBSWY3DPEHPK3PXP"))
+    assert drawn.startswith("<svg ") and 'viewBox="0 0 ' in drawn and PAYLOAD not in drawn
+    assert not unescaped(str(drawn))
+    for forged in (
+        PAYLOAD,
+        '<svg width="1" height="1"><script>alert(1)</script></svg>',
+        '<svg width="1" height="1"><g><path d="M0 0" onload="alert(1)"/></g></svg>',
+        '<svg width="1" height="1"><g><path d="M0 0"/><foreignObject/></g></svg>',
+        '<svg width="1" height="1"><g><path d="javascript:alert(1)"/></g></svg>',
+    ):
+        with pytest.raises(ValueError, match="segno"):
+            qr_code(forged)

@@ -77,7 +77,8 @@ async def test_list_shows_each_user_with_role_and_token_key_newest_first(env: En
     assert body["nextCursor"] is None
     assert [item["id"] for item in body["items"]] == [str(operator.id), str(admin.id)]
     first = body["items"][0]
-    assert set(first) == {"id", "email", "role", "tokenKey", "createdAt"}
+    assert set(first) == {"id", "email", "role", "tokenKey", "createdAt", "mfa"}
+    assert first["mfa"] == {"totp": False, "passkey": False}  # second factors: test_mfa_policy.py
     assert first["email"] == "op@example.com"
     assert first["role"] == {"name": "nanoUser", "title": "Operator"}
     assert first["tokenKey"] == operator.membership.token_key

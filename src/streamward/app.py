@@ -17,15 +17,18 @@ from streamward.api.ingest import router as ingest_router
 from streamward.api.invites import manage as invites_router
 from streamward.api.invites import public as invite_links_router
 from streamward.api.login import router as authn_router
+from streamward.api.mfa import router as mfa_router
 from streamward.api.operator import router as operator_router
 from streamward.api.organisation import bintu_token_router
 from streamward.api.organisation import router as orgs_router
+from streamward.api.passkeys import router as passkeys_router
 from streamward.api.playback import install_splay_error_handler, jwks_router, keys_router, splay_router
 from streamward.api.roles import router as roles_router
 from streamward.api.streams import router as streams_router
 from streamward.api.tags import tag_router
 from streamward.api.users import router as users_router
 from streamward.api.vod import router as vod_router
+from streamward.authn.mfa import recovery
 from streamward.bintu_root import BintuRoot
 from streamward.config import Settings, load_settings
 from streamward.cors import Cors
@@ -36,6 +39,8 @@ from streamward.dashboard.core import render_error
 from streamward.dashboard.delivery_pages import router as delivery_pages_router
 from streamward.dashboard.org_pages import router as org_pages_router
 from streamward.dashboard.role_pages import router as role_pages_router
+from streamward.dashboard.second_step_pages import router as second_step_pages_router
+from streamward.dashboard.security_pages import router as security_pages_router
 from streamward.dashboard.stream_pages import router as stream_pages_router
 from streamward.dashboard.templating import STATIC_DIR
 from streamward.dashboard.user_pages import router as user_pages_router
@@ -61,6 +66,8 @@ ROUTERS = (
     splay_router,
     orgs_router,
     authn_router,
+    mfa_router,
+    passkeys_router,
     bintu_account_router,
     events_router,
     users_router,
@@ -83,7 +90,9 @@ ROUTERS = (
 # Dashboard pages: HTML on the same services as the JSON API.
 PAGE_ROUTERS = (
     auth_pages_router,
+    second_step_pages_router,
     account_pages_router,
+    security_pages_router,
     org_pages_router,
     user_pages_router,
     role_pages_router,
@@ -113,6 +122,7 @@ def tune_garbage_collector() -> None:
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     runtime = runtime or Runtime.from_settings(settings or load_settings())
     allow_special_email_domains(runtime.settings.special_email_domains)  # the email rule's setting
+    recovery.use_secret_key(runtime.settings.secret_key_bytes)  # recovery codes' HMAC key
     # A request that queued events wakes the in-process delivery worker once it has committed.
     outbox.wake_on_commit(runtime.database, runtime.outbox_wakeup)
 

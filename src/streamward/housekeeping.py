@@ -10,6 +10,8 @@ What goes, and when:
 * invitations never accepted whose expiry is more than the retention ago, revoked ones included: their
   link stopped long since, and the audit log keeps their history. Recently expired ones stay, so
   ``GET /api/user/invite?status=expired`` still lists them; accepted ones stay with their membership;
+* login challenges (the second step of a login, a passkey ceremony) past their expiry: an expired one
+  is refused anyway;
 * outbox events that are finished (delivered, failed or skipped) and whose last attempt was scheduled
   more than the retention ago, with their delivery log. An event's attempts go together with it.
 
@@ -34,6 +36,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, or_, select
 from sqlalchemy.engine import CursorResult
 
+from streamward.authn.mfa.models import LoginChallenge
 from streamward.authn.models import BintuSession, PasswordReset
 from streamward.authn.password_changes import RESET_MAIL_INTERVAL
 from streamward.db import Base, Database, utcnow
@@ -69,6 +72,10 @@ def _spent_reset_link(now: datetime, _retention: timedelta) -> ColumnElement[boo
     )
 
 
+def _expired_challenge(now: datetime, _retention: timedelta) -> ColumnElement[bool]:
+    return LoginChallenge.expires_at < now
+
+
 def _forgettable_revocation(now: datetime, _retention: timedelta) -> ColumnElement[bool]:
     return PlaybackRevocation.expires_at < now - timedelta(seconds=REVOCATION_KEPT_AFTER_EXP_SECONDS)
 
@@ -91,11 +98,20 @@ REVOCATIONS = Kind(
     "playback revocations", PlaybackRevocation, PlaybackRevocation.jti, _forgettable_revocation
 )
 INVITATIONS = Kind("invitations", Invitation, Invitation.id, _old_invitation)
+CHALLENGES = Kind("login challenges", LoginChallenge, LoginChallenge.id, _expired_challenge)
 EVENTS = Kind("outbox events", OutboxEvent, OutboxEvent.id, _old_finished_event)
 DELIVERIES = "webhook deliveries"  # counted with their events
 
-KINDS = (SESSIONS, RESET_LINKS, REVOCATIONS, INVITATIONS, EVENTS)
-REPORTED = (SESSIONS.name, RESET_LINKS.name, REVOCATIONS.name, INVITATIONS.name, EVENTS.name, DELIVERIES)
+KINDS = (SESSIONS, RESET_LINKS, CHALLENGES, REVOCATIONS, INVITATIONS, EVENTS)
+REPORTED = (
+    SESSIONS.name,
+    RESET_LINKS.name,
+    CHALLENGES.name,
+    REVOCATIONS.name,
+    INVITATIONS.name,
+    EVENTS.name,
+    DELIVERIES,
+)
 
 
 def _batch(kind: Kind, now: datetime, retention: timedelta, size: int) -> Any:

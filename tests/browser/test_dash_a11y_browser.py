@@ -155,6 +155,7 @@ def _pages_for(seeded: Seeded) -> list[tuple[str, str]]:
         ("audit", "/audit"),
         ("deliveries", "/webhook/deliveries"),
         ("account-password", "/account/password"),
+        ("account-security", "/account/security"),
         ("not-found", "/streams/00000000-0000-7000-8000-000000000000"),
     ]
     return pages

@@ -17,8 +17,11 @@ Every response must not be a 5xx and must have a documented status, content type
 Operations left out, because they end the credentials the run itself uses (the rest of the run would
 then only see 401s):
 
-* as the admin: ``POST /api/user/logout`` (ends the token) and ``PUT /api/user/tokenkey`` (without
-  ``userId`` it renews the caller's own token key, which ends the token);
+* as the admin: ``POST /api/user/logout`` (ends the token), ``PUT /api/user/tokenkey`` (without
+  ``userId`` it renews the caller's own token key, which ends the token) and
+  ``/api/organisation/mfa-policy`` (requiring a second factor, which the admin has not set up, turns
+  the token into an enrolment session: 403 ``mfa_enrolment_required`` nearly everywhere; the API key
+  is not affected, so its run covers the path);
 * as the API key: ``POST /api/organisation/apikey/rotate`` (the old key stops at once).
 
 Deleting the caller (``DELETE /api/user/{id}``) stays in: the admin is the organisation's only
@@ -285,7 +288,7 @@ def main() -> int:
                 Identity(
                     "admin-token",
                     {"X-BINTU-TOKEN": token} | ingest,
-                    excluded_paths=("/api/user/logout", "/api/user/tokenkey"),
+                    excluded_paths=("/api/user/logout", "/api/user/tokenkey", "/api/organisation/mfa-policy"),
                     exclude_path_regex=OPERATOR_PATHS,
                 )
             )

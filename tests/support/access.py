@@ -314,7 +314,7 @@ async def check_dashboard(env: Env, routes: list[RouteInfo]) -> None:
                 response = await client.get(url)
             else:
                 response = await client.post(url, data={"csrf_token": tokens[caller.name]})
-            allowed = permission == "signed-in" or permission in caller.permissions
+            allowed = permission in ("signed-in", "enrolment") or permission in caller.permissions
             refused = response.status_code == 403 and "<code>forbidden</code>" in response.text
             if (
                 response.status_code >= 500

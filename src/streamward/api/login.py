@@ -8,6 +8,9 @@ from fastapi import APIRouter, BackgroundTasks, Request, Response
 from streamward.audit.service import Actor
 from streamward.authn import password_changes, service
 from streamward.authn.mail import mail_backend, send_quietly
+from streamward.authn.mfa import second_step
+from streamward.authn.mfa.passkeys import RelyingParty
+from streamward.authn.mfa.schemas import MfaLoginRequest
 from streamward.authn.schemas import (
     LoginRequest,
     LoginResponse,
@@ -23,34 +26,19 @@ from streamward.errors import BadRequest
 from streamward.orgs.service import api_key_for_login
 from streamward.roles.lookup import role_title
 from streamward.roles.schemas import RoleRef
-from streamward.runtime import client_address
+from streamward.runtime import Runtime, client_address
 from streamward.web.access import AUTHENTICATED, ENROLMENT, PUBLIC
-from streamward.web.params import RuntimeDep
+from streamward.web.params import ClientAddress, RuntimeDep
 from streamward.web.session import DbSession, writes
 
 router = APIRouter(prefix="/api/user", tags=["authentication"])
 
 
-@router.post(
-    "/validate",
-    response_model=LoginResponse,
-    response_model_exclude_none=True,
-    dependencies=[PUBLIC],
-    summary="Log in: exchange email and password for a bintu token",
-)
-@writes
-async def validate(body: LoginRequest, request: Request, db: DbSession, runtime: RuntimeDep) -> LoginResponse:
-    settings = runtime.settings
-    address = client_address(request, trust_forwarded_for=settings.trust_forwarded_for)
-    result = await service.login(
-        db,
-        runtime.login_throttle,
-        email=body.email,
-        password=body.password,
-        organisation_id=body.organisation,
-        client_address=address,
-        lifetime=timedelta(seconds=settings.session_lifetime_seconds),
-    )
+async def login_response(
+    db: DbSession, runtime: Runtime, result: service.LoginResult, address: str
+) -> LoginResponse:
+    """The answer of every login (password, second step, passkey alone): bintu's login body, with
+    the API key for roles holding ``apikey:read`` (a reveal, audited)."""
     actor = Actor(f"user:{result.membership.id}", result.account.email, address)
     api_key = await api_key_for_login(db, runtime.secret_box, result.organisation, result.role, actor)
     return LoginResponse(
@@ -61,6 +49,67 @@ async def validate(body: LoginRequest, request: Request, db: DbSession, runtime:
         user=UserRef(id=result.membership.id, email=result.account.email),
         api_key=api_key,
     )
+
+
+@router.post(
+    "/validate",
+    response_model=LoginResponse,
+    response_model_exclude_none=True,
+    dependencies=[PUBLIC],
+    summary="Log in: exchange email and password for a bintu token",
+    description="An account with a second factor gets 401 `mfa_required` instead, with `details` = "
+    "`{challenge, expiresAt, factors, publicKey?}`: finish at `POST /api/user/validate/mfa`.",
+)
+@writes
+async def validate(
+    body: LoginRequest, db: DbSession, runtime: RuntimeDep, address: ClientAddress
+) -> LoginResponse:
+    settings = runtime.settings
+    result = await service.login(
+        db,
+        runtime.login_throttle,
+        email=body.email,
+        password=body.password,
+        organisation_id=body.organisation,
+        client_address=address,
+        lifetime=timedelta(seconds=settings.session_lifetime_seconds),
+        rp=RelyingParty.from_settings(settings),
+    )
+    return await login_response(db, runtime, result, address)
+
+
+@router.post(
+    "/validate/mfa",
+    response_model=LoginResponse,
+    response_model_exclude_none=True,
+    dependencies=[PUBLIC],
+    summary="Finish a login with the second factor: an app's code, a passkey or a recovery code",
+    description="The challenge is the one `POST /api/user/validate` answered with (401 `mfa_required`), "
+    "from the same client, within 5 minutes; five wrong answers use it up.",
+)
+@writes
+async def validate_second_factor(
+    body: MfaLoginRequest,
+    db: DbSession,
+    runtime: RuntimeDep,
+    address: ClientAddress,
+    background: BackgroundTasks,
+) -> LoginResponse:
+    settings = runtime.settings
+    result = await service.complete_second_factor(
+        db,
+        runtime.login_throttle,
+        runtime.secret_box,
+        challenge=body.challenge,
+        answer=second_step.Answer(code=body.code, assertion=body.assertion, recovery_code=body.recovery_code),
+        client_address=address,
+        lifetime=timedelta(seconds=settings.session_lifetime_seconds),
+        rp=RelyingParty.from_settings(settings),
+    )
+    if result.notice is not None:
+        # After the response, so after the commit that used the recovery code up.
+        background.add_task(send_quietly, mail_backend(settings), result.notice)
+    return await login_response(db, runtime, result, address)
 
 
 @router.post("/logout", status_code=204, summary="End the presented bintu token")

@@ -12,6 +12,7 @@ from streamward.orgs.models import organisation_of
 from streamward.orgs.schemas import (
     ApiKeyOut,
     Confirmation,
+    MfaPolicy,
     OrganisationOut,
     PackageState,
     PlayerKeyOut,
@@ -160,6 +161,26 @@ async def set_vod_visibility(
     body: VodSettings, principal: Annotated[Principal, require("vod:settings")], db: DbSession
 ) -> VodSettings:
     return VodSettings(public=await service.set_vod_public(db, principal, body.public))
+
+
+@router.get("/mfa-policy", response_model=MfaPolicy, summary="Whether every member needs a second factor")
+@reads
+async def read_mfa_policy(principal: Annotated[Principal, require("org:read")]) -> MfaPolicy:
+    return MfaPolicy(required=organisation_of(principal).mfa_required)
+
+
+@router.put(
+    "/mfa-policy",
+    response_model=MfaPolicy,
+    summary="Require a second factor of every member (or stop requiring it)",
+    description="Members without one then reach only enrolment and logout, from their next request. "
+    "The API key and playback tokens are not affected.",
+)
+@writes
+async def set_mfa_policy(
+    body: MfaPolicy, principal: Annotated[Principal, require("org:mfa_policy")], db: DbSession
+) -> MfaPolicy:
+    return MfaPolicy(required=await service.set_mfa_required(db, principal, body.required))
 
 
 @bintu_token_router.post(

@@ -5,14 +5,17 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, BackgroundTasks, Response
 
+from streamward.authn.mail import mail_backend, send_quietly
+from streamward.authn.mfa import factors, overview
 from streamward.authz.principal import Principal
 from streamward.pagination import DEFAULT_LIMIT
 from streamward.schemas import column_query
 from streamward.users import service
 from streamward.users.models import Account, Membership
 from streamward.users.schemas import (
+    MfaFlags,
     PermissionChange,
     TokenKeyOut,
     TokenKeyReset,
@@ -21,7 +24,7 @@ from streamward.users.schemas import (
     UserSummary,
 )
 from streamward.web.access import AUTHENTICATED, require
-from streamward.web.params import Cursor, Limit
+from streamward.web.params import Cursor, Limit, RuntimeDep
 from streamward.web.session import DbSession, reads, writes
 
 router = APIRouter(prefix="/api/user", tags=["users"])
@@ -42,7 +45,13 @@ async def list_users(
     cursor: Cursor = None,
 ) -> UserPage:
     page = await service.list_users(db, principal, role=role, email_starts_with=q, limit=limit, cursor=cursor)
-    return UserPage(items=[UserSummary.of_row(row) for row in page.items], next_cursor=page.next_cursor)
+    kinds = await overview.kinds_of(db, [row.account_id for row in page.items])
+    none = overview.FactorKinds(totp=False, passkey=False)
+    items = [
+        UserSummary.of_row(row, MfaFlags.model_validate(kinds.get(row.account_id, none)))
+        for row in page.items
+    ]
+    return UserPage(items=items, next_cursor=page.next_cursor)
 
 
 @router.put(
@@ -70,6 +79,27 @@ async def reset_token_key(
 ) -> TokenKeyOut:
     membership = await service.reset_token_key(db, principal, body.user_id)
     return TokenKeyOut(user_id=membership.id, token_key=membership.token_key)
+
+
+@router.delete(
+    "/{user_id:uuid}/mfa",
+    status_code=204,
+    summary="Remove every second factor of a user (a lost phone); ends all their sessions, mails them",
+    description="Not on a user whose role holds permissions you lack. The factors are the person's: "
+    "they go for every organisation the person belongs to.",
+)
+@writes
+async def reset_second_factors(
+    user_id: uuid.UUID,
+    principal: Annotated[Principal, require("user:edit")],
+    db: DbSession,
+    runtime: RuntimeDep,
+    background: BackgroundTasks,
+) -> Response:
+    message = await factors.reset_member(db, principal, user_id)
+    # Sent after the response, so after the commit that removed the factors.
+    background.add_task(send_quietly, mail_backend(runtime.settings), message)
+    return Response(status_code=204)
 
 
 # The uuid converter keeps /api/user/{id} from swallowing /api/user/validate, /invite and the like.

@@ -116,3 +116,36 @@ async def send_quietly(backend: MailBackend, message: MailMessage) -> None:
         await backend.send(message)
     except (OSError, smtplib.SMTPException) as error:
         log.error("could not send mail %r to %s: %s", message.subject, message.to, error)
+
+
+# --- what the second factor tells an account by mail (sent after the commit, like every mail) ---
+
+
+def recovery_code_used_mail(email: str, *, remaining: int, client_address: str) -> MailMessage:
+    """A recovery code stands in for the second factor: the owner hears of every use, so that a
+    stolen code does not go unnoticed."""
+    return MailMessage(
+        to=email,
+        subject="A recovery code was used to sign in to Streamward",
+        body=(
+            f"Someone signed in to the Streamward account {email} with one of its recovery codes "
+            f"(from the address {client_address}). That code no longer works; {remaining} unused "
+            "codes are left.\n\nIf it was you, consider setting up your authenticator app or passkey "
+            "again and replacing your recovery codes.\nIf it was not you, change your password now: "
+            "your password and a recovery code were both known to whoever signed in.\n"
+        ),
+    )
+
+
+def second_factors_reset_mail(email: str, *, organisation_name: str) -> MailMessage:
+    """An administrator removed every second factor of the account."""
+    return MailMessage(
+        to=email,
+        subject="Your Streamward second factors were removed",
+        body=(
+            f"An administrator of the organisation {organisation_name!r} removed every authenticator "
+            f"app, passkey and recovery code of the Streamward account {email}, and signed it out "
+            "everywhere.\n\nSign in with your password and set up a second factor again. If you did "
+            "not ask for this, tell your administrator.\n"
+        ),
+    )

@@ -43,7 +43,7 @@ class InvalidResetLink(AppError):
     message = "This password reset link is not valid: unknown, expired or already used."
 
 
-def _account_sessions(account_id: uuid.UUID) -> ColumnElement[bool]:
+def account_sessions(account_id: uuid.UUID) -> ColumnElement[bool]:
     """Sessions of every membership of an account (a password is the account's, not one membership's)."""
     return BintuSession.membership_id.in_(select(Membership.id).where(Membership.account_id == account_id))
 
@@ -83,7 +83,7 @@ async def change_password(
         raise WrongPassword()
     account.password_hash = await hash_password(new_password)
     ended = await session.execute(
-        delete(BintuSession).where(_account_sessions(account.id), BintuSession.id != principal.session_id)
+        delete(BintuSession).where(account_sessions(account.id), BintuSession.id != principal.session_id)
     )
     await _retire_reset_links(session, account.id)
     record(
@@ -185,7 +185,7 @@ async def complete_password_reset(
     account = await session.get(Account, reset.account_id)
     assert account is not None  # the link's foreign key cascades on account deletion
     account.password_hash = password_hash
-    await session.execute(delete(BintuSession).where(_account_sessions(account.id)))
+    await session.execute(delete(BintuSession).where(account_sessions(account.id)))
     _record_reset(session, account, await memberships_of(session, account.id), client_address)
 
 

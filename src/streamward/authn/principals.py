@@ -60,6 +60,13 @@ _TOKEN_LOOKUP = (
 )
 
 
+def limited_to_enrolment(organisation: Organisation, mfa_enrolled: bool) -> bool:
+    """The organisation policy's rule: a member of an organisation that requires a second factor,
+    whose account has none, may only set one up (and log out). Applied to every request's
+    credential, so turning the policy on, or enrolling, changes the very next request."""
+    return organisation.mfa_required and not mfa_enrolled
+
+
 @dataclass(frozen=True)
 class SessionUse:
     """A valid token's Principal, and whether the session's last use is old enough to record."""
@@ -111,7 +118,7 @@ async def principal_from_token(session: AsyncSession, token: str) -> SessionUse 
         email=found.email,
         role=found.role,
         session_id=found.session_id,
-        enrolment_only=found.organisation.mfa_required and not found.mfa_enrolled,
+        enrolment_only=limited_to_enrolment(found.organisation, found.mfa_enrolled),
     )
     return SessionUse(principal, now if now - found.last_used_at > LAST_USED_RESOLUTION else None)
 

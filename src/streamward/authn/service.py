@@ -1,25 +1,29 @@
-"""Credentials: login, bintu tokens (sessions, named tokens), logout. Passwords (change, reset) are
-``authn.passwords``; from a credential to a Principal is ``authn.principals``."""
+"""Credentials: login (the password, then the second factor of an account that has one), bintu tokens
+(sessions, named tokens), logout. Passwords (change, reset) are ``authn.password_changes``; the second
+factors themselves ``authn.mfa``; from a credential to a Principal is ``authn.principals``."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.audit.service import Actor, record
 from streamward.authn.account_audit import Memberships, memberships_of, record_for_account
+from streamward.authn.mail import MailMessage, recovery_code_used_mail
+from streamward.authn.mfa import challenges, factors, second_step
+from streamward.authn.mfa.errors import InvalidSecondFactor
+from streamward.authn.mfa.models import LoginChallenge, TotpFactor
+from streamward.authn.mfa.passkeys import RelyingParty
 from streamward.authn.models import BintuSession
-
-# Moved to authn.passwords; still importable from here for housekeeping and the tests that import
-# them from authn.service.
+from streamward.authn.principals import limited_to_enrolment
 from streamward.authz.permissions import Role
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import get_scoped
-from streamward.crypto import digest, new_token
+from streamward.crypto import SecretBox, digest, new_token
 from streamward.db import utcnow
 from streamward.errors import AppError, BadRequest, InvalidCredentials, NotFound, RateLimited
 from streamward.limits import LoginThrottle
@@ -31,6 +35,9 @@ from streamward.users.models import Account, Membership, normalise_email
 from streamward.users.service import find_account
 
 SESSION_TOKEN_PREFIX = "swt"
+# How a login was proven (``user.login``'s method is the first alone, or it and one answer of
+# ``authn.mfa.second_step``: "password+totp").
+PASSWORD = "password"
 
 
 # Login refusals keep the request's changes: the audit entry of the failed attempt.
@@ -68,6 +75,14 @@ class LoginResult:
     organisation: Organisation
     role: Role | None
     account: Account
+    # A mail to send once the login is committed (a recovery code was used).
+    notice: MailMessage | None = None
+
+    @property
+    def enrolment_only(self) -> bool:
+        """Whether the new session may only set up a second factor (the credential look-up will say
+        the same on each of its requests; the session is not committed yet to be looked up)."""
+        return limited_to_enrolment(self.organisation, self.account.mfa_enrolled)
 
 
 async def issue_token(
@@ -177,28 +192,145 @@ async def login(
     organisation_id: uuid.UUID | None,
     client_address: str,
     lifetime: timedelta,
+    rp: RelyingParty | None = None,
 ) -> LoginResult:
     """Every attempt leaves an audit entry: a success in the organisation logged into; a failure in
     each organisation of the account, or outside any when the email is unknown (or the attempt was
-    throttled, which is decided before the account is looked up)."""
+    throttled, which is decided before the account is looked up).
+
+    An account with a second factor is not signed in here: once the password is right and the
+    membership chosen, MfaRequired carries the challenge that ``complete_second_factor`` finishes
+    (its refusal keeps the challenge). ``rp``: the relying party passkeys answer for; without it a
+    passkey is not offered as the second step."""
     attempt = _Attempt(session, normalise_email(email), client_address)
     await _refuse_when_throttled(throttle, attempt)
     account = await _verified_account(throttle, attempt, password)
     membership, organisation = await _chosen_membership(attempt, account, organisation_id)
     if needs_rehash(account.password_hash):
         account.password_hash = await hash_password(password)
+    if account.mfa_enrolled:
+        raise await second_step.required(session, account, membership, client_address, rp)
+    return await sign_in(
+        session,
+        account=account,
+        organisation_id=organisation.id,
+        client_address=client_address,
+        lifetime=lifetime,
+        method=PASSWORD,
+        chosen=(membership, organisation),
+    )
+
+
+async def sign_in(
+    session: AsyncSession,
+    *,
+    account: Account,
+    organisation_id: uuid.UUID | None,
+    client_address: str,
+    lifetime: timedelta,
+    method: str,
+    chosen: tuple[Membership, Organisation] | None = None,
+) -> LoginResult:
+    """The end of every login, once the person has proven who they are (``method``: "password",
+    "password+totp", "password+passkey", "password+recoveryCode", "passkey"): the membership
+    chosen (``organisation_id``, or the account's only one; refusals audited like a failed login)
+    unless the caller chose it already (``chosen``), a bintu token issued, ``user.login`` audited."""
+    attempt = _Attempt(session, account.email, client_address)
+    membership, organisation = chosen or await _chosen_membership(attempt, account, organisation_id)
     issued = await issue_token(session, membership, lifetime)
     role = await resolve_role(session, organisation.id, membership.role)
     record(
         session,
-        Actor(f"user:{membership.id}", attempt.email, client_address),
+        Actor(f"user:{membership.id}", account.email, client_address),
         "user.login",
         organisation_id=organisation.id,
         target_type="user",
         target_id=membership.id,
+        # A password alone is how logins always were: its entries stay as they were.
+        after=None if method == PASSWORD else {"method": method},
     )
     note_login("success")
     return LoginResult(issued, membership, organisation, role, account)
+
+
+# --- the second step of a login ---------------------------------------------------------------------
+
+
+# One round trip for everything the second step reads: the challenge (locked: two answers to it are
+# judged one after the other), the membership and organisation the first step chose, the account,
+# and its confirmed authenticator apps (one row each; none: one row without).
+_SECOND_STEP = (
+    select(LoginChallenge, Membership, Organisation, Account, TotpFactor)
+    .join(Membership, Membership.id == LoginChallenge.membership_id)
+    .join(Organisation, Organisation.id == Membership.organisation_id)
+    .join(Account, (Account.id == LoginChallenge.account_id) & (Account.id == Membership.account_id))
+    .outerjoin(TotpFactor, (TotpFactor.account_id == Account.id) & TotpFactor.confirmed_at.is_not(None))
+    .where(LoginChallenge.token_hash == bindparam("token_hash"))
+    .with_for_update(of=LoginChallenge)
+)
+
+
+async def complete_second_factor(
+    session: AsyncSession,
+    throttle: LoginThrottle,
+    box: SecretBox,
+    *,
+    challenge: str,
+    answer: second_step.Answer,
+    client_address: str,
+    lifetime: timedelta,
+    rp: RelyingParty | None = None,
+) -> LoginResult:
+    """Finish a login that ``login`` answered with MfaRequired: the answer must be right for the
+    account of the client's own challenge. A wrong answer counts against the challenge (the fifth
+    uses it up) and against the account's failed-login budget, and is audited; the budget spent,
+    429. No password is hashed or verified here. A recovery code signs in too, ends every other
+    session of the account, and the result carries the mail that tells the owner (``notice``)."""
+    token_hash = challenges.token_hash_of(challenge)
+    rows = (await session.execute(_SECOND_STEP, {"token_hash": token_hash})).all() if token_hash else []
+    taken = challenges.usable(
+        rows[0][0] if rows else None, purpose=challenges.MFA, client_address=client_address
+    )
+    _, membership, organisation, account, _ = rows[0]
+    apps = [row[4] for row in rows if row[4] is not None]
+    attempt = _Attempt(session, account.email, client_address)
+    wait = await throttle.failures_per_account.retry_after(account.email)
+    if wait:
+        note_login("rate_limited")
+        note_rate_limit("login")
+        raise LoginRateLimited(wait)
+    method = await second_step.verified_answer(session, box, rp, account, taken, apps, answer)
+    if method is None:
+        await throttle.failures_per_account.take(account.email)
+        await challenges.count_wrong_answer(session, taken)
+        kind = second_step.answer_kind(answer)
+        record(
+            session,
+            attempt.anonymous,
+            "user.login_failed",
+            organisation_id=organisation.id,
+            target_type="user",
+            target_id=membership.id,
+            after={"reason": "invalid_second_factor", "method": f"{PASSWORD}+{kind}"},
+        )
+        note_login("invalid_second_factor")
+        raise InvalidSecondFactor()
+    await challenges.consume(session, taken)
+    notice = None
+    if method == second_step.RECOVERY_CODE:
+        actor = Actor(f"user:{membership.id}", account.email, client_address)
+        left = await factors.recovery_code_used(session, account, actor=actor)
+        notice = recovery_code_used_mail(account.email, remaining=left, client_address=client_address)
+    result = await sign_in(
+        session,
+        account=account,
+        organisation_id=organisation.id,
+        client_address=client_address,
+        lifetime=lifetime,
+        method=f"{PASSWORD}+{method}",
+        chosen=(membership, organisation),
+    )
+    return replace(result, notice=notice)
 
 
 async def logout(session: AsyncSession, principal: Principal) -> None:

@@ -17,6 +17,7 @@ class PermissionInfo:
 # Order matters for display: grouped by resource.
 CATALOGUE: tuple[PermissionInfo, ...] = (
     PermissionInfo("org:read", "See the organisation"),
+    PermissionInfo("org:mfa_policy", "Require a second factor for every member"),
     PermissionInfo("apikey:read", "Get the API key"),
     PermissionInfo("apikey:rotate", "Rotate the API key and playback signing keys"),
     PermissionInfo("playerkey:read", "Get the player key"),

@@ -12,6 +12,8 @@ from fastapi.responses import Response
 from streamward.authn import password_changes
 from streamward.authn import service as authn
 from streamward.authn.mail import mail_backend, send_quietly
+from streamward.authn.mfa.errors import MfaRequired
+from streamward.authn.mfa.passkeys import RelyingParty
 from streamward.dashboard.core import (
     PUBLIC_PAGE,
     CheckedForm,
@@ -23,7 +25,9 @@ from streamward.dashboard.core import (
     render,
     role_label,
 )
-from streamward.dashboard.security import clear_session_cookie, is_https, session_token, set_session_cookie
+from streamward.dashboard.login_step import remember_step, safe_next, sign_in_response, step_from_details
+from streamward.dashboard.second_step_pages import SECOND_STEP
+from streamward.dashboard.security import clear_session_cookie, session_token
 from streamward.errors import AppError
 from streamward.invites import acceptance
 from streamward.roles.lookup import role_title
@@ -33,13 +37,6 @@ from streamward.web.params import RuntimeDep
 from streamward.web.session import DbSession, note_refusal, reads, writes
 
 router = APIRouter(include_in_schema=False)
-
-
-def safe_next(value: str | None) -> str:
-    """Only same-site paths: an open redirect after login would hand phishers a trusted link."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/organisation/overview"
 
 
 @router.get("/login", dependencies=[PUBLIC_PAGE])
@@ -86,7 +83,14 @@ async def login(request: Request, form: CheckedForm, db: DbSession, runtime: Run
             organisation_id=organisation,
             client_address=client_address(request),
             lifetime=timedelta(seconds=settings.session_lifetime_seconds),
+            rp=RelyingParty.from_settings(settings),
         )
+    except MfaRequired as second_step:
+        # The password was right: the challenge is kept (the refusal keeps its changes) and this
+        # browser remembers it for the next page, which asks for the second factor.
+        note_refusal(request, second_step)
+        step = step_from_details(second_step.details or {}, email=email, next_url=next_url)
+        return remember_step(request, redirect(SECOND_STEP), step)
     except authn.OrganisationChoiceRequired as choice:
         note_refusal(request, choice)
         organisations = (choice.details or {}).get("organisations", [])
@@ -95,33 +99,17 @@ async def login(request: Request, form: CheckedForm, db: DbSession, runtime: Run
         note_refusal(request, refused)
         # The refusal's own side effects (audit of a failed attempt) are still committed.
         return again(refused.message, status=refused.status_code)
-    response = redirect(next_url)
-    set_session_cookie(
-        response,
-        result.issued.token,
-        max_age=settings.session_lifetime_seconds,
-        secure=is_https(request),
-    )
-    return response
+    return sign_in_response(request, result, next_url)
 
 
 @router.post("/logout")
 @writes
-async def logout(viewer: Annotated[Viewer, page()], form: CheckedForm, db: DbSession) -> Response:
+async def logout(
+    viewer: Annotated[Viewer, page(enrolment=True)], form: CheckedForm, db: DbSession
+) -> Response:
     await authn.logout(db, viewer.principal)
     response = redirect("/login")
     clear_session_cookie(response)
-    return response
-
-
-def _signed_in_response(request: Request, runtime: Runtime, token: str, target: str) -> Response:
-    response = redirect(target)
-    set_session_cookie(
-        response,
-        token,
-        max_age=runtime.settings.session_lifetime_seconds,
-        secure=is_https(request),
-    )
     return response
 
 
@@ -207,7 +195,8 @@ async def accept_invitation(
         return await _invitation_page(
             request, token, db, runtime, error=refused.message, email=email, status_code=refused.status_code
         )
-    response = _signed_in_response(request, runtime, result.issued.token, "/organisation/overview")
+    # To the security page instead when the organisation requires a second factor the account lacks.
+    response = sign_in_response(request, result, "/organisation/overview")
     role = result.membership.role
     welcome = f"Welcome to {result.organisation.name}! You joined as {role_label(role, role_title(role))}."
     return flash(request, response, "success", welcome, session=result.issued.token)

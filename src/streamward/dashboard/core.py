@@ -13,6 +13,7 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from streamward.authn.mfa.errors import EnrolmentRequired
 from streamward.authz.permissions import LABELS, PREDEFINED_ROLES, Role, ordered
 from streamward.authz.principal import Principal
 from streamward.dashboard.flash import FLASH_COOKIE, Flash, flash, take_flash
@@ -66,8 +67,19 @@ class Viewer:
     def organisation(self) -> Organisation:
         return organisation_of(self.principal)
 
+    @property
+    def enrolment_only(self) -> bool:
+        """The organisation requires a second factor the viewer has not set up: the session reaches
+        the security pages and logout only (``page(enrolment=True)``)."""
+        return self.principal.enrolment_only
 
-async def _viewer(request: Request, db: DbSession, runtime: RuntimeDep) -> Viewer:
+
+# Where a viewer limited to enrolment is sent, and the one thing its pages offer.
+SECURITY_PAGE = "/account/security"
+
+
+async def _any_viewer(request: Request, db: DbSession, runtime: RuntimeDep) -> Viewer:
+    """Whoever the session cookie signs in, a session limited to enrolment included."""
     token = session_token(request)
     principal = await principal_for(request, db, runtime, token=token) if token else None
     if principal is None:
@@ -77,8 +89,25 @@ async def _viewer(request: Request, db: DbSession, runtime: RuntimeDep) -> Viewe
     return request.state.viewer  # type: ignore[no-any-return]
 
 
-def page(permission: str | None = None) -> Any:
-    """Dependency of a dashboard page: a signed-in viewer (holding ``permission`` when given)."""
+async def _viewer(viewer: Annotated[Viewer, Depends(_any_viewer)]) -> Viewer:
+    """A signed-in viewer with a full session: one limited to enrolment gets the 403 page saying
+    mfa_enrolment_required (as web.authenticate refuses it on the API), with the way to the
+    security page."""
+    if viewer.enrolment_only:
+        raise EnrolmentRequired()
+    return viewer
+
+
+def page(permission: str | None = None, *, enrolment: bool = False) -> Any:
+    """Dependency of a dashboard page: a signed-in viewer (holding ``permission`` when given).
+
+    ``enrolment=True``: a viewer whose session is limited to enrolment is accepted too (the security
+    pages and logout; web.access's ENROLMENT for the API). Such pages take no permission: they act
+    on the viewer's own account only."""
+    if enrolment:
+        if permission is not None:
+            raise ValueError("an enrolment page acts on the viewer's own account: no permission")
+        return permission_rule("dashboard:enrolment", None, _any_viewer, lambda viewer: viewer.principal)
     return permission_rule(
         f"dashboard:{permission or 'signed-in'}", permission, _viewer, lambda viewer: viewer.principal
     )
@@ -171,6 +200,12 @@ async def render_error(request: Request, status: int, code: str, message: str, e
         return redirect(f"/login?next={quote(target, safe='')}")
     if status == 500:
         message = "Something went wrong on our side. Please try again."
+    signed_in = getattr(request.state, "viewer", None) is not None
+    back_url, back_label = (
+        ("/organisation", "Back to the organisation") if signed_in else ("/login", "Sign in")
+    )
+    if isinstance(exc, EnrolmentRequired):
+        back_url, back_label = SECURITY_PAGE, "Set up a second factor"
     return render(
         request,
         "error.html",
@@ -180,8 +215,8 @@ async def render_error(request: Request, status: int, code: str, message: str, e
         message=message,
         status=status,
         code=code,
-        back_url="/organisation" if getattr(request.state, "viewer", None) else "/login",
-        back_label="Back to the organisation" if getattr(request.state, "viewer", None) else "Sign in",
+        back_url=back_url,
+        back_label=back_label,
     )
 
 
@@ -189,6 +224,7 @@ async def render_error(request: Request, status: int, code: str, message: str, e
 # and role-naming helpers they use with them.
 __all__ = [
     "PUBLIC_PAGE",
+    "SECURITY_PAGE",
     "CheckedForm",
     "Flash",
     "LoginRequired",

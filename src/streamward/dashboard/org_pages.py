@@ -123,6 +123,23 @@ async def set_vod_visibility(
     )
 
 
+@router.post("/organisation/mfa-policy")
+@writes
+async def set_mfa_policy(
+    request: Request, viewer: Annotated[Viewer, page("org:mfa_policy")], form: CheckedForm, db: DbSession
+) -> Response:
+    # The API's PUT /api/organisation/mfa-policy: the same service, audit entry included.
+    required = await orgs.set_mfa_required(db, viewer.principal, form.get("required") == "on")
+    if required:
+        return flash_redirect(
+            request,
+            OVERVIEW,
+            "success",
+            "Every member now needs a second factor: those without one can only set one up until they do.",
+        )
+    return flash_redirect(request, OVERVIEW, "success", "A second factor is no longer required of members.")
+
+
 @router.post("/organisation/player-access")
 @writes
 async def set_player_access(

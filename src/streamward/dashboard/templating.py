@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,31 @@ def json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
+# An inline SVG's size, to give the image document it is wrapped into a viewBox (so it scales).
+# What segno draws a QR code as: an <svg> of fixed size holding a <g> of <path>s, whose attributes
+# (these seven, never an event handler) are numbers, colours and path commands. Nothing else may
+# pass as markup (see qr_code).
+_QR_ATTRIBUTE = r'\s(?:width|height|class|transform|fill|stroke|d)="[-0-9a-zA-Z .#()]*"'
+_QR_SVG = re.compile(
+    rf"<svg(?:{_QR_ATTRIBUTE})*><g(?:{_QR_ATTRIBUTE})*>(?:<path(?:{_QR_ATTRIBUTE})*/>)+</g></svg>"
+)
+_QR_SIZE = re.compile(r'<svg width="([0-9.]+)" height="([0-9.]+)"')
+
+
+def qr_code(svg: str) -> Markup:
+    """``{{ qr_svg|qr_code }}``: the TOTP service's QR code (segno, drawn from the otpauth URI) as
+    inline SVG. The URI becomes module geometry, never text, and the markup is checked to be exactly
+    segno's shape (svg, g, path; attributes of numbers, colours and path commands) before it is
+    trusted; anything else is refused rather than escaped into a broken image. A viewBox lets the
+    stylesheet scale it."""
+    if not _QR_SVG.fullmatch(svg):
+        raise ValueError("not a QR code drawn by segno")
+    size = _QR_SIZE.match(svg)
+    if size:
+        svg = svg.replace(">", f' viewBox="0 0 {size[1]} {size[2]}" aria-hidden="true">', 1)
+    return Markup(svg)  # noqa: S704 (checked above: geometry only)
+
+
 def _static_version() -> str:
     digest = hashlib.sha256()
     for path in sorted(STATIC_DIR.iterdir()):
@@ -74,6 +100,7 @@ templates.env.filters["role_label"] = lambda role, title=None: (
     role_label(role, title) if isinstance(role, str) else role_label(role.name, role.title)
 )
 templates.env.filters["json_text"] = json_text
+templates.env.filters["qr_code"] = qr_code
 # The invitation form offers what invites.service accepts (the service refuses anything else anyway).
 templates.env.globals["invite_lifetime"] = {
     "min": MIN_LIFETIME_DAYS,

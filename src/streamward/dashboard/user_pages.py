@@ -9,10 +9,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import Response
 
 from streamward import role_management as roles
+from streamward.authn.mail import mail_backend, send_quietly
+from streamward.authn.mfa import factors, overview
 from streamward.authz.permissions import ADMIN_ROLE
 from streamward.dashboard.core import (
     CheckedForm,
@@ -32,7 +34,7 @@ from streamward.pagination import DEFAULT_LIMIT
 from streamward.roles.lookup import grantable_roles, role_title
 from streamward.runtime import Runtime
 from streamward.users import service as users
-from streamward.web.params import Cursor
+from streamward.web.params import Cursor, RuntimeDep
 from streamward.web.session import DbSession, note_refusal, reads, writes
 
 router = APIRouter(include_in_schema=False)
@@ -52,6 +54,11 @@ ROLE_WARNING = (
     "request. Their current bintu tokens end, and they sign in again."
 )
 SOLE_ADMIN = "The only Administrator cannot be deleted: make another user an Administrator first."
+MFA_RESET_WARNING = (
+    "Every authenticator app, passkey and recovery code of this person is removed — in every "
+    "organisation they belong to — and all their sessions end. They are told by mail, and sign in "
+    "with their password alone (or set up a new second factor, if this organisation requires one)."
+)
 # The services' refusals in the words of this page (the code stays the service's).
 REFUSALS = {
     "last_admin": "The organisation must keep at least one Administrator (nanoAdmin): "
@@ -131,6 +138,8 @@ async def user_list(
     )
     admins = next((r.member_count for r in available if r.role.name == ADMIN_ROLE), 0)
     invite = await _invite_context(request, db, viewer) if can_invite else {}
+    # Which second factors each member has: one query for the page, as the API's list does.
+    mfa = await overview.kinds_of(db, [row.account_id for row in listed.items])
     return render(
         request,
         "users.html",
@@ -151,6 +160,7 @@ async def user_list(
         sole_admin_reason=SOLE_ADMIN,
         reset_warning=RESET_WARNING,
         delete_warning=DELETE_WARNING,
+        mfa=mfa,
         **invite,
     )
 
@@ -260,6 +270,7 @@ async def user_detail(
     # The comparison in the role dialog needs the current role too, grantable or not.
     compared = grantable + ([view.role] if view.role and view.role not in grantable else [])
     admins = await users.count_role_holders(db, viewer.principal, ADMIN_ROLE)
+    mfa = (await overview.kinds_of(db, [view.membership.account_id])).get(view.membership.account_id)
     return render(
         request,
         "user.html",
@@ -273,6 +284,8 @@ async def user_detail(
         reset_warning=RESET_WARNING,
         delete_warning=DELETE_WARNING,
         role_warning=ROLE_WARNING,
+        mfa=mfa,
+        mfa_reset_warning=MFA_RESET_WARNING,
         sole_admin=admins == 1 and view.membership.role == ADMIN_ROLE,
         sole_admin_reason=SOLE_ADMIN,
         is_self=view.membership.id == viewer.principal.membership_id,
@@ -352,3 +365,35 @@ async def delete_user(
     if target == viewer.principal.membership_id:
         return flash_redirect(request, "/login", "info", "You left the organisation.")
     return flash_redirect(request, USERS, "success", f"{email} was removed from the organisation.")
+
+
+@router.post("/organisation/users/{user_id}/mfa-reset")
+@writes
+async def reset_second_factors(
+    request: Request,
+    user_id: str,
+    viewer: Annotated[Viewer, page("user:edit")],
+    form: CheckedForm,
+    db: DbSession,
+    runtime: RuntimeDep,
+    background: BackgroundTasks,
+) -> Response:
+    # The API's DELETE /api/user/{id}/mfa: the service refuses a member whose role is above the
+    # viewer's, removes the factors, ends the sessions, audits, and hands back the mail to send.
+    target = _user_id(user_id)
+    back = f"{USERS}/{target}"
+    try:
+        email = (await users.get_user(db, viewer.principal, target)).email
+        message = await factors.reset_member(db, viewer.principal, target)
+    except AppError as refused:
+        return _refused(request, refused, back)
+    # After the response, so after the commit that removed the factors.
+    background.add_task(send_quietly, mail_backend(runtime.settings), message)
+    if target == viewer.principal.membership_id:
+        return flash_redirect(request, "/login", "info", "Your second factors were removed: sign in again.")
+    return flash_redirect(
+        request,
+        back,
+        "success",
+        f"The second factors of {email} were removed and their sessions ended; they were told by mail.",
+    )

@@ -53,6 +53,17 @@ class InviteEmailMismatch(AppError):
     message = "This invitation is for another email address."
 
 
+class SignInFirst(AppError):
+    """The account has a second factor: a password alone must not make a session of it (that
+    would be a way around the second factor). Only someone who typed the right password sees this."""
+
+    status_code = 403
+    code = "mfa_sign_in_required"
+    message = (
+        "This account has a second factor: sign in first, then accept the invitation with your bintu token."
+    )
+
+
 @dataclass(frozen=True)
 class UsableInvite:
     invitation: Invitation
@@ -114,6 +125,8 @@ async def _signing_in(
     if account is None:
         return _Joining(email, None, await hash_password(password))
     if await verify_password(account.password_hash, password):
+        if account.mfa_enrolled:
+            raise SignInFirst()
         return _Joining(email, account)
     await throttle.failures_per_account.take(email)
     record_for_account(

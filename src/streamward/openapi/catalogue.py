@@ -114,6 +114,8 @@ _FORBIDDEN: Refusal = (403, "forbidden")
 # Rate limits shared through Redis fail closed when Redis cannot be reached.
 _LIMITS_DOWN: Refusal = (503, "rate_limit_unavailable")
 _MEMBER_OR_KEY: Security = [{BINTU_TOKEN: []}, {API_KEY: []}]
+# A member whose organisation requires a second factor they have not set up (enrolment routes only).
+_ENROLMENT_REQUIRED: Refusal = (403, "mfa_enrolment_required")
 
 
 @dataclass(frozen=True)
@@ -124,19 +126,27 @@ class RuleDoc:
     security: Security
 
 
-_PERMISSION = RuleDoc((_AMBIGUOUS, _UNAUTHENTICATED, _FORBIDDEN), _MEMBER_OR_KEY)
+_PERMISSION = RuleDoc((_AMBIGUOUS, _UNAUTHENTICATED, _FORBIDDEN, _ENROLMENT_REQUIRED), _MEMBER_OR_KEY)
 ACCESS_RULES: dict[str, RuleDoc] = {
     "public": RuleDoc((), []),
-    "authenticated": RuleDoc((_AMBIGUOUS, _UNAUTHENTICATED), _MEMBER_OR_KEY),
+    "authenticated": RuleDoc((_AMBIGUOUS, _UNAUTHENTICATED, _ENROLMENT_REQUIRED), _MEMBER_OR_KEY),
+    # Setting up a second factor, and logout: an enrolment session is accepted.
+    "enrolment": RuleDoc((_AMBIGUOUS, _UNAUTHENTICATED), _MEMBER_OR_KEY),
     # The token service answers bad or missing credentials with 403, as its documentation says.
-    "token-service": RuleDoc((_AMBIGUOUS, (403, "unauthenticated"), _FORBIDDEN), _MEMBER_OR_KEY),
+    "token-service": RuleDoc(
+        (_AMBIGUOUS, (403, "unauthenticated"), _FORBIDDEN, _ENROLMENT_REQUIRED), _MEMBER_OR_KEY
+    ),
     # Anonymous when the organisation's VOD is public (the empty requirement: none needed); the
     # organisation is named by id, and may not exist.
     "vod-visibility": RuleDoc(
-        (_AMBIGUOUS, _UNAUTHENTICATED, _FORBIDDEN, (404, "not_found")), [{}, *_MEMBER_OR_KEY]
+        (_AMBIGUOUS, _UNAUTHENTICATED, _FORBIDDEN, _ENROLMENT_REQUIRED, (404, "not_found")),
+        [{}, *_MEMBER_OR_KEY],
     ),
     # Players: a member's credentials, the player key, or nothing (public streams).
-    "player": RuleDoc((_AMBIGUOUS, _UNAUTHENTICATED, _FORBIDDEN), [{}, *_MEMBER_OR_KEY, {PLAYER_KEY: []}]),
+    "player": RuleDoc(
+        (_AMBIGUOUS, _UNAUTHENTICATED, _FORBIDDEN, _ENROLMENT_REQUIRED),
+        [{}, *_MEMBER_OR_KEY, {PLAYER_KEY: []}],
+    ),
     "operator": RuleDoc((_UNAUTHENTICATED, (404, "operator_api_disabled")), [{OPERATOR_TOKEN: []}]),
     # The media servers' body is read by hand (form fields or JSON), so the route shows none.
     "ingest": RuleDoc(
@@ -167,10 +177,39 @@ REFUSALS: dict[str, Sequence[Refusal]] = {
     "api.login.validate": [
         _LIMITS_DOWN,
         (401, "invalid_credentials"),
+        (401, "mfa_required"),
         (404, "organisation_not_found"),
         (409, "organisation_required"),
         (429, "rate_limited"),
     ],
+    "api.login.validate_second_factor": [
+        _LIMITS_DOWN,
+        (401, "invalid_second_factor"),
+        (401, "invalid_challenge"),
+        (429, "rate_limited"),
+    ],
+    # One's own second factors (a person's: the API key has none).
+    "api.mfa.read_second_factors": [(400, "user_required")],
+    "api.mfa.start_authenticator_app": [(400, "user_required"), (409, "too_many_factors")],
+    "api.mfa.confirm_authenticator_app": [
+        (400, "user_required"),
+        (400, "invalid_code"),
+        (409, "factor_already_confirmed"),
+    ],
+    "api.mfa.remove_authenticator_app": [
+        _LIMITS_DOWN,
+        (400, "user_required"),
+        (400, "invalid_proof"),
+        (429, "rate_limited"),
+    ],
+    "api.mfa.replace_recovery_codes": [
+        _LIMITS_DOWN,
+        (400, "user_required"),
+        (400, "invalid_proof"),
+        (400, "no_second_factor"),
+        (429, "rate_limited"),
+    ],
+    "api.users.reset_second_factors": [(403, "escalation")],
     "api.login.logout": [(400, "not_a_session")],
     "api.login.change_password": [
         _LIMITS_DOWN,
@@ -186,6 +225,26 @@ REFUSALS: dict[str, Sequence[Refusal]] = {
         _LIMITS_DOWN,
         (400, "reset_link_invalid"),
         (400, "weak_password"),
+        (429, "rate_limited"),
+    ],
+    # Passkeys: one's own (a person's: the API key has none), and signing in with one alone.
+    "api.passkeys.registration_options": [(400, "user_required")],
+    "api.passkeys.register_passkey": [
+        (400, "user_required"),
+        (400, "invalid_passkey"),
+        (401, "invalid_challenge"),
+        (409, "conflict"),
+        (409, "too_many_factors"),
+    ],
+    "api.passkeys.remove_passkey": [_LIMITS_DOWN, (400, "invalid_proof"), (429, "rate_limited")],
+    "api.passkeys.passwordless_options": [_LIMITS_DOWN, (429, "rate_limited")],
+    "api.passkeys.validate_passkey": [
+        _LIMITS_DOWN,
+        (401, "invalid_second_factor"),
+        (401, "invalid_challenge"),
+        (401, "invalid_credentials"),
+        (404, "organisation_not_found"),
+        (409, "organisation_required"),
         (429, "rate_limited"),
     ],
     "api.users.change_permission": [
@@ -213,6 +272,7 @@ REFUSALS: dict[str, Sequence[Refusal]] = {
         _UNAUTHENTICATED,
         (401, "invalid_credentials"),
         (403, "invite_email_mismatch"),
+        (403, "mfa_sign_in_required"),
         (404, "invite_invalid"),
         (409, "already_member"),
         (409, "conflict"),

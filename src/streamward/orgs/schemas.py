@@ -83,6 +83,12 @@ class VodSettings(ApiModel):
     public: bool
 
 
+class MfaPolicy(ApiModel):
+    required: bool = Field(
+        description="Every member needs a second factor; one without gets only an enrolment session."
+    )
+
+
 class OperatorOrganisationOut(ApiModel):
     id: uuid.UUID
     name: str

@@ -233,6 +233,28 @@ async def set_vod_public(session: AsyncSession, principal: Principal, public: bo
     return organisation.vod_public
 
 
+async def set_mfa_required(session: AsyncSession, principal: Principal, required: bool) -> bool:
+    """Require a second factor of every member, or stop requiring it. Applies from each member's
+    next request: a member without one then reaches only enrolment and logout."""
+    # This session's own row (the credential's look-up may have loaded it elsewhere): no query
+    # when it is already here.
+    organisation = await session.get(Organisation, principal.organisation_id)
+    if organisation is None:  # deleted since the credential was looked up
+        raise NotFound()
+    if organisation.mfa_required != required:
+        record_settings_change(
+            session,
+            principal,
+            "organisation.mfa_policy_changed",
+            organisation,
+            before={"mfaRequired": organisation.mfa_required},
+            after={"mfaRequired": required},
+        )
+        organisation.mfa_required = required
+        await session.flush()
+    return organisation.mfa_required
+
+
 class InvalidOrganisationChange(BadRequest):
     code = "invalid_value"
 

@@ -35,22 +35,32 @@ EmailAddress = Annotated[
 ]
 
 
+class MfaFlags(ApiModel):
+    """Which kinds of second factor the user's account has."""
+
+    totp: bool = Field(description="An authenticator app.")
+    passkey: bool
+
+
 class UserSummary(ApiModel):
     id: uuid.UUID
     email: str
     role: RoleRef
     token_key: str
     created_at: UtcDatetime
+    mfa: MfaFlags
 
     @classmethod
-    def of_row(cls, row: Any) -> UserSummary:
-        """From a users-list row (membership columns and the account's email)."""
+    def of_row(cls, row: Any, mfa: MfaFlags) -> UserSummary:
+        """From a users-list row (membership columns and the account's email) and its account's
+        second factors."""
         return cls(
             id=row.id,
             email=row.email,
             role=RoleRef(name=row.role, title=role_title(row.role)),
             token_key=row.token_key,
             created_at=row.created_at,
+            mfa=mfa,
         )
 
 

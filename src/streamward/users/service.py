@@ -115,6 +115,7 @@ def email_prefix(column: InstrumentedAttribute[Any], prefix: str, dialect: str) 
 
 _USER_COLUMNS = (
     Membership.id,
+    Membership.account_id,  # whose second factors the list shows (authn.mfa.overview.kinds_of)
     Account.email,
     Membership.role,
     Membership.token_key,
@@ -140,7 +141,7 @@ async def list_users(
     if email_starts_with:
         dialect = session.get_bind().dialect.name
         statement = statement.where(email_prefix(Account.email, email_starts_with, dialect))
-    # cast: keyset_page is typed for one-column selects; this one has five, read by name from each row.
+    # cast: keyset_page is typed for one-column selects; this one has six, read by name from each row.
     return await keyset_page(
         session, cast("Select[Any]", statement), Membership.id, limit=limit, cursor=cursor, scalars=False
     )

@@ -37,3 +37,37 @@ class EnrolmentRequired(Forbidden):
 
     code = "mfa_enrolment_required"
     message = "Your organisation requires a second factor: set one up before you continue."
+
+
+class InvalidCode(AppError):
+    """The first code of an authenticator app being set up is wrong (not a login: no 401)."""
+
+    status_code = 400
+    code = "invalid_code"
+    message = "That code is not right; check the app's clock and enter the code it shows now."
+
+
+class InvalidProof(AppError):
+    """Removing a factor or replacing the recovery codes needs the password or a fresh code."""
+
+    status_code = 400
+    code = "invalid_proof"
+    message = "Confirm with your password or a code from your authenticator app."
+
+
+class NoSecondFactor(AppError):
+    status_code = 400
+    code = "no_second_factor"
+    message = "Set up an authenticator app or a passkey first."
+
+
+class FactorAlreadyConfirmed(AppError):
+    status_code = 409
+    code = "factor_already_confirmed"
+    message = "This authenticator app is already set up."
+
+
+class TooManyFactors(AppError):
+    status_code = 409
+    code = "too_many_factors"
+    message = "This account has as many authenticator apps as it may have; remove one first."

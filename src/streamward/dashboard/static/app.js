@@ -112,6 +112,25 @@ document.querySelectorAll("[data-copy]").forEach((button) => {
   });
 });
 
+// Download buttons save the text of the element they name as a file (new recovery codes). Hidden
+// until this script shows them: without JavaScript there is the copy button and the list itself.
+document.querySelectorAll("[data-download]").forEach((button) => {
+  const source = document.getElementById(button.getAttribute("data-download"));
+  if (!source) return;
+  button.hidden = false;
+  button.addEventListener("click", () => {
+    const text = source.value !== undefined ? source.value : source.textContent;
+    const url = URL.createObjectURL(new Blob([text + "\n"], { type: "text/plain" }));
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = button.getAttribute("data-filename") || "download.txt";
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  });
+});
+
 // Role selects show the chosen role's permission overview (data rendered into the page as JSON by
 // json_script; the select names its element in data-role-source). With data-role-current the
 // overview compares: current role -> new role, and which permissions are gained and lost.

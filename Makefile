@@ -16,9 +16,11 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## run: migrate, create the demo organisation on first start, serve on http://127.0.0.1:8000
+# Passkeys need a host name (browsers refuse WebAuthn on an IP address): the demo is served as localhost.
+run: export STREAMWARD_PUBLIC_BASE_URL ?= http://localhost:8000
 run: $(STAMP)
 	$(BIN)/streamward demo --if-missing
-	@echo "Open http://127.0.0.1:8000/ and sign in with one of the users above (API reference: /api/docs)."
+	@echo "Open $$STREAMWARD_PUBLIC_BASE_URL/ and sign in with one of the users above (API reference: /api/docs)."
 	$(BIN)/streamward serve
 
 ## test: the whole suite on SQLite, and on PostgreSQL when reachable (CI requires it)

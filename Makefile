@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/delivery.py
 	$(BIN)/python bench/delivery_latency.py
 	$(BIN)/python bench/limits.py
+	$(BIN)/python bench/mfa_login.py
 	cd bench && ../$(BIN)/python housekeeping.py
 
 clean:

@@ -11,14 +11,18 @@ import html
 import json
 import re
 import time
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pyotp
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from streamward.authn.mfa.factors import FRESH_SIGN_IN
 from streamward.authn.mfa.models import Passkey, TotpFactor
+from streamward.authn.models import BintuSession
+from streamward.db import utcnow
 from streamward.orgs.models import Organisation
 from streamward.users.models import Account
 from tests.conftest import PASSWORD, CreatedOrg, Env, Member
@@ -652,3 +656,27 @@ async def test_factor_names_are_text(env: Env) -> None:
     assert too_long.status_code == 303
     kind, text = flash_of(page_of(await client.get(SECURITY)))
     assert kind == "danger" and "Name" in text
+
+
+async def test_adding_a_factor_long_after_signing_in_asks_for_the_password(env: Env) -> None:
+    """The service's rule on the page: a sign-in older than ten minutes shows a password field in
+    both add forms, and adding without it changes nothing."""
+    org = await env.org()
+    member = await env.member(org, "nanoUser")
+    client = await signed_in(env, member)
+    fresh = page_of(await client.get(SECURITY))
+    assert 'name="password" type="password"' not in fresh
+    async with env.runtime.database.session() as session:
+        await session.execute(
+            update(BintuSession).values(created_at=utcnow() - FRESH_SIGN_IN - timedelta(minutes=1))
+        )
+        await session.commit()
+    page = page_of(await client.get(SECURITY))
+    assert page.count('name="password" type="password"') == 2  # the app form and the passkey form
+    refused = await client.post(f"{SECURITY}/totp", data={"csrf_token": csrf_of(page), "name": "Phone"})
+    assert refused.status_code == 303 and refused.headers["location"] == SECURITY
+    assert "Nothing was changed" in page_of(await client.get(SECURITY))
+    started = await client.post(
+        f"{SECURITY}/totp", data={"csrf_token": csrf_of(page), "name": "Phone", "password": PASSWORD}
+    )
+    assert _QR.search(page_of(started))

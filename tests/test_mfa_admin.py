@@ -22,20 +22,20 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 
 async def test_an_admin_resets_a_members_factors(env: Env, clock: Clock) -> None:
-    org, elsewhere = await env.org("Home"), await env.org("Elsewhere")
+    org = await env.org("Home")
     admin = await env.member(org)
     member = await env.member(org, "nanoUser", email="lost-phone@example.com")
-    there = await env.member(elsewhere, "nanoReadOnly", email="lost-phone@example.com")
     await enrol_app(env, member, clock)
     await enrol_app(env, member, clock, name="Tablet")
-    second_tab = await env.issue_token(member)
-    there_token = await env.issue_token(there)
+    second_tab, third_tab = await env.issue_token(member), await env.issue_token(member)
 
+    own = await env.client.delete(f"/api/user/{admin.id}/mfa", headers=admin.headers)
+    assert (own.status_code, error_code(own)) == (400, "own_factors")
     response = await env.client.delete(f"/api/user/{member.id}/mfa", headers=admin.headers)
     assert response.status_code == 204, response.text
 
-    # Every session of the account ends, in every organisation; the admin's own stays.
-    for token in (member.token, second_tab, there_token):
+    # Every session of the account ends; the admin's own stays.
+    for token in (member.token, second_tab, third_tab):
         assert (
             await env.client.get("/api/organisation", headers={"X-BINTU-TOKEN": token})
         ).status_code == 401
@@ -96,3 +96,20 @@ async def test_another_organisations_member_is_not_found(env: Env, clock: Clock)
     assert await count(env, TotpFactor, account_id=stranger.account.id) == 1
     assert (await env.client.get("/api/organisation", headers=stranger.headers)).status_code == 200
     assert not [m for m in filed_mails(env) if m["To"] == stranger.email]
+
+
+async def test_no_reset_of_a_person_whose_factors_guard_another_organisation(env: Env, clock: Clock) -> None:
+    """The factors are the person's: an administrator of one organisation must not strip what
+    protects the person's membership of another (say, where they are an administrator)."""
+    home, elsewhere = await env.org("Home"), await env.org("Elsewhere")
+    admin = await env.member(home)
+    member = await env.member(home, "nanoReadOnly", email="two-orgs@example.com")
+    there = await env.member(elsewhere, "nanoAdmin", email="two-orgs@example.com")
+    await enrol_app(env, member, clock)
+
+    refused = await env.client.delete(f"/api/user/{member.id}/mfa", headers=admin.headers)
+    assert (refused.status_code, error_code(refused)) == (403, "mfa_reset_not_allowed")
+    assert await count(env, TotpFactor, account_id=member.account.id) == 1
+    # The membership elsewhere still asks for the second factor.
+    step = await env.client.post("/api/user/validate", json=password_body(there))
+    assert (step.status_code, error_code(step)) == (401, "mfa_required")

@@ -14,7 +14,7 @@ from streamward.authz.permissions import NANO_ADMIN, PREDEFINED_ROLES
 from tests.conftest import Env, Member
 from tests.support.access import CUSTOM_PERMISSIONS
 from tests.support.data import ALL_PACKAGES, audit_entries, custom_role
-from tests.support.mfa import Clock, enrol_app, error_code
+from tests.support.mfa import Clock, enrol_app, error_code, first_step, second_step
 from tests.support.routes import api_routes
 
 
@@ -247,3 +247,21 @@ async def test_the_users_list_reads_every_rows_factors_in_one_query(env: Env, cl
     assert many == few
     listed = (await env.client.get("/api/user?limit=100", headers=admin.headers)).json()["items"]
     assert sum(item["mfa"]["totp"] for item in listed) == 6
+
+
+async def test_a_login_limited_to_enrolment_carries_no_api_key(env: Env, clock: Clock) -> None:
+    """The API key holds every permission and knows nothing of the policy: a login that may only set
+    up a factor must not hand it out (an administrator's login does, once they have one)."""
+    org = await env.org()
+    admin = await env.member(org)
+    await _require(env, admin.headers)
+    limited = await env.client.post(
+        "/api/user/validate", json={"email": admin.email, "password": admin.password}
+    )
+    assert limited.status_code == 200, limited.text
+    assert "apiKey" not in limited.json()
+    session = {"X-BINTU-TOKEN": limited.json()["token"]}
+    app = await enrol_app(env, admin, clock, headers=session)
+    details = await first_step(env, admin)
+    complete = await second_step(env, details["challenge"], code=app.code(clock))
+    assert complete.status_code == 200 and complete.json()["apiKey"], complete.text

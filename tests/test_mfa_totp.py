@@ -5,12 +5,16 @@ does to the account's other sessions."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pyotp
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from streamward.authn.mfa.models import TotpFactor
+from streamward.authn.models import BintuSession
+from streamward.crypto import digest
+from streamward.db import utcnow
 from streamward.users.models import Account
 from tests.conftest import Env
 from tests.support.data import audit_entries
@@ -284,3 +288,48 @@ async def test_login_with_an_app_end_to_end_twice(env: Env, clock: Clock) -> Non
         assert (
             await env.client.get("/api/organisation", headers={"X-BINTU-TOKEN": token})
         ).status_code == 200
+
+
+async def _age(env: Env, token: str, minutes: int) -> None:
+    """Make the session of ``token`` a login of ``minutes`` ago."""
+    async with env.runtime.database.session() as session:
+        await session.execute(
+            update(BintuSession)
+            .where(BintuSession.token_hash == digest(token))
+            .values(created_at=utcnow() - timedelta(minutes=minutes))
+        )
+        await session.commit()
+
+
+async def test_adding_a_factor_later_than_just_after_signing_in_needs_proof(env: Env, clock: Clock) -> None:
+    """A factor is a way in of its own (a passkey signs in without the password): a stolen session
+    or a named token must not plant one. Right after a login nothing more is asked; later, the
+    password or an app code, as removing a factor asks."""
+    org = await env.org()
+    member = await env.member(org)  # an administrator: named tokens need apikey:read
+    await _age(env, member.token, minutes=11)
+    for path in ("/api/user/mfa/totp", "/api/user/mfa/passkeys/options"):
+        refused = await env.client.post(path, json={}, headers=member.headers)
+        assert (refused.status_code, error_code(refused)) == (403, "proof_required"), path
+        wrong = await env.client.post(path, json={"password": "not my password 1"}, headers=member.headers)
+        assert (wrong.status_code, error_code(wrong)) == (400, "invalid_proof"), path
+    proven = await env.client.post(
+        "/api/user/mfa/totp", json={"password": member.password}, headers=member.headers
+    )
+    assert proven.status_code == 201, proven.text
+    options = await env.client.post(
+        "/api/user/mfa/passkeys/options", json={"password": member.password}, headers=member.headers
+    )
+    assert options.status_code == 200, options.text
+
+    # A named token, however new, is not a sign-in.
+    named = await env.client.post(
+        "/api/bintu/token", json={"name": "CI", "expiresInDays": 30}, headers=member.headers
+    )
+    assert named.status_code == 201, named.text
+    automation = {"X-BINTU-TOKEN": named.json()["token"]}
+    refused = await env.client.post("/api/user/mfa/totp", json={}, headers=automation)
+    assert (refused.status_code, error_code(refused)) == (403, "proof_required")
+    # A fresh login needs nothing more.
+    fresh = {"X-BINTU-TOKEN": await env.issue_token(member)}
+    assert (await env.client.post("/api/user/mfa/totp", json={}, headers=fresh)).status_code == 201

@@ -38,9 +38,12 @@ async def login_response(
     db: DbSession, runtime: Runtime, result: service.LoginResult, address: str
 ) -> LoginResponse:
     """The answer of every login (password, second step, passkey alone): bintu's login body, with
-    the API key for roles holding ``apikey:read`` (a reveal, audited)."""
+    the API key for roles holding ``apikey:read`` (a reveal, audited) — but not for a session limited
+    to setting up a second factor: the key holds every permission and knows no such limit."""
     actor = Actor(f"user:{result.membership.id}", result.account.email, address)
-    api_key = await api_key_for_login(db, runtime.secret_box, result.organisation, result.role, actor)
+    api_key = None
+    if not result.enrolment_only:
+        api_key = await api_key_for_login(db, runtime.secret_box, result.organisation, result.role, actor)
     return LoginResponse(
         token=result.issued.token,
         expires_at=result.issued.session.expires_at,

@@ -42,7 +42,8 @@ async def read_second_factors(principal: Annotated[Principal, ENROLMENT], db: Db
     response_model=TotpCreated,
     summary="Start setting up an authenticator app: its secret and QR code (shown once)",
     description="The app counts once confirmed with a code it shows "
-    "(`POST /api/user/mfa/totp/{id}/confirm`).",
+    "(`POST /api/user/mfa/totp/{id}/confirm`). Adding a factor needs a login of the last 10 minutes, "
+    "or `password` (or `code`): 403 `proof_required` otherwise.",
 )
 @writes
 async def start_authenticator_app(
@@ -51,7 +52,16 @@ async def start_authenticator_app(
     runtime: RuntimeDep,
     body: TotpCreate | None = None,
 ) -> TotpCreated:
-    started = await factors.start_totp(db, principal, runtime.secret_box, name=body.name if body else None)
+    body = body or TotpCreate()
+    started = await factors.start_totp(
+        db,
+        principal,
+        runtime.secret_box,
+        runtime.login_throttle,
+        name=body.name,
+        password=body.password,
+        code=body.code,
+    )
     return TotpCreated(
         id=started.factor.id,
         name=started.factor.name,

@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Body, Response
 
 from streamward.api.login import login_response
 from streamward.authn import passwordless
@@ -41,13 +41,29 @@ def _ceremony(ceremony: Ceremony) -> PasskeyCeremony:
     "/options",
     response_model=PasskeyCeremony,
     summary="Start registering a passkey: the options for navigator.credentials.create()",
+    description="Adding a factor needs a login of the last 10 minutes, or `password` (or `code`): "
+    "403 `proof_required` otherwise.",
 )
 @writes
 async def registration_options(
-    principal: Annotated[Principal, ENROLMENT], db: DbSession, runtime: RuntimeDep, address: ClientAddress
+    principal: Annotated[Principal, ENROLMENT],
+    db: DbSession,
+    runtime: RuntimeDep,
+    address: ClientAddress,
+    body: Annotated[FactorProof | None, Body()] = None,
 ) -> PasskeyCeremony:
     rp = RelyingParty.from_settings(runtime.settings)
-    return _ceremony(await passkeys.registration_options(db, principal, rp, client_address=address))
+    ceremony = await passkeys.registration_options(
+        db,
+        principal,
+        rp,
+        client_address=address,
+        throttle=runtime.login_throttle,
+        box=runtime.secret_box,
+        password=body.password if body else None,
+        code=body.code if body else None,
+    )
+    return _ceremony(ceremony)
 
 
 @enrolment.post(

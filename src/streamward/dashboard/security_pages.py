@@ -91,6 +91,8 @@ async def security_page(
         "security.html",
         title=TITLE,
         mfa=mfa,
+        # Adding a factor later than just after signing in asks for the password (the service's rule).
+        needs_proof=not await factors.freshly_signed_in(db, viewer.principal),
         codes_total=recovery.CODE_COUNT,
         codes_running_low=mfa.recovery_codes_remaining <= CODES_RUNNING_LOW,
     )
@@ -116,7 +118,14 @@ async def start_totp(
     name = (form.get("name") or "").strip()
     try:
         cleaned = _TOTP_NAME.clean(name, field="Name") if name else None
-        enrolment = await factors.start_totp(db, viewer.principal, runtime.secret_box, name=cleaned)
+        enrolment = await factors.start_totp(
+            db,
+            viewer.principal,
+            runtime.secret_box,
+            runtime.login_throttle,
+            name=cleaned,
+            password=(form.get("password") or "")[:128] or None,
+        )
     except AppError as refused:
         return _refused(request, refused)
     return render(
@@ -246,6 +255,9 @@ async def passkey_options(
             viewer.principal,
             RelyingParty.from_settings(runtime.settings),
             client_address=client_address(request),
+            throttle=runtime.login_throttle,
+            box=runtime.secret_box,
+            password=(form.get("password") or "")[:128] or None,
         )
     except AppError as refused:
         note_refusal(request, refused)

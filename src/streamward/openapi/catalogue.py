@@ -190,7 +190,14 @@ REFUSALS: dict[str, Sequence[Refusal]] = {
     ],
     # One's own second factors (a person's: the API key has none).
     "api.mfa.read_second_factors": [(400, "user_required")],
-    "api.mfa.start_authenticator_app": [(400, "user_required"), (409, "too_many_factors")],
+    "api.mfa.start_authenticator_app": [
+        _LIMITS_DOWN,
+        (400, "user_required"),
+        (400, "invalid_proof"),
+        (403, "proof_required"),
+        (409, "too_many_factors"),
+        (429, "rate_limited"),
+    ],
     "api.mfa.confirm_authenticator_app": [
         (400, "user_required"),
         (400, "invalid_code"),
@@ -209,7 +216,11 @@ REFUSALS: dict[str, Sequence[Refusal]] = {
         (400, "no_second_factor"),
         (429, "rate_limited"),
     ],
-    "api.users.reset_second_factors": [(403, "escalation")],
+    "api.users.reset_second_factors": [
+        (400, "own_factors"),
+        (403, "escalation"),
+        (403, "mfa_reset_not_allowed"),
+    ],
     "api.login.logout": [(400, "not_a_session")],
     "api.login.change_password": [
         _LIMITS_DOWN,
@@ -228,7 +239,13 @@ REFUSALS: dict[str, Sequence[Refusal]] = {
         (429, "rate_limited"),
     ],
     # Passkeys: one's own (a person's: the API key has none), and signing in with one alone.
-    "api.passkeys.registration_options": [(400, "user_required")],
+    "api.passkeys.registration_options": [
+        _LIMITS_DOWN,
+        (400, "user_required"),
+        (400, "invalid_proof"),
+        (403, "proof_required"),
+        (429, "rate_limited"),
+    ],
     "api.passkeys.register_passkey": [
         (400, "user_required"),
         (400, "invalid_passkey"),

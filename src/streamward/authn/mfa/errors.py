@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streamward.errors import AppError, Forbidden
+from streamward.errors import AppError, BadRequest, Forbidden
 
 
 class MfaRequired(AppError):
@@ -71,3 +71,30 @@ class TooManyFactors(AppError):
     status_code = 409
     code = "too_many_factors"
     message = "This account has as many authenticator apps as it may have; remove one first."
+
+
+class ProofRequired(Forbidden):
+    """Adding a factor from a session that did not just sign in (or from a named token): a stolen
+    session must not be able to plant a factor of its own, which would be a lasting way in."""
+
+    code = "proof_required"
+    message = (
+        "Confirm with your password or a code from your authenticator app: adding a second factor "
+        "needs a sign-in of the last 10 minutes or that proof."
+    )
+
+
+class ResetElsewhere(Forbidden):
+    """An administrator resets the factors of their own organisation's member; the factors are the
+    person's, guarding every organisation they belong to, which this administrator does not run."""
+
+    code = "mfa_reset_not_allowed"
+    message = (
+        "This person also belongs to other organisations, which their second factors protect too: "
+        "they can sign in with a recovery code, or the platform operator can help."
+    )
+
+
+class OwnReset(BadRequest):
+    code = "own_factors"
+    message = "Your own second factors are removed on your security page (with your password or a code)."

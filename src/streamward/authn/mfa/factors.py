@@ -27,6 +27,9 @@ from streamward.authn.mfa.errors import (
     InvalidCode,
     InvalidProof,
     NoSecondFactor,
+    OwnReset,
+    ProofRequired,
+    ResetElsewhere,
     TooManyFactors,
 )
 from streamward.authn.mfa.models import Passkey, TotpFactor
@@ -156,16 +159,65 @@ async def factor_added(
     return await recovery.replace_codes(session, account.id)
 
 
+# --- who may add a factor --------------------------------------------------------------------------
+
+# A sign-in this recent has just proven the password (and the second factor, when there is one):
+# adding a factor right after it, as the enrolment a policy asks for, needs nothing more.
+FRESH_SIGN_IN = timedelta(minutes=10)
+
+
+async def ensure_may_add(
+    session: AsyncSession,
+    principal: Principal,
+    throttle: LoginThrottle,
+    box: SecretBox,
+    *,
+    password: str | None = None,
+    code: str | None = None,
+) -> Account:
+    """The caller's account (locked), provided the caller may add a factor to it: from a login of
+    the last ``FRESH_SIGN_IN``, or with the proof removing one needs (the password or a fresh app
+    code). A factor is a way in of its own (a passkey signs in without the password, in every
+    organisation of the account): a stolen session, or a named token, must not be able to add one."""
+    account = await _locked_account(session, account_id_of(principal))
+    if password is None and code is None:
+        if await freshly_signed_in(session, principal):
+            return account
+        raise ProofRequired()
+    await _prove(session, throttle, box, account, password=password, code=code)
+    return account
+
+
+async def freshly_signed_in(session: AsyncSession, principal: Principal) -> bool:
+    """Whether the caller's session is a login of the last ``FRESH_SIGN_IN`` (pages ask, to know
+    whether adding a factor will ask for the password)."""
+    if principal.session_id is None:
+        return False
+    signed_in = await session.get(BintuSession, principal.session_id)
+    return (
+        signed_in is not None
+        and signed_in.name is None  # a login's session, not a named token
+        and signed_in.created_at > utcnow() - FRESH_SIGN_IN
+    )
+
+
 # --- authenticator apps ----------------------------------------------------------------------------
 
 
 async def start_totp(
-    session: AsyncSession, principal: Principal, box: SecretBox, *, name: str | None
+    session: AsyncSession,
+    principal: Principal,
+    box: SecretBox,
+    throttle: LoginThrottle,
+    *,
+    name: str | None,
+    password: str | None = None,
+    code: str | None = None,
 ) -> TotpEnrolment:
-    """A new authenticator app for the caller, pending until ``confirm_totp``. The secret is sealed
-    at rest and shown this once."""
-    account_id = account_id_of(principal)
-    account = await _locked_account(session, account_id)
+    """A new authenticator app for the caller (see ``ensure_may_add``), pending until
+    ``confirm_totp``. The secret is sealed at rest and shown this once."""
+    account = await ensure_may_add(session, principal, throttle, box, password=password, code=code)
+    account_id = account.id
     now = utcnow()
     await session.execute(
         delete(TotpFactor)
@@ -338,11 +390,18 @@ async def recovery_code_used(session: AsyncSession, account: Account, *, actor: 
 
 async def reset_member(session: AsyncSession, principal: Principal, user_id: uuid.UUID) -> MailMessage:
     """Remove every factor and recovery code of a member's account and end all its sessions (a member
-    who lost their phone and their codes). Not on a member whose role holds more than the caller's.
-    Returns the mail that tells the member, to send after the commit."""
+    who lost their phone and their codes). Not on a member whose role holds more than the caller's;
+    not on oneself (that is ``remove_factor``, which asks for proof); and not on a person who also
+    belongs to another organisation, whose access the factors guard too (an administrator of one
+    organisation must not be able to open another's). Returns the mail that tells the member, to
+    send after the commit."""
     membership = await get_scoped(session, Membership, user_id, principal, what="user")
+    if membership.id == principal.membership_id:
+        raise OwnReset()
     ensure_can_act_on(principal, await resolve_role(session, membership.organisation_id, membership.role))
     account = await _locked_account(session, membership.account_id)
+    if len(await memberships_of(session, account.id)) > 1:
+        raise ResetElsewhere()
     removed: dict[str, int] = {}
     for kind, model in _MODELS.items():
         result = await session.execute(

@@ -53,9 +53,10 @@ from streamward.authn.mfa.errors import InvalidChallenge, InvalidSecondFactor, T
 from streamward.authn.mfa.models import Passkey
 from streamward.authz.principal import Principal
 from streamward.config import Settings
+from streamward.crypto import SecretBox
 from streamward.db import utcnow
-from streamward.errors import BadRequest, Conflict, NotFound, Unauthenticated
-from streamward.users.models import Account
+from streamward.errors import BadRequest, Conflict, NotFound
+from streamward.limits import LoginThrottle
 
 log = logging.getLogger(__name__)
 
@@ -188,15 +189,23 @@ async def own_passkey(session: AsyncSession, principal: Principal, passkey_id: u
 
 
 async def registration_options(
-    session: AsyncSession, principal: Principal, rp: RelyingParty, *, client_address: str
+    session: AsyncSession,
+    principal: Principal,
+    rp: RelyingParty,
+    *,
+    client_address: str,
+    throttle: LoginThrottle,
+    box: SecretBox,
+    password: str | None = None,
+    code: str | None = None,
 ) -> Ceremony:
-    """Start registering a passkey for the caller's account. A discoverable credential (so it can
-    sign in without an email), user verification preferred (required only for passwordless use),
-    and the account's passkeys excluded: the authenticator refuses to make a second one."""
-    account_id = overview.account_id_of(principal)
-    account = await session.get(Account, account_id)
-    if account is None:  # deleted since the credential was looked up: it is no longer valid
-        raise Unauthenticated()
+    """Start registering a passkey for the caller's account, who must be allowed to add a factor
+    (``factors.ensure_may_add``: a fresh sign-in, or the password or an app code). A discoverable
+    credential (so it can sign in without an email), user verification preferred (required only for
+    passwordless use), and the account's passkeys excluded: the authenticator refuses to make a
+    second one."""
+    account = await factors.ensure_may_add(session, principal, throttle, box, password=password, code=code)
+    account_id = account.id
     token, challenge = await challenges.open_challenge(
         session,
         purpose=challenges.PASSKEY_REGISTRATION,

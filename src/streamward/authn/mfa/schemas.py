@@ -84,6 +84,13 @@ class TotpCreate(ApiModel):
     name: Annotated[str, ColumnText(TotpFactor.name)] | None = Field(
         default=None, description="What you call it, e.g. 'Phone'. Default: 'Authenticator app'."
     )
+    password: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Needed (or `code`) unless your bintu token is a login of the last 10 minutes.",
+    )
+    code: AppCode | None = Field(default=None, description="A code of one of your authenticator apps.")
 
 
 class TotpCreated(ApiModel):

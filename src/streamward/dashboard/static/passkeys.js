@@ -100,6 +100,7 @@
   async function fetchOptions(url, form) {
     const body = new FormData();
     body.append("csrf_token", form.elements.csrf_token.value);
+    if (form.elements.password) body.append("password", form.elements.password.value);
     const response = await fetch(url, {
       method: "POST",
       body,

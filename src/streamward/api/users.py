@@ -15,7 +15,6 @@ from streamward.schemas import column_query
 from streamward.users import service
 from streamward.users.models import Account, Membership
 from streamward.users.schemas import (
-    MfaFlags,
     PermissionChange,
     TokenKeyOut,
     TokenKeyReset,
@@ -47,11 +46,11 @@ async def list_users(
     page = await service.list_users(db, principal, role=role, email_starts_with=q, limit=limit, cursor=cursor)
     kinds = await overview.kinds_of(db, [row.account_id for row in page.items])
     none = overview.FactorKinds(totp=False, passkey=False)
-    items = [
-        UserSummary.of_row(row, MfaFlags.model_validate(kinds.get(row.account_id, none)))
-        for row in page.items
-    ]
-    return UserPage(items=items, next_cursor=page.next_cursor)
+    items = []
+    for row in page.items:
+        factors = kinds.get(row.account_id, none)
+        items.append(UserSummary.of_row(row, totp=factors.totp, passkey=factors.passkey))
+    return UserPage.model_construct(items=items, next_cursor=page.next_cursor)
 
 
 @router.put(

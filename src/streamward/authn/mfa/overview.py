@@ -87,9 +87,7 @@ async def summary(session: AsyncSession, principal: Principal) -> MfaSummary:
 # Built once: composing the statement cost more CPU than running it (a page of the users list each).
 _KINDS = select(
     Account.id,
-    exists()
-    .where(TotpFactor.account_id == Account.id, TotpFactor.confirmed_at.is_not(None))
-    .label("totp"),
+    exists().where(TotpFactor.account_id == Account.id, TotpFactor.confirmed_at.is_not(None)).label("totp"),
     exists().where(Passkey.account_id == Account.id).label("passkey"),
 ).where(Account.id.in_(bindparam("account_ids", expanding=True)))
 

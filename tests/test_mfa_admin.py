@@ -95,7 +95,9 @@ async def test_another_organisations_member_is_not_found(env: Env, clock: Clock)
         assert (response.status_code, error_code(response)) == (404, "not_found")
     assert await count(env, TotpFactor, account_id=stranger.account.id) == 1
     assert (await env.client.get("/api/organisation", headers=stranger.headers)).status_code == 200
-    assert not [m for m in filed_mails(env) if m["To"] == stranger.email]
+    # The stranger was told of the app they added, and of nothing else.
+    told = [str(m["Subject"]) for m in filed_mails(env) if m["To"] == stranger.email]
+    assert told == ["An authenticator app was added to your Streamward account"]
 
 
 async def test_no_reset_of_a_person_whose_factors_guard_another_organisation(env: Env, clock: Clock) -> None:

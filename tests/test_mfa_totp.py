@@ -18,6 +18,7 @@ from streamward.db import utcnow
 from streamward.users.models import Account
 from tests.conftest import Env
 from tests.support.data import audit_entries
+from tests.support.mail import filed_mails
 from tests.support.mfa import (
     Clock,
     enrol_app,
@@ -333,3 +334,17 @@ async def test_adding_a_factor_later_than_just_after_signing_in_needs_proof(env:
     # A fresh login needs nothing more.
     fresh = {"X-BINTU-TOKEN": await env.issue_token(member)}
     assert (await env.client.post("/api/user/mfa/totp", json={}, headers=fresh)).status_code == 201
+
+
+async def test_the_owner_is_told_of_every_factor_added(env: Env, clock: Clock) -> None:
+    """A factor is a new way in: whoever added it, the account's owner hears of it (after the
+    commit), with the address it was added from."""
+    org = await env.org()
+    member = await env.member(org, "nanoUser")
+    await enrol_app(env, member, clock, name="Phone")
+    await enrol_app(env, member, clock, name="Tablet")
+    told = [m for m in filed_mails(env) if m["To"] == member.email]
+    assert [str(m["Subject"]) for m in told] == [
+        "An authenticator app was added to your Streamward account"
+    ] * 2
+    assert "'Phone'" in told[0].get_content() and "'Tablet'" in told[1].get_content()

@@ -7,8 +7,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, BackgroundTasks, Response
 
+from streamward.authn.mail import mail_backend, send_quietly
 from streamward.authn.mfa import factors, overview
 from streamward.authn.mfa.schemas import (
     FactorOut,
@@ -85,8 +86,11 @@ async def confirm_authenticator_app(
     principal: Annotated[Principal, ENROLMENT],
     db: DbSession,
     runtime: RuntimeDep,
+    background: BackgroundTasks,
 ) -> TotpConfirmed:
     confirmed = await factors.confirm_totp(db, principal, runtime.secret_box, factor_id, code=body.code)
+    # Sent after the response (and so after the commit that confirmed the app).
+    background.add_task(send_quietly, mail_backend(runtime.settings), confirmed.notice)
     return TotpConfirmed(
         **FactorOut.of(confirmed.factor).model_dump(), recovery_codes=confirmed.recovery_codes
     )

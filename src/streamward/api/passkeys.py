@@ -7,10 +7,11 @@ import uuid
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, BackgroundTasks, Body, Response
 
 from streamward.api.login import login_response
 from streamward.authn import passwordless
+from streamward.authn.mail import mail_backend, send_quietly
 from streamward.authn.mfa import factors, passkeys
 from streamward.authn.mfa.passkey_schemas import (
     PasskeyCeremony,
@@ -80,6 +81,7 @@ async def register_passkey(
     db: DbSession,
     runtime: RuntimeDep,
     address: ClientAddress,
+    background: BackgroundTasks,
 ) -> PasskeyRegistered:
     registered = await passkeys.register(
         db,
@@ -90,6 +92,8 @@ async def register_passkey(
         credential=body.credential,
         client_address=address,
     )
+    # Sent after the response (and so after the commit that stored the passkey).
+    background.add_task(send_quietly, mail_backend(runtime.settings), registered.notice)
     out = PasskeyRegistered.model_validate(registered.passkey)
     if registered.recovery_codes:
         out.recovery_codes = registered.recovery_codes

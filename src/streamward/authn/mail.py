@@ -137,6 +137,22 @@ def recovery_code_used_mail(email: str, *, remaining: int, client_address: str) 
     )
 
 
+def factor_added_mail(email: str, *, kind: str, name: str, client_address: str | None) -> MailMessage:
+    """A new way into the account: the owner hears of every one, so that a factor planted by whoever
+    held a session (and, later than just after signing in, the password) does not go unnoticed."""
+    article, what = ("A", "passkey") if kind == "passkey" else ("An", "authenticator app")
+    where = f" (from the address {client_address})" if client_address else ""
+    return MailMessage(
+        to=email,
+        subject=f"{article} {what} was added to your Streamward account",
+        body=(
+            f"The {what} {name!r} was added to the Streamward account {email}{where}, and the "
+            "account's other sessions were signed out.\n\nIf it was you, nothing more to do.\nIf it "
+            "was not you, sign in, remove it on your security page and change your password.\n"
+        ),
+    )
+
+
 def second_factors_reset_mail(email: str, *, organisation_name: str) -> MailMessage:
     """An administrator removed every second factor of the account."""
     return MailMessage(

@@ -18,9 +18,10 @@ import json
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse, Response
 
+from streamward.authn.mail import mail_backend, send_quietly
 from streamward.authn.mfa import factors, overview, passkeys, recovery
 from streamward.authn.mfa.models import Passkey, TotpFactor
 from streamward.authn.mfa.passkeys import RelyingParty
@@ -148,6 +149,7 @@ async def confirm_totp(
     form: CheckedForm,
     db: DbSession,
     runtime: RuntimeDep,
+    background: BackgroundTasks,
 ) -> Response:
     target = _factor_id(factor_id)
     try:
@@ -170,6 +172,8 @@ async def confirm_totp(
             error=refused.message,
         )
     text = f"The authenticator app “{confirmed.factor.name}” was added. Your other sessions were signed out."
+    # Sent after the response (and so after the commit), as the API does.
+    background.add_task(send_quietly, mail_backend(runtime.settings), confirmed.notice)
     return _codes_shown(request, text, confirmed.recovery_codes)
 
 
@@ -288,6 +292,7 @@ async def register_passkey(
     form: CheckedForm,
     db: DbSession,
     runtime: RuntimeDep,
+    background: BackgroundTasks,
 ) -> Response:
     try:
         name = _PASSKEY_NAME.clean((form.get("name") or "").strip(), field="Name")
@@ -303,6 +308,7 @@ async def register_passkey(
     except AppError as refused:
         return _refused(request, refused)
     text = f"The passkey “{registered.passkey.name}” was added. Your other sessions were signed out."
+    background.add_task(send_quietly, mail_backend(runtime.settings), registered.notice)
     return _codes_shown(request, text, registered.recovery_codes)
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.audit.service import Actor, record
 from streamward.authn.account_audit import memberships_of, record_for_account
-from streamward.authn.mail import MailMessage, second_factors_reset_mail
+from streamward.authn.mail import MailMessage, factor_added_mail, second_factors_reset_mail
 from streamward.authn.mfa import recovery, totp
 from streamward.authn.mfa.errors import (
     FactorAlreadyConfirmed,
@@ -70,9 +70,16 @@ class TotpEnrolment:
 
 
 @dataclass(frozen=True)
+class FactorAdded:
+    recovery_codes: list[str] | None  # only when this made the account's first factor
+    notice: MailMessage  # tells the owner; to send after the commit
+
+
+@dataclass(frozen=True)
 class ConfirmedTotp:
     factor: FactorView
     recovery_codes: list[str] | None  # only when this made the account's first factor
+    notice: MailMessage
 
 
 # --- what every change does ------------------------------------------------------------------------
@@ -137,12 +144,10 @@ async def _account_changed(
     return count
 
 
-async def factor_added(
-    session: AsyncSession, principal: Principal, *, kind: str, name: str
-) -> list[str] | None:
+async def factor_added(session: AsyncSession, principal: Principal, *, kind: str, name: str) -> FactorAdded:
     """A confirmed app or a registered passkey was just flushed for the caller's account: enrolment
     refreshed, other sessions ended, audited. Returns the account's first recovery codes (shown
-    once) when this is its first factor, else None."""
+    once) when this is its first factor, and the mail that tells the owner."""
     if kind not in KINDS:
         raise ValueError(f"unknown factor kind {kind!r}")
     account = await _locked_account(session, account_id_of(principal))
@@ -154,9 +159,9 @@ async def factor_added(
         keep_session=principal.session_id,
         after={"kind": kind, "name": name},
     )
-    if count != 1:
-        return None
-    return await recovery.replace_codes(session, account.id)
+    notice = factor_added_mail(account.email, kind=kind, name=name, client_address=principal.client_address)
+    codes = await recovery.replace_codes(session, account.id) if count == 1 else None
+    return FactorAdded(codes, notice)
 
 
 # --- who may add a factor --------------------------------------------------------------------------
@@ -270,8 +275,8 @@ async def confirm_totp(
         raise InvalidCode()
     factor.confirmed_at = utcnow()
     await session.flush()
-    codes = await factor_added(session, principal, kind=TOTP, name=factor.name)
-    return ConfirmedTotp(view(factor), codes)
+    added = await factor_added(session, principal, kind=TOTP, name=factor.name)
+    return ConfirmedTotp(view(factor), added.recovery_codes, added.notice)
 
 
 # --- proofs, removal, new codes --------------------------------------------------------------------

@@ -48,6 +48,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
+from streamward.authn.mail import MailMessage
 from streamward.authn.mfa import challenges, factors, overview
 from streamward.authn.mfa.errors import InvalidChallenge, InvalidSecondFactor, TooManyFactors
 from streamward.authn.mfa.models import Passkey
@@ -148,6 +149,7 @@ class Registered:
     passkey: Passkey
     # The account's first factor: its ten recovery codes, shown this once.
     recovery_codes: list[str] | None
+    notice: MailMessage  # tells the owner; to send after the commit
 
 
 def _json(options: PublicKeyCredentialCreationOptions | PublicKeyCredentialRequestOptions) -> dict[str, Any]:
@@ -289,8 +291,8 @@ async def register(
         await session.flush()
     except IntegrityError:  # the same credential, registered by a concurrent request
         raise Conflict("This passkey is registered already.") from None
-    codes = await factors.factor_added(session, principal, kind="passkey", name=passkey.name)
-    return Registered(passkey, codes)
+    added = await factors.factor_added(session, principal, kind="passkey", name=passkey.name)
+    return Registered(passkey, added.recovery_codes, added.notice)
 
 
 async def rename(session: AsyncSession, principal: Principal, passkey_id: uuid.UUID, *, name: str) -> Passkey:

@@ -1,4 +1,4 @@
-"""Small helpers shared by the roles, audit, deliveries and streams pages."""
+"""Small helpers shared by the pages: forms, lists, and the JSON the passkey script reads."""
 
 from __future__ import annotations
 
@@ -6,7 +6,12 @@ from collections.abc import Mapping
 from urllib.parse import urlencode
 
 from fastapi import Request
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+
+from streamward.authn.mfa.passkeys import Ceremony
+from streamward.errors import AppError, error_body
+from streamward.web.session import note_refusal
 
 
 async def form_values(request: Request, name: str) -> list[str]:
@@ -47,3 +52,16 @@ def list_url(path: str, **params: str | None) -> str:
     """A list page's URL with its filters (empty ones left out), for pager and download links."""
     query = urlencode({key: value for key, value in params.items() if value})
     return f"{path}?{query}" if query else path
+
+
+def ceremony_json(ceremony: Ceremony) -> JSONResponse:
+    """A started WebAuthn ceremony, for passkeys.js: the options and the challenge to send back."""
+    return JSONResponse({"challenge": ceremony.token, "publicKey": ceremony.public_key})
+
+
+def refusal_json(request: Request, refused: AppError) -> JSONResponse:
+    """A refusal passkeys.js shows, in the API's error envelope (the request's changes rolled back,
+    as a rendered refusal's are)."""
+    note_refusal(request, refused)
+    body = error_body(refused.code, refused.message)
+    return JSONResponse(body, status_code=refused.status_code, headers=refused.headers)

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from streamward.authn import passwordless
 from streamward.authn import service as authn
@@ -27,6 +27,7 @@ from streamward.dashboard.login_step import (
     safe_next,
     sign_in_response,
 )
+from streamward.dashboard.page_tools import ceremony_json, refusal_json
 from streamward.errors import AppError, BadRequest
 from streamward.runtime import client_address
 from streamward.web.params import RuntimeDep
@@ -160,10 +161,8 @@ async def passwordless_options(
             client_address=client_address(request),
         )
     except AppError as refused:
-        note_refusal(request, refused)
-        body = {"error": {"code": refused.code, "message": refused.message}}
-        return JSONResponse(body, status_code=refused.status_code, headers=refused.headers)
-    return JSONResponse({"challenge": ceremony.token, "publicKey": ceremony.public_key})
+        return refusal_json(request, refused)
+    return ceremony_json(ceremony)
 
 
 @router.post("/login/passkey", dependencies=[PUBLIC_PAGE])

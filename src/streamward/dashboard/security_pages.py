@@ -19,13 +19,14 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from streamward.authn.mail import mail_backend, send_quietly
 from streamward.authn.mfa import factors, overview, passkeys, recovery
 from streamward.authn.mfa.models import Passkey, TotpFactor
 from streamward.authn.mfa.passkeys import RelyingParty
 from streamward.dashboard.core import SECURITY_PAGE, CheckedForm, Viewer, flash_redirect, page, render
+from streamward.dashboard.page_tools import ceremony_json, refusal_json
 from streamward.errors import AppError, BadRequest, NotFound
 from streamward.runtime import client_address
 from streamward.schemas import ColumnText
@@ -125,7 +126,7 @@ async def start_totp(
             runtime.secret_box,
             runtime.login_throttle,
             name=cleaned,
-            password=(form.get("password") or "")[:128] or None,
+            **_proof(form),
         )
     except AppError as refused:
         return _refused(request, refused)
@@ -261,14 +262,11 @@ async def passkey_options(
             client_address=client_address(request),
             throttle=runtime.login_throttle,
             box=runtime.secret_box,
-            password=(form.get("password") or "")[:128] or None,
+            **_proof(form),
         )
     except AppError as refused:
-        note_refusal(request, refused)
-        return JSONResponse(
-            {"error": {"code": refused.code, "message": refused.message}}, status_code=refused.status_code
-        )
-    return JSONResponse({"challenge": ceremony.token, "publicKey": ceremony.public_key})
+        return refusal_json(request, refused)
+    return ceremony_json(ceremony)
 
 
 def credential_json(value: str) -> dict[str, Any]:

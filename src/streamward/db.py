@@ -293,6 +293,17 @@ async def direct_reader(session: AsyncSession) -> Any | None:
     return await database.lookups()
 
 
+async def release(session: AsyncSession) -> None:
+    """Close a request's session. Most reading requests never use theirs (their credential is
+    checked on the look-up pool): such a session holds no connection, and is closed without the
+    greenlet hop of ``AsyncSession.close`` nor the autobegin-and-commit of an empty commit, which
+    measured a quarter of the CPU of ``GET /api/organisation``."""
+    if session.in_transaction():
+        await session.close()
+    else:
+        session.sync_session.close()  # no transaction, no connection: nothing to wait for
+
+
 async def end_transaction(session: AsyncSession) -> None:
     """Commit what the request has done so far and end its transaction, before a call over the
     network (DNS included): a writing transaction holds SQLite's one write lock (``BEGIN IMMEDIATE``)

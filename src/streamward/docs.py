@@ -14,11 +14,12 @@ import hashlib
 from html import escape
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import FileResponse, HTMLResponse
 
 from streamward.errors import NotFound
 from streamward.web.access import PUBLIC
+from streamward.web.routing import Router
 from streamward.web.session import reads
 
 ASSETS_DIR = Path(__file__).parent / "docs_assets"
@@ -52,7 +53,7 @@ def _assets_version() -> str:
 
 _VERSION = _assets_version()
 
-router = APIRouter(include_in_schema=False, dependencies=[PUBLIC])
+router = Router(include_in_schema=False, dependencies=[PUBLIC])
 
 
 def docs_html(title: str, openapi_url: str) -> str:

@@ -17,13 +17,14 @@ import time
 from functools import cache
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from streamward.migrate import current_heads
 from streamward.runtime import Runtime
 from streamward.web.access import PUBLIC
+from streamward.web.routing import Router
 from streamward.web.session import reads
 
 # Short: a dead database must turn the probe red within the probe's own timeout (usually 1-5 s).
@@ -33,7 +34,7 @@ WORKER_SILENCE_SECONDS = 30.0
 
 Check = dict[str, Any]
 
-router = APIRouter(tags=["operations"])
+router = Router(tags=["operations"])
 
 
 @cache

@@ -18,7 +18,7 @@ import math
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -34,6 +34,7 @@ from streamward.audit.service import Actor
 from streamward.db import utcnow
 from streamward.events.models import OutboxEvent
 from streamward.runtime import Runtime
+from streamward.web.routing import Router
 from streamward.web.session import reads
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,7 @@ def metrics_of(request: Request) -> Metrics:
     return metrics
 
 
-router = APIRouter(tags=["operations"])
+router = Router(tags=["operations"])
 
 
 @router.get(

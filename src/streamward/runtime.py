@@ -73,10 +73,15 @@ class Runtime:
         await self.database.dispose()
 
 
-async def get_runtime(request: Request) -> Runtime:
-    # async on purpose: FastAPI runs a plain `def` dependency in a thread pool, on every request.
+def runtime_of(request: Request) -> Runtime:
+    """The process runtime of the application serving ``request``."""
     runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+async def get_runtime(request: Request) -> Runtime:
+    # async on purpose: FastAPI runs a plain `def` dependency in a thread pool, on every request.
+    return runtime_of(request)
 
 
 def client_address(request: Request, *, trust_forwarded_for: bool | None = None) -> str:

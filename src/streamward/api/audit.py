@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 
 from streamward.audit.export import csv_response
 from streamward.audit.models import AuditEntry
@@ -15,9 +15,10 @@ from streamward.pagination import DEFAULT_LIMIT
 from streamward.schemas import column_query
 from streamward.web.access import require
 from streamward.web.params import Cursor, Limit, RuntimeDep
+from streamward.web.routing import Router
 from streamward.web.session import DbSession, reads
 
-router = APIRouter(prefix="/api/audit", tags=["audit"])
+router = Router(prefix="/api/audit", tags=["audit"])
 
 
 @router.get(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi import BackgroundTasks, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -29,9 +29,10 @@ from streamward.schemas import format_utc
 from streamward.web.access import PUBLIC
 from streamward.web.authenticate import MAX_CREDENTIAL_LENGTH
 from streamward.web.params import RuntimeDep
+from streamward.web.routing import Router
 from streamward.web.session import DbSession, reads, writes
 
-router = APIRouter(prefix="/api", tags=["bintu compatibility"])
+router = Router(prefix="/api", tags=["bintu compatibility"])
 
 # How much of a key an answer shows: enough to tell two keys apart, too little to use one.
 MASK_VISIBLE = 6

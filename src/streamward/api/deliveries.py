@@ -3,14 +3,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter
-
 from streamward.authz.principal import Principal
 from streamward.events.models import WebhookDelivery
 from streamward.pagination import DEFAULT_LIMIT
 from streamward.schemas import column_query
 from streamward.web.access import require
 from streamward.web.params import Cursor, Limit, RuntimeDep
+from streamward.web.routing import Router
 from streamward.web.session import DbSession, reads, writes
 from streamward.webhooks import deliveries as service
 from streamward.webhooks import ping
@@ -22,7 +21,7 @@ from streamward.webhooks.schemas import (
     TestDeliveryOut,
 )
 
-router = APIRouter(prefix="/api/organisation/webhook", tags=["webhook deliveries"])
+router = Router(prefix="/api/organisation/webhook", tags=["webhook deliveries"])
 
 
 @router.get("/deliveries", response_model=DeliveryPage, summary="The delivery log, newest first")

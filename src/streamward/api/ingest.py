@@ -7,7 +7,7 @@ import hmac
 import json
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 
 from streamward.errors import BadRequest, NotFound, TooDeep, Unauthenticated
@@ -15,6 +15,7 @@ from streamward.ingest import service as ingest
 from streamward.ingest.service import Call, IngestReport
 from streamward.web.access import access_rule
 from streamward.web.params import RuntimeDep
+from streamward.web.routing import Router
 from streamward.web.session import DbSession, writes
 
 INGEST_SECRET_HEADER = "X-Ingest-Secret"
@@ -31,7 +32,7 @@ async def _media_server(request: Request, runtime: RuntimeDep) -> None:
 
 
 MEDIA_SERVER = Depends(_media_server)
-router = APIRouter(prefix="/api/ingest", tags=["media-server ingest"], dependencies=[MEDIA_SERVER])
+router = Router(prefix="/api/ingest", tags=["media-server ingest"], dependencies=[MEDIA_SERVER])
 
 
 async def _fields(request: Request) -> dict[str, str]:

@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 
 from streamward.authn.schemas import LoginResponse, OrganisationRef, UserRef
 from streamward.authz.permissions import ordered
@@ -35,10 +35,11 @@ from streamward.schemas import column_query
 from streamward.web.access import PUBLIC, require
 from streamward.web.authenticate import TOKEN_HEADER
 from streamward.web.params import Cursor, Limit, RuntimeDep
+from streamward.web.routing import Router
 from streamward.web.session import DbSession, reads, writes
 
-manage = APIRouter(prefix="/api/user/invite", tags=["invitations"])
-public = APIRouter(prefix="/api/invite", tags=["invitations"])
+manage = Router(prefix="/api/user/invite", tags=["invitations"])
+public = Router(prefix="/api/invite", tags=["invitations"])
 
 
 def _out(invitation: Invitation) -> InviteOut:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Request, Response
+from fastapi import BackgroundTasks, Request, Response
 
 from streamward.audit.service import Actor
 from streamward.authn import password_changes, service
@@ -29,9 +29,10 @@ from streamward.roles.schemas import RoleRef
 from streamward.runtime import Runtime, client_address
 from streamward.web.access import AUTHENTICATED, ENROLMENT, PUBLIC
 from streamward.web.params import ClientAddress, RuntimeDep
+from streamward.web.routing import Router
 from streamward.web.session import DbSession, writes
 
-router = APIRouter(prefix="/api/user", tags=["authentication"])
+router = Router(prefix="/api/user", tags=["authentication"])
 
 
 async def login_response(

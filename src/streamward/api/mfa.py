@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Response
+from fastapi import BackgroundTasks, Response
 
 from streamward.authn.mail import mail_backend, send_quietly
 from streamward.authn.mfa import factors, overview
@@ -24,9 +24,10 @@ from streamward.authn.mfa.schemas import (
 from streamward.authz.principal import Principal
 from streamward.web.access import ENROLMENT
 from streamward.web.params import RuntimeDep
+from streamward.web.routing import Router
 from streamward.web.session import DbSession, reads, writes
 
-router = APIRouter(prefix="/api/user/mfa", tags=["second factor"])
+router = Router(prefix="/api/user/mfa", tags=["second factor"])
 
 
 @router.get(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 
 from streamward.audit.service import Actor
 from streamward.crypto import same
@@ -22,9 +22,10 @@ from streamward.pagination import DEFAULT_LIMIT
 from streamward.runtime import client_address
 from streamward.web.access import access_rule
 from streamward.web.params import Cursor, Limit, RuntimeDep
+from streamward.web.routing import Router
 from streamward.web.session import DbSession, reads, writes
 
-router = APIRouter(prefix="/api/operator", tags=["platform operator"])
+router = Router(prefix="/api/operator", tags=["platform operator"])
 
 
 @access_rule("operator")

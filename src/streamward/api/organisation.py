@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 
 from streamward.authn import service as authn
 from streamward.authn.schemas import BintuTokenCreate, BintuTokenOut
@@ -24,11 +24,12 @@ from streamward.orgs.schemas import (
 )
 from streamward.web.access import require
 from streamward.web.params import RuntimeDep
+from streamward.web.routing import Router
 from streamward.web.session import DbSession, reads, writes
 from streamward.webhooks import config as webhook
 
-router = APIRouter(prefix="/api/organisation", tags=["organisation"])
-bintu_token_router = APIRouter(prefix="/api/bintu", tags=["authentication"])
+router = Router(prefix="/api/organisation", tags=["organisation"])
+bintu_token_router = Router(prefix="/api/bintu", tags=["authentication"])
 
 
 @router.get("", response_model=OrganisationOut, summary="The caller's organisation")

@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Body, Response
+from fastapi import BackgroundTasks, Body, Response
 
 from streamward.api.login import login_response
 from streamward.authn import passwordless
@@ -26,10 +26,11 @@ from streamward.authn.schemas import LoginResponse
 from streamward.authz.principal import Principal
 from streamward.web.access import ENROLMENT, PUBLIC
 from streamward.web.params import ClientAddress, RuntimeDep
+from streamward.web.routing import Router
 from streamward.web.session import DbSession, writes
 
-enrolment = APIRouter(prefix="/api/user/mfa/passkeys", tags=["second factor"])
-sign_in = APIRouter(prefix="/api/user", tags=["authentication"])
+enrolment = Router(prefix="/api/user/mfa/passkeys", tags=["second factor"])
+sign_in = Router(prefix="/api/user", tags=["authentication"])
 
 
 def _ceremony(ceremony: Ceremony) -> PasskeyCeremony:
@@ -171,6 +172,6 @@ async def validate_passkey(
 
 
 # What the app mounts: both, in one.
-router = APIRouter()
+router = Router()
 router.include_router(enrolment)
 router.include_router(sign_in)

@@ -15,10 +15,9 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 import pydantic_core
-from fastapi import APIRouter, Body, FastAPI, Query, Request, Response
+from fastapi import Body, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 
 from streamward.audit.service import Actor
 from streamward.authz.principal import Principal
@@ -47,6 +46,7 @@ from streamward.playback.schemas import (
 )
 from streamward.web.access import PUBLIC, require, token_service
 from streamward.web.params import RuntimeDep
+from streamward.web.routing import Route, Router
 from streamward.web.session import DbSession, reads, writes
 
 
@@ -75,7 +75,7 @@ def as_splay_error(exc: AppError | RequestValidationError) -> SplayError:
     return converted
 
 
-class SplayRoute(APIRoute):
+class SplayRoute(Route):
     """A route whose refusals, from any dependency or from validation, become SplayErrors. They are
     re-raised (not answered here) so that the request's transaction is rolled back as usual."""
 
@@ -121,7 +121,7 @@ def install_splay_error_handler(app: FastAPI) -> None:
     app.add_exception_handler(SplayError, render)
 
 
-splay_router = APIRouter(prefix="/api/v1/splay", tags=["playback tokens"], route_class=SplayRoute)
+splay_router = Router(prefix="/api/v1/splay", tags=["playback tokens"], route_class=SplayRoute)
 
 
 @splay_router.post("", response_model=SplayReply, summary="Issue a playback token")
@@ -174,7 +174,7 @@ async def revoke_token(
     return Response(status_code=204)
 
 
-jwks_router = APIRouter(tags=["playback tokens"])
+jwks_router = Router(tags=["playback tokens"])
 
 # Verifiers may cache the key set briefly; a rotation's new key is only used by new tokens.
 JWKS_CACHE_CONTROL = "public, max-age=300"
@@ -197,7 +197,7 @@ async def jwks(
     return Jwks(keys=[Jwk.model_validate(keys.jwk_of(key)) for key in published])
 
 
-keys_router = APIRouter(prefix="/api/organisation/playback-keys", tags=["playback tokens"])
+keys_router = Router(prefix="/api/organisation/playback-keys", tags=["playback tokens"])
 
 
 @keys_router.post(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 
 from streamward import role_management as service
 from streamward.authz.permissions import CATALOGUE
@@ -25,9 +25,10 @@ from streamward.roles.schemas import (
 from streamward.schemas import column_path, column_query
 from streamward.users.models import Membership
 from streamward.web.access import require
+from streamward.web.routing import Router
 from streamward.web.session import DbSession, reads, writes
 
-router = APIRouter(prefix="/api/permission", tags=["roles"])
+router = Router(prefix="/api/permission", tags=["roles"])
 
 RoleName = Annotated[str, column_path(CustomRole.name)]
 

@@ -52,7 +52,6 @@ from streamward.streams.service import StreamView
 from streamward.vod import service as vod
 from streamward.web.access import access_rule
 from streamward.web.authenticate import API_KEY_HEADER, MAX_CREDENTIAL_LENGTH, TOKEN_HEADER, authenticate
-from streamward.web.params import RuntimeDep
 from streamward.web.session import DbSession
 
 PLAYER_KEY_HEADER = "X-BINTU-PLAYERKEY"
@@ -119,11 +118,11 @@ def _origin_host(request: Request) -> str | None:
 
 
 @access_rule("player")
-async def stream_reader(request: Request, db: DbSession, runtime: RuntimeDep) -> StreamReader:
+async def stream_reader(request: Request, db: DbSession) -> StreamReader:
     """Credentials when sent (and then they must be valid and hold ``stream:read``), else the
     player key when sent (it must be valid), else an anonymous player."""
     if request.headers.get(TOKEN_HEADER) or request.headers.get(API_KEY_HEADER):
-        principal = check(await authenticate(request, db, runtime), "stream:read")
+        principal = check(await authenticate(request, db), "stream:read")
         return StreamReader(principal=principal)
     token = request.query_params.get(PLAYBACK_TOKEN_QUERY) or request.headers.get(PLAYBACK_TOKEN_HEADER)
     reader = StreamReader(

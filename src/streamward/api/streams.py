@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Request, Response
-from fastapi.routing import APIRoute
+from fastapi import Body, Request, Response
 
 from streamward.api.stream_listing import (
     DEFAULT_ASSET_LIMIT,
@@ -58,6 +57,7 @@ from streamward.streams.schemas import (
 from streamward.streams.service import StreamView
 from streamward.web.access import require
 from streamward.web.params import RuntimeDep
+from streamward.web.routing import Route, Router
 from streamward.web.session import DbSession, reads, writes
 
 Endpoint = Callable[..., Awaitable[Response]]
@@ -75,7 +75,7 @@ def player_read(kind: str) -> Callable[[Endpoint], Endpoint]:
     return mark
 
 
-class StreamRoute(APIRoute):
+class StreamRoute(Route):
     """A stream route. The player reads among them look in the cache before anything else runs:
     a cached public answer needs neither the access rule nor a database session."""
 
@@ -91,8 +91,8 @@ class StreamRoute(APIRoute):
         return player_read_handler
 
 
-stream_routes = APIRouter(prefix="/api/stream", tags=["streams"], route_class=StreamRoute)
-player_access_routes = APIRouter(prefix="/api/organisation/player-access", tags=["organisation"])
+stream_routes = Router(prefix="/api/stream", tags=["streams"], route_class=StreamRoute)
+player_access_routes = Router(prefix="/api/organisation/player-access", tags=["organisation"])
 
 # Whoever may act on a stream's lifecycle and restream target.
 StreamManager = Annotated[Principal, require("stream:manage")]
@@ -358,6 +358,6 @@ def _player_access(principal: Principal, required: bool) -> PlayerAccessOut:
 
 # What app.py includes: the stream routes and the organisation's player-access setting, which is
 # part of the same feature (who may read stream info without credentials).
-router = APIRouter()
+router = Router()
 router.include_router(stream_routes)
 router.include_router(player_access_routes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 
 from streamward.authz.principal import Principal
 from streamward.pagination import DEFAULT_LIMIT
@@ -17,9 +17,10 @@ from streamward.streams.schemas import (
 )
 from streamward.web.access import require
 from streamward.web.params import Cursor, Limit
+from streamward.web.routing import Router
 from streamward.web.session import DbSession, reads, writes
 
-tag_router = APIRouter(prefix="/api/tag", tags=["tags"])
+tag_router = Router(prefix="/api/tag", tags=["tags"])
 
 
 @tag_router.get("", response_model=TagPage, summary="Tags in use, by name, with their stream counts")

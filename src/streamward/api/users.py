@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Response
+from fastapi import BackgroundTasks, Response
 
 from streamward.authn.mail import mail_backend, send_quietly
 from streamward.authn.mfa import factors, overview
@@ -24,9 +24,10 @@ from streamward.users.schemas import (
 )
 from streamward.web.access import AUTHENTICATED, require
 from streamward.web.params import Cursor, Limit, RuntimeDep
+from streamward.web.routing import Router
 from streamward.web.session import DbSession, reads, writes
 
-router = APIRouter(prefix="/api/user", tags=["users"])
+router = Router(prefix="/api/user", tags=["users"])
 
 
 @router.get("", response_model=UserPage, summary="Users of the organisation, newest first")

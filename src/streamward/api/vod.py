@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 
 from streamward.authz.principal import Principal
 from streamward.errors import Unauthenticated
@@ -15,14 +15,15 @@ from streamward.vod.schemas import VodAssetOut, VodImport, VodPage
 from streamward.vod.service import VodReader
 from streamward.web.access import access_rule, require
 from streamward.web.authenticate import API_KEY_HEADER, TOKEN_HEADER, authenticate
-from streamward.web.params import Cursor, Limit, RuntimeDep
+from streamward.web.params import Cursor, Limit
+from streamward.web.routing import Router
 from streamward.web.session import DbSession, reads, writes
 
-router = APIRouter(prefix="/api/vod", tags=["vod"])
+router = Router(prefix="/api/vod", tags=["vod"])
 
 
 @access_rule("vod-visibility")
-async def vod_reader(request: Request, db: DbSession, runtime: RuntimeDep) -> VodReader:
+async def vod_reader(request: Request, db: DbSession) -> VodReader:
     """Public when the organisation's VOD is public, ``vod:read`` otherwise (see vod.service.visibility).
 
     The organisation is the asset's (``/api/vod/{asset_id}``), else ``?organisation=``, else the
@@ -30,7 +31,7 @@ async def vod_reader(request: Request, db: DbSession, runtime: RuntimeDep) -> Vo
     """
     principal: Principal | None = None
     if request.headers.get(TOKEN_HEADER) or request.headers.get(API_KEY_HEADER):
-        principal = await authenticate(request, db, runtime)
+        principal = await authenticate(request, db)
     asset_id = request.path_params.get("asset_id")
     named = request.query_params.get("organisation")
     organisation: Organisation | None

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import Response
 
 from streamward.authn import password_changes
 from streamward.dashboard.core import CheckedForm, Viewer, flash_redirect, page, render
 from streamward.errors import AppError
 from streamward.web.params import RuntimeDep
+from streamward.web.routing import Router
 from streamward.web.session import DbSession, note_refusal, reads, writes
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 
 TITLE = "Change your password"
 CHANGED = "Your password was changed. Your other sessions were signed out; this one stays signed in."

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
@@ -34,9 +34,10 @@ from streamward.schemas import column_query
 from streamward.streams.models import Stream
 from streamward.users.models import Account, Membership
 from streamward.web.params import Cursor
+from streamward.web.routing import Router
 from streamward.web.session import DbSession, reads
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 
 Actor = Annotated[str | None, Query(max_length=ACTOR_FILTER_LENGTH)]
 Action = Annotated[str | None, column_query(AuditEntry.action)]

@@ -6,7 +6,7 @@ import uuid
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi import BackgroundTasks, Request
 from fastapi.responses import Response
 
 from streamward.authn import password_changes
@@ -34,9 +34,10 @@ from streamward.roles.lookup import role_title
 from streamward.runtime import Runtime, client_address
 from streamward.web.authenticate import principal_for
 from streamward.web.params import RuntimeDep
+from streamward.web.routing import Router
 from streamward.web.session import DbSession, note_refusal, reads, writes
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 
 
 @router.get("/login", dependencies=[PUBLIC_PAGE])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, get_args
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import Response
 
 from streamward.dashboard.core import CheckedForm, Viewer, flash_redirect, page, render
@@ -13,11 +13,12 @@ from streamward.dashboard.page_tools import list_url
 from streamward.errors import NotFound
 from streamward.pagination import DEFAULT_LIMIT
 from streamward.web.params import Cursor
+from streamward.web.routing import Router
 from streamward.web.session import DbSession, reads, writes
 from streamward.webhooks import deliveries as events
 from streamward.webhooks.schemas import DeliveryStatus
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 
 STATUSES: tuple[str, ...] = get_args(DeliveryStatus)
 BADGES = {"succeeded": "badge-ok", "failed": "badge-danger", "refused": "badge-warn"}

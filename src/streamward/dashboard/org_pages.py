@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import Response
 
 from streamward.dashboard.core import CheckedForm, Viewer, flash_redirect, page, redirect, render
@@ -15,11 +15,12 @@ from streamward.orgs import service as orgs
 from streamward.orgs.player_access import set_player_token_required
 from streamward.streams import tags as stream_tags
 from streamward.web.params import RuntimeDep
+from streamward.web.routing import Router
 from streamward.web.session import DbSession, note_refusal, reads, writes
 from streamward.webhooks import config as webhook
 from streamward.webhooks import ping
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 
 MAX_TAGS_SHOWN = 200
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import Path, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
@@ -16,9 +16,10 @@ from streamward.dashboard.page_tools import form_values, validation_message
 from streamward.errors import AppError
 from streamward.roles.lookup import may_grant
 from streamward.roles.schemas import RoleCreate, RoleUpdate
+from streamward.web.routing import Router
 from streamward.web.session import DbSession, note_refusal, reads, writes
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 
 RoleName = Annotated[str, Path(max_length=64)]
 

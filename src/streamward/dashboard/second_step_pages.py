@@ -10,7 +10,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi import BackgroundTasks, Request
 from fastapi.responses import Response
 
 from streamward.authn import passwordless
@@ -31,9 +31,10 @@ from streamward.dashboard.page_tools import ceremony_json, refusal_json
 from streamward.errors import AppError, BadRequest
 from streamward.runtime import client_address
 from streamward.web.params import RuntimeDep
+from streamward.web.routing import Router
 from streamward.web.session import DbSession, note_refusal, reads, writes
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 
 SECOND_STEP = "/login/mfa"
 TITLE = "Confirm it is you"

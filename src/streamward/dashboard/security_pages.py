@@ -18,7 +18,7 @@ import json
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi import BackgroundTasks, Request
 from fastapi.responses import Response
 
 from streamward.authn.mail import mail_backend, send_quietly
@@ -31,9 +31,10 @@ from streamward.errors import AppError, BadRequest, NotFound
 from streamward.runtime import client_address
 from streamward.schemas import ColumnText
 from streamward.web.params import RuntimeDep
+from streamward.web.routing import Router
 from streamward.web.session import DbSession, note_refusal, reads, writes
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 
 TITLE = "Second factor and passkeys"
 SHOWN_ONCE = "Save your recovery codes now: they are shown only this once."

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
@@ -26,9 +26,10 @@ from streamward.streams.playout import Addresses, renditions_of
 from streamward.streams.schemas import StreamCreate, StreamTagsUpdate
 from streamward.streams.transcode import COMMON_PROFILES
 from streamward.web.params import Cursor
+from streamward.web.routing import Router
 from streamward.web.session import DbSession, note_refusal, reads, writes
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 
 MAX_TAG_OPTIONS = 200
 # The actions a person may take from the dashboard (publishing is the media server's).

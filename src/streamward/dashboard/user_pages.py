@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request
+from fastapi import BackgroundTasks, Query, Request
 from fastapi.responses import Response
 
 from streamward import role_management as roles
@@ -35,9 +35,10 @@ from streamward.roles.lookup import grantable_roles, role_title
 from streamward.runtime import Runtime
 from streamward.users import service as users
 from streamward.web.params import Cursor, RuntimeDep
+from streamward.web.routing import Router
 from streamward.web.session import DbSession, note_refusal, reads, writes
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 
 USERS = "/organisation/users"
 INVITE = "/organisation/users/invite"

@@ -17,8 +17,7 @@ from streamward.authz.principal import Principal
 from streamward.db import is_writing
 from streamward.errors import BadRequest, Unauthenticated
 from streamward.request_context import note_organisation
-from streamward.runtime import Runtime, client_address
-from streamward.web.params import RuntimeDep
+from streamward.runtime import Runtime, client_address, runtime_of
 from streamward.web.session import DbSession
 
 log = logging.getLogger(__name__)
@@ -76,17 +75,20 @@ async def _record_use(db: AsyncSession, runtime: Runtime, session_id: uuid.UUID,
         log.warning("could not record session use", exc_info=True)
 
 
-async def authenticate(request: Request, db: DbSession, runtime: RuntimeDep) -> Principal:
+# The two dependencies below take the request and its session only (the runtime is read off the
+# application): every parameter that is itself a dependency costs FastAPI a resolution on every
+# authenticated request.
+async def authenticate(request: Request, db: DbSession) -> Principal:
     """The API's credentials: ``X-BINTU-TOKEN`` or ``X-BINTU-APIKEY`` (never both). A member whose
     organisation requires a second factor they have not set up is refused here, for every route but
     the few that declare ``ENROLMENT`` (``authenticate_for_enrolment``)."""
-    principal = await authenticate_for_enrolment(request, db, runtime)
+    principal = await authenticate_for_enrolment(request, db)
     if principal.enrolment_only:
         raise EnrolmentRequired()
     return principal
 
 
-async def authenticate_for_enrolment(request: Request, db: DbSession, runtime: RuntimeDep) -> Principal:
+async def authenticate_for_enrolment(request: Request, db: DbSession) -> Principal:
     """Like ``authenticate``, and a session limited to enrolment is accepted too."""
     token = request.headers.get(TOKEN_HEADER)
     api_key = request.headers.get(API_KEY_HEADER)
@@ -96,7 +98,7 @@ async def authenticate_for_enrolment(request: Request, db: DbSession, runtime: R
         )
     if not (token or api_key):
         raise Unauthenticated(f"Send a bintu token ({TOKEN_HEADER}) or the API key ({API_KEY_HEADER}).")
-    principal = await principal_for(request, db, runtime, token=token, api_key=api_key)
+    principal = await principal_for(request, db, runtime_of(request), token=token, api_key=api_key)
     if principal is None:
         raise Unauthenticated()
     return principal

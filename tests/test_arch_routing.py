@@ -108,3 +108,30 @@ def test_literal_starts() -> None:
 def test_a_router_refuses_a_route_class_that_would_not_end_the_session() -> None:
     with pytest.raises(TypeError):
         Router(route_class=APIRoute)
+
+
+def test_a_router_is_never_included_under_a_prefix() -> None:
+    """Its path index holds its routes' own paths: a prefix added on inclusion would hide them."""
+    child = Router(prefix="/api/example")
+    with pytest.raises(ValueError, match="without a prefix"):
+        Router().include_router(child, prefix="/v1")
+    with pytest.raises(ValueError, match="without a prefix"):
+        Router(prefix="/api").include_router(child)
+
+
+async def test_a_route_added_after_the_first_request_is_reached(tmp_path: Path) -> None:
+    app = create_app(make_settings("sqlite+aiosqlite:///:memory:", tmp_path))
+    outer, inner = Router(), Router(prefix="/api/late")
+
+    @inner.get("/first")
+    async def first() -> None: ...
+
+    outer.include_router(inner)
+    app.include_router(outer)
+    assert (await _matched_route(app, "GET", "/api/late/first")).path == "/api/late/first"
+
+    @inner.get("/second")
+    async def second() -> None: ...
+
+    reached = await _matched_route(app, "GET", "/api/late/second")
+    assert reached is not None and reached.path == "/api/late/second"

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Annotated, Any
 
 from fastapi import Response
+from pydantic import TypeAdapter
 
 from streamward.authn import service as authn
 from streamward.authn.schemas import BintuTokenCreate, BintuTokenOut
@@ -28,6 +30,16 @@ from streamward.web.routing import Router
 from streamward.web.session import DbSession, reads, writes
 from streamward.webhooks import config as webhook
 
+_PACKAGE_STATES = TypeAdapter(list[PackageState])
+
+
+@lru_cache(maxsize=256)
+def _package_states(enabled: tuple[str, ...]) -> list[PackageState]:
+    """The seven packages' states for one choice of enabled packages: built and validated once per
+    choice (few exist), not on every organisation read, the hot path. Read-only by convention."""
+    return _PACKAGE_STATES.validate_python(packages.describe(list(enabled)))
+
+
 router = Router(prefix="/api/organisation", tags=["organisation"])
 bintu_token_router = Router(prefix="/api/bintu", tags=["authentication"])
 
@@ -43,7 +55,7 @@ async def read_organisation(principal: Annotated[Principal, require("org:read")]
         support_level=org.support_level,
         analytics_level=org.analytics_level,
         trial=org.trial,
-        packages=[PackageState.model_validate(p) for p in packages.describe(org.packages)],
+        packages=_package_states(tuple(org.packages)),
         webhook=org.webhook_url,
         vod_public=org.vod_public,
         created_at=org.created_at,

@@ -74,7 +74,9 @@ class SessionUse:
     stale_since: datetime | None  # the time to record as last use, when it is due
 
 
-async def principal_from_token(session: AsyncSession, token: str) -> SessionUse | None:
+async def principal_from_token(
+    session: AsyncSession, token: str, *, client_address: str | None = None
+) -> SessionUse | None:
     """The hot path of every member request: one query joins token, membership, organisation,
     account and custom role.
 
@@ -118,6 +120,7 @@ async def principal_from_token(session: AsyncSession, token: str) -> SessionUse 
         role=found.role,
         session_id=found.session_id,
         enrolment_only=limited_to_enrolment(found.organisation, found.mfa_enrolled),
+        client_address=client_address,
     )
     return SessionUse(principal, now if now - found.last_used_at > LAST_USED_RESOLUTION else None)
 
@@ -218,7 +221,9 @@ _RAW_API_KEY_LOOKUP = (
 )
 
 
-async def principal_from_api_key(session: AsyncSession, api_key: str) -> Principal | None:
+async def principal_from_api_key(
+    session: AsyncSession, api_key: str, *, client_address: str | None = None
+) -> Principal | None:
     """The organisation's master key: every permission. Looked up by its SHA-256 (an index probe)."""
     organisation: Organisation | None
     reader = await direct_reader(session)
@@ -231,4 +236,9 @@ async def principal_from_api_key(session: AsyncSession, api_key: str) -> Princip
         ).scalar_one_or_none()
     if organisation is None:
         return None
-    return Principal(organisation=organisation, permissions=ALL_PERMISSIONS, method="api_key")
+    return Principal(
+        organisation=organisation,
+        permissions=ALL_PERMISSIONS,
+        method="api_key",
+        client_address=client_address,
+    )

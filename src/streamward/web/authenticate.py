@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import replace
 from datetime import datetime
 
 from fastapi import Request
@@ -44,20 +43,21 @@ async def principal_for(
     credential = token or api_key
     if not credential or len(credential) > MAX_CREDENTIAL_LENGTH:
         return None
+    address = client_address(request)  # for the audit log
     if token:
-        use = await principal_from_token(db, token)
+        use = await principal_from_token(db, token, client_address=address)
         if use is None:
             return None
         principal = use.principal
         if use.stale_since is not None and principal.session_id is not None:
             await _record_use(db, runtime, principal.session_id, use.stale_since)
     else:
-        found = await principal_from_api_key(db, credential)
+        found = await principal_from_api_key(db, credential, client_address=address)
         if found is None:
             return None
         principal = found
     note_organisation(principal.organisation.id)  # for the request's log lines
-    return replace(principal, client_address=client_address(request))
+    return principal
 
 
 async def _record_use(db: AsyncSession, runtime: Runtime, session_id: uuid.UUID, when: datetime) -> None:

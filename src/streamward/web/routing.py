@@ -53,15 +53,29 @@ class Router(APIRouter):
         super().__init__(route_class=route_class, **options)
 
     _starts: tuple[str, ...] = _EVERY_PATH
-    _starts_of: int = -1  # len(routes) the beginnings were computed for
+    _starts_of: object = None  # the version of the route table the beginnings were computed for
+
+    def include_router(self, router: APIRouter, *, prefix: str = "", **options: Any) -> None:
+        # The beginnings are the routes' own paths: a prefix added on inclusion (or by a parent
+        # router's prefix) would be missing from them, and the filter would hide those routes.
+        if prefix or (self.prefix and isinstance(router, Router)):
+            raise ValueError("a streamward Router is included without a prefix (its paths are complete)")
+        super().include_router(router, **options)
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if len(self.routes) != self._starts_of:
+        version = self._table_version()
+        if version != self._starts_of:
             self._starts = literal_starts(self.routes)
-            self._starts_of = len(self.routes)
+            self._starts_of = version
         if not get_route_path(scope).startswith(self._starts):
             return Match.NONE, {}
         return super().matches(scope)
+
+    def _table_version(self) -> object:
+        # FastAPI 0.16x counts changes to a router's table, its included routers' included (where it
+        # asks this method at all); elsewhere the number of routes serves.
+        versioned = getattr(self, "_get_routes_version", None)
+        return versioned() if callable(versioned) else len(self.routes)
 
 
 def literal_starts(routes: list[BaseRoute]) -> tuple[str, ...]:

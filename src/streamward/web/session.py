@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, TypeVar
 
+import anyio
 from fastapi import Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -87,36 +88,34 @@ async def in_request_transaction(request: Request, handler: Handler) -> Response
     request.scope[_MANAGED_KEY] = True
     try:
         response = await handler(request)
-        session = _session_of(request)
-        if session is not None:
-            refusal: AppError | None = getattr(request.state, REFUSAL_ATTRIBUTE, None)
-            if refusal is not None and not refusal.keep_changes:
-                # A page that answered with a refusal (rendered, not raised) writes nothing: the
-                # attempt may have written before it was refused.
-                await session.rollback()
-            elif session.in_transaction():
-                await session.commit()
-        return response
     except AppError as error:
-        session = _session_of(request)
-        if session is not None:
-            # Some refusals must still leave a trace (a failed login's audit entry, say).
-            await (session.commit() if error.keep_changes else session.rollback())
+        # Some refusals must still leave a trace (a failed login's audit entry, say).
+        await _end(request, commit=error.keep_changes)
         raise
     except BaseException:
-        session = _session_of(request)
-        if session is not None:
-            await session.rollback()
+        await _end(request, commit=False)
         raise
-    finally:
-        session = request.scope.pop(_SESSION_KEY, None)
-        if session is not None:
+    # A page that answered with a refusal (rendered, not raised) writes nothing: the attempt may
+    # have written before it was refused.
+    refusal: AppError | None = getattr(request.state, REFUSAL_ATTRIBUTE, None)
+    await _end(request, commit=refusal is None or refusal.keep_changes)
+    return response
+
+
+async def _end(request: Request, *, commit: bool) -> None:
+    session: AsyncSession | None = request.scope.pop(_SESSION_KEY, None)
+    if session is None:
+        return
+    if not session.in_transaction():
+        await release(session)  # nothing to commit or roll back
+        return
+    # Shielded, as FastAPI shielded a dependency's exit: a request cancelled now (its client gone,
+    # a shutdown) still ends its transaction and gives its connection back.
+    with anyio.CancelScope(shield=True):
+        try:
+            await (session.commit() if commit else session.rollback())
+        finally:
             await release(session)
-
-
-def _session_of(request: Request) -> AsyncSession | None:
-    session: AsyncSession | None = request.scope.get(_SESSION_KEY)
-    return session
 
 
 DbSession = Annotated[AsyncSession, Depends(_request_session)]

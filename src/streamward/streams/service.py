@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from streamward.audit.service import Actor, record_change
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import Tenant, get_scoped, scoped
-from streamward.db import utcnow
+from streamward.db import detached, loaded_columns, utcnow
 from streamward.errors import NotFound
 from streamward.events.catalogue import EventType
 from streamward.orgs.models import Organisation, organisation_of
@@ -154,6 +154,9 @@ async def read_stream(session: AsyncSession, principal: Principal, stream_id: uu
     return StreamView(stream, (await tags_of(session, [stream.id]))[stream.id])
 
 
+_STREAM_COLUMNS = loaded_columns(Stream)
+
+
 async def list_streams(
     session: AsyncSession,
     principal: Tenant,
@@ -167,7 +170,8 @@ async def list_streams(
 ) -> Page[StreamView]:
     """Newest first. Deleted streams are listed only when asked for by state; several tags: all of
     them. ``playable_only`` (players): locked and deleted streams are never listed."""
-    statement = scoped(select(Stream), Stream, principal)
+    # Core rows made into detached instances (db.detached): the page is only presented.
+    statement = scoped(select(*_STREAM_COLUMNS), Stream, principal)
     if playable_only:
         statement = statement.where(Stream.state.in_(PLAYABLE_STATES))
     if state is None:
@@ -178,8 +182,8 @@ async def list_streams(
         statement = statement.where(Stream.group_id == group_id)
     for tag in dict.fromkeys(tags):
         statement = statement.where(exists().where(StreamTag.stream_id == Stream.id, StreamTag.tag == tag))
-    page = await keyset_page(session, statement, Stream.id, limit=limit, cursor=cursor)
-    streams: list[Stream] = list(page.items)
+    page = await keyset_page(session, statement, Stream.id, limit=limit, cursor=cursor, scalars=False)
+    streams = [detached(Stream, row._mapping) for row in page.items]
     tag_map = await tags_of(session, [stream.id for stream in streams])
     return Page([StreamView(stream, tag_map[stream.id]) for stream in streams], page.next_cursor)
 

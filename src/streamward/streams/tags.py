@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.audit.service import Actor, record
@@ -49,16 +49,21 @@ def distinct_tags(tags: Iterable[str]) -> list[str]:
     return result
 
 
+# Built once, the ids bound as one expanding parameter: composing ``in_()`` over a page of ids coerced
+# each of them into the statement, a twentieth of the CPU of listing fifty streams.
+_TAGS_OF = (
+    select(StreamTag.stream_id, StreamTag.tag)
+    .where(StreamTag.stream_id.in_(bindparam("stream_ids", expanding=True)))
+    .order_by(StreamTag.stream_id, StreamTag.tag)
+)
+
+
 async def tags_of(session: AsyncSession, stream_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
     """The tags of several streams in one query, each list sorted."""
     found: dict[uuid.UUID, list[str]] = {stream_id: [] for stream_id in stream_ids}
     if not stream_ids:
         return found
-    rows = await session.execute(
-        select(StreamTag.stream_id, StreamTag.tag)
-        .where(StreamTag.stream_id.in_(stream_ids))
-        .order_by(StreamTag.stream_id, StreamTag.tag)
-    )
+    rows = await session.execute(_TAGS_OF, {"stream_ids": list(stream_ids)})
     for stream_id, tag in rows:
         found[stream_id].append(tag)
     return found

@@ -327,6 +327,7 @@ def _measure_postgres(binary: str, args: argparse.Namespace, workdir: Path) -> d
             )
             path = create_transcoded_streams(url, api_key)
             measured["stream_list_50"] = wrk(binary, url + path, {"X-BINTU-APIKEY": api_key}, args)
+            SERIALISATION.update(asyncio.run(_serialisation_alone(env, api_key)))
             burst = _login_burst(binary, url, token, workdir, args)
             measured["logins"] = burst["logins"]
             measured["logins_during_reads"] = burst["logins_during_reads"]
@@ -349,6 +350,77 @@ def _measure_postgres(binary: str, args: argparse.Namespace, workdir: Path) -> d
 
 
 BENCH_PASSWORD = "bench-password-1234"
+
+# The two lists' answers built and serialised on their own (filled by _measure_postgres).
+SERIALISATION: dict[str, float] = {}
+
+
+async def _serialisation_alone(env: dict[str, str], api_key: str) -> dict[str, float]:
+    """In-process CPU (ms, best of 5) of turning the fifty rows of each list, already read, into the
+    bytes of its answer: the stream objects (playout URLs of every rendition) and their JSON; the users
+    page's models and their JSON, as the routes build them. What is left of a list request is HTTP,
+    authentication and the queries."""
+    import timeit
+
+    from pydantic import TypeAdapter
+    from pydantic_core import to_json
+
+    from streamward.authn.principals import principal_from_api_key
+    from streamward.config import Settings
+    from streamward.runtime import Runtime
+    from streamward.streams import service as streams
+    from streamward.streams.playout import Addresses, stream_object
+    from streamward.users import service as users
+    from streamward.users.schemas import UserPage, UserSummary
+
+    settings = Settings(
+        database_url=env["STREAMWARD_DATABASE_URL"],
+        var_dir=Path(env["STREAMWARD_VAR_DIR"]),
+        secret_key=env["STREAMWARD_SECRET_KEY"],  # type: ignore[arg-type]
+        run_worker=False,
+    )
+    runtime = Runtime.from_settings(settings)
+    try:
+        async with runtime.database.session(write=False) as session:
+            principal = await principal_from_api_key(session, api_key)
+            assert principal is not None
+            views = (
+                await streams.list_streams(
+                    session,
+                    principal,
+                    tags=[],
+                    state=None,
+                    group_id=None,
+                    limit=STREAM_LIST_SIZE,
+                    cursor=None,
+                )
+            ).items
+            rows = (
+                await users.list_users(
+                    session, principal, role=None, email_starts_with=None, limit=USERS_LIST_SIZE, cursor=None
+                )
+            ).items
+    finally:
+        await runtime.aclose()
+    addresses = Addresses.of(settings)
+    user_page = TypeAdapter(UserPage)
+
+    def stream_page() -> bytes:
+        return to_json([stream_object(view, addresses, show_push_url=True) for view in views])
+
+    def users_page() -> bytes:
+        items = [UserSummary.of_row(row, totp=False, passkey=False) for row in rows]
+        return user_page.dump_json(UserPage.model_construct(items=items, next_cursor=None), by_alias=True)
+
+    def best_ms(build: Any) -> float:
+        return min(timeit.repeat(build, number=200, repeat=5)) / 200 * 1000
+
+    return {
+        "stream_list_50_ms": round(best_ms(stream_page), 3),
+        "stream_list_50_bytes": len(stream_page()),
+        "users_list_50_ms": round(best_ms(users_page), 3),
+        "users_list_50_bytes": len(users_page()),
+    }
 
 
 def main() -> None:
@@ -415,6 +487,13 @@ def main() -> None:
         }
     if limit:
         results["stack_limit_p99_ms"] = runs["stack_limit_postgres"]["p99_ms"]
+    if SERIALISATION:
+        # Each list's serialisation as a share of its request (one worker: 1 / req/s of CPU each).
+        for name in ("stream_list_50", "users_list_50"):
+            SERIALISATION[f"{name}_share_of_request"] = round(
+                SERIALISATION[f"{name}_ms"] * runs[f"{name}_postgres"]["rps"] / 1000, 3
+            )
+        results["serialisation_alone"] = SERIALISATION
 
     print(f"\n{'run':<40}{'req/s':>10}{'p99 ms':>10}{'/hello':>8}{'/limit':>8}")
     for name, run in runs.items():
@@ -424,6 +503,8 @@ def main() -> None:
         )
     if "logins" in results:
         print("logins:", results["logins"], "argon2 s:", results["argon2_seconds"])
+    if SERIALISATION:
+        print("serialisation alone:", SERIALISATION)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "foundation.json"
     out.write_text(json.dumps(results, indent=2) + "\n")

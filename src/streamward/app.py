@@ -23,6 +23,7 @@ from streamward.api.organisation import bintu_token_router
 from streamward.api.organisation import router as orgs_router
 from streamward.api.passkeys import router as passkeys_router
 from streamward.api.playback import install_splay_error_handler, jwks_router, keys_router, splay_router
+from streamward.api.player_front import PlayerReadFront, player_read_routes
 from streamward.api.roles import router as roles_router
 from streamward.api.streams import router as streams_router
 from streamward.api.tags import tag_router
@@ -54,7 +55,7 @@ from streamward.metrics import Metrics
 from streamward.metrics import router as metrics_router
 from streamward.middleware import BodySizeLimit, ForwardedClient, SecurityHeaders
 from streamward.observability import Observability
-from streamward.openapi import install_openapi
+from streamward.openapi import api_routes, install_openapi
 from streamward.runtime import Runtime
 from streamward.users.service import allow_special_email_domains
 from streamward.worker import in_process_worker
@@ -153,6 +154,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     for router in ROUTERS + PAGE_ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Innermost of all: a cached public player read is answered here, past every layer below (so it
+    # carries their headers, and is counted and logged) but before FastAPI's exception handling,
+    # router and request wrapper.
+    app.add_middleware(PlayerReadFront, routes=player_read_routes(api_routes(app.routes)), runtime=runtime)
     # Innermost: refuses control characters, non-UTF-8 text and deep JSON before any route sees them
     # (inside SecurityHeaders, so its refusals carry the headers; inside BodySizeLimit, so it only
     # ever buffers a body within the limit).

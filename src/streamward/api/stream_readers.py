@@ -34,6 +34,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pydantic_core
 from fastapi import Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import Scope
 
 from streamward.authz.grants import check
 from streamward.authz.principal import Principal
@@ -46,7 +47,7 @@ from streamward.playback.errors import SplayError
 from streamward.playback.service import Presentation, verify
 from streamward.runtime import Runtime, client_address
 from streamward.streams.models import Stream
-from streamward.streams.player_cache import CachedAnswer, Fill, player_cache
+from streamward.streams.player_cache import CachedAnswer, Fill, PlayerCache, player_cache
 from streamward.streams.playout import Addresses, player_object, stream_object
 from streamward.streams.service import StreamView
 from streamward.vod import service as vod
@@ -247,13 +248,13 @@ class _PlayerRequest:
     if_none_match: str | None
 
 
-def _player_request(request: Request) -> _PlayerRequest | None:
+def _player_request(scope: Scope) -> _PlayerRequest | None:
     """The headers a public answer depends on, from one pass over the raw headers; None when the
     request carries credentials (their answers are never cached). The first value of a header
     counts, as ``request.headers.get`` (which the access rule reads) takes it."""
     player_key = if_none_match = None
     seen: set[bytes] = set()
-    for name, value in request.scope["headers"]:
+    for name, value in scope["headers"]:
         if name in seen:
             continue
         if name in _CREDENTIAL_HEADERS:
@@ -279,11 +280,11 @@ def _query_key(query: bytes, *, keep_token: bool) -> Hashable:
     return tuple(pair for pair in pairs if pair[0] != PLAYBACK_TOKEN_QUERY)
 
 
-def _cache_key(kind: str, request: Request, player_key: str | None) -> Hashable:
-    query: bytes = request.scope["query_string"]
+def _cache_key(kind: str, scope: Scope, path_params: dict[str, Any], player_key: str | None) -> Hashable:
+    query: bytes = scope["query_string"]
     if kind == "list":
-        return (kind, request.scope["path"], query, player_key)
-    return (kind, request.path_params.get("stream_id"), _query_key(query, keep_token=False), player_key)
+        return (kind, scope["path"], query, player_key)
+    return (kind, path_params.get("stream_id"), _query_key(query, keep_token=False), player_key)
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:
@@ -305,22 +306,37 @@ def _serve(answer: CachedAnswer, if_none_match: str | None) -> Response:
     return Response(answer.body, media_type="application/json", headers=headers)
 
 
+def cached_answer(
+    kind: str, scope: Scope, path_params: dict[str, Any], cache: PlayerCache
+) -> tuple[Hashable, Response | None] | None:
+    """For a GET that may get a public player answer: its cache key, and the answer to send when the
+    cache holds a public one (else None). None for a request whose answer is never shared
+    (credentials sent, a listing without the player key)."""
+    asked = _player_request(scope) if scope["method"] == "GET" else None
+    if asked is None or (kind == "list" and asked.player_key is None):
+        return None
+    key = _cache_key(kind, scope, path_params, asked.player_key)
+    answer = cache.get(key)
+    if answer is None or not answer.public:
+        return key, None
+    return key, _serve(answer, asked.if_none_match)
+
+
 async def cached_or_read(kind: str, request: Request, read: ReadHandler) -> Response:
     """A public player read from the cache when it holds the answer, else ``read`` (the route's
     own handler: access rule, database, ``public_answer``), which stores it for the next readers."""
-    asked = _player_request(request) if request.method == "GET" else None
-    if asked is None or (kind == "list" and asked.player_key is None):
-        return await read(request)
     runtime: Runtime = request.app.state.runtime
     cache = player_cache(runtime.database)
-    key = _cache_key(kind, request, asked.player_key)
-    answer = cache.get(key)
-    fill: Fill | None = None
-    if answer is None:
-        answer, fill = await cache.lead_or_wait(key)
+    found = cached_answer(kind, request.scope, request.path_params, cache)
+    if found is None:
+        return await read(request)
+    key, served = found
+    if served is not None:
+        return served
+    answer, fill = await cache.lead_or_wait(key)
     if answer is not None:
         if answer.public:
-            return _serve(answer, asked.if_none_match)
+            return _serve(answer, request.headers.get("if-none-match"))
         return await read(request)  # answers for this reader only: nothing to share, nothing to wait for
     assert fill is not None
     request.scope[_FILL] = fill

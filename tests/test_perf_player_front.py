@@ -1,0 +1,93 @@
+"""The player-read front (api/player_front.py): a cached public player read is answered before
+FastAPI's machinery, with exactly the answer the route gives, and everything outside it still applies
+(request id, CORS, security headers, the access log's route template). What it cannot tell is a
+public player read goes on to the route."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from streamward.api import streams as stream_routes
+from tests.conftest import CreatedOrg, Env
+from tests.support.data import create_stream
+
+# Headers that differ between any two answers, whoever gives them.
+_PER_REQUEST = {"x-request-id", "date"}
+
+
+@pytest.fixture
+def routed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The player reads that reached the route (its handler calls cached_or_read first)."""
+    seen: list[str] = []
+    original = stream_routes.cached_or_read
+
+    async def counting(kind: str, request: Any, read: Any) -> Any:
+        seen.append(request.url.path)
+        return await original(kind, request, read)
+
+    monkeypatch.setattr(stream_routes, "cached_or_read", counting)
+    return seen
+
+
+async def _reads(env: Env, org: CreatedOrg) -> dict[str, tuple[str, dict[str, str]]]:
+    stream = await create_stream(env, org, tags=["show"], groupId="stage")
+    player_key = {"X-BINTU-PLAYERKEY": org.organisation.player_key}
+    return {
+        "stream": (f"/api/stream/{stream['id']}?profile=player", {}),
+        "group": (f"/api/stream/{stream['id']}/group", {}),
+        "listing": ("/api/stream?tags[]=show", player_key),
+        "public listing": ("/api/stream/public?tags[]=show", player_key),
+    }
+
+
+def _comparable(headers: Any) -> dict[str, str]:
+    return {name: value for name, value in headers.items() if name not in _PER_REQUEST}
+
+
+async def test_a_cached_read_is_answered_in_front_with_the_routes_answer(env: Env, routed: list[str]) -> None:
+    org = await env.org()
+    origin = {"Origin": "https://player.example"}
+    for what, (path, headers) in (await _reads(env, org)).items():
+        routed.clear()
+        first = await env.client.get(path, headers=headers | origin)  # the route reads and fills the cache
+        assert first.status_code == 200, (what, first.text)
+        again = await env.client.get(path, headers=headers | origin)
+        unchanged = await env.client.get(
+            path, headers=headers | origin | {"If-None-Match": first.headers["etag"]}
+        )
+        assert len(routed) == 1, (what, routed)  # the two later ones never reached the route
+        assert (again.status_code, again.content) == (200, first.content), what
+        assert _comparable(again.headers) == _comparable(first.headers), what
+        assert unchanged.status_code == 304 and unchanged.content == b"", what
+        # What the layers outside add is on the front's answers too.
+        for answer in (again, unchanged):
+            assert answer.headers["access-control-allow-origin"], what
+            assert answer.headers["x-content-type-options"] == "nosniff", what
+            assert answer.headers["content-security-policy"], what
+            assert answer.headers["x-request-id"] != first.headers["x-request-id"], what
+
+
+async def test_what_the_front_cannot_share_goes_to_the_route(env: Env, routed: list[str]) -> None:
+    org = await env.org()
+    stream = await create_stream(env, org)
+    path = f"/api/stream/{stream['id']}"
+    await env.client.get(path)  # cached for players
+    routed.clear()
+    assert (await env.client.get(path, headers=org.api_headers)).status_code == 200  # credentials
+    assert (await env.client.get("/api/stream")).status_code == 401  # a listing without the player key
+    assert (await env.client.get(f"{path}?other=1")).status_code == 200  # another query: not cached yet
+    assert len(routed) == 3, routed
+
+
+async def test_front_answers_are_logged_under_their_route(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    org = await env.org()
+    stream = await create_stream(env, org)
+    path = f"/api/stream/{stream['id']}"
+    await env.client.get(path)
+    with caplog.at_level(logging.INFO, logger="streamward.access"):
+        assert (await env.client.get(path)).status_code == 200
+    lines = [record.getMessage() for record in caplog.records if record.name == "streamward.access"]
+    assert lines and "/api/stream/{stream_id} 200" in lines[-1], lines

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
 from sqlalchemy import DateTime, MetaData, event
@@ -275,6 +275,18 @@ def _asyncpg_connect_args(url: str) -> dict[str, Any]:
 def is_writing(session: AsyncSession) -> bool:
     """Whether the session belongs to a writing request (it holds, or will take, a write transaction)."""
     return bool(session.get_bind().get_execution_options().get(WRITE_OPTION, False))
+
+
+# Where a per-request look-up reads: the request's session, or (a reading request on PostgreSQL that
+# opened no session) the database's look-up pool itself.
+LookupSource: TypeAlias = AsyncSession | asyncpg.Pool
+
+
+async def lookup_reader(source: LookupSource) -> Any | None:
+    """The look-up pool to run a per-request look-up on, or None to run it in the session."""
+    if isinstance(source, AsyncSession):
+        return await direct_reader(source)
+    return source
 
 
 async def direct_reader(session: AsyncSession) -> Any | None:

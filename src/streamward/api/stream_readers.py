@@ -123,7 +123,7 @@ async def stream_reader(request: Request, db: DbSession) -> StreamReader:
     """Credentials when sent (and then they must be valid and hold ``stream:read``), else the
     player key when sent (it must be valid), else an anonymous player."""
     if request.headers.get(TOKEN_HEADER) or request.headers.get(API_KEY_HEADER):
-        principal = check(await authenticate(request, db), "stream:read")
+        principal = check(await authenticate(request), "stream:read")
         return StreamReader(principal=principal)
     token = request.query_params.get(PLAYBACK_TOKEN_QUERY) or request.headers.get(PLAYBACK_TOKEN_HEADER)
     reader = StreamReader(

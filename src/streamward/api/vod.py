@@ -31,7 +31,7 @@ async def vod_reader(request: Request, db: DbSession) -> VodReader:
     """
     principal: Principal | None = None
     if request.headers.get(TOKEN_HEADER) or request.headers.get(API_KEY_HEADER):
-        principal = await authenticate(request, db)
+        principal = await authenticate(request)
     asset_id = request.path_params.get("asset_id")
     named = request.query_params.get("organisation")
     organisation: Organisation | None

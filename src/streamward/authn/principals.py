@@ -19,7 +19,7 @@ from streamward.authn.models import BintuSession
 from streamward.authz.permissions import ALL_PERMISSIONS, PREDEFINED_ROLES
 from streamward.authz.principal import Principal
 from streamward.crypto import digest
-from streamward.db import UTCDateTime, direct_reader, utcnow
+from streamward.db import LookupSource, UTCDateTime, lookup_reader, utcnow
 from streamward.orgs.models import Organisation
 from streamward.roles.lookup import custom_role
 from streamward.roles.models import CustomRole
@@ -75,7 +75,7 @@ class SessionUse:
 
 
 async def principal_from_token(
-    session: AsyncSession, token: str, *, client_address: str | None = None
+    session: LookupSource, token: str, *, client_address: str | None = None
 ) -> SessionUse | None:
     """The hot path of every member request: one query joins token, membership, organisation,
     account and custom role.
@@ -86,10 +86,11 @@ async def principal_from_token(
     """
     now = utcnow()
     token_hash = digest(token)
-    reader = await direct_reader(session)
+    reader = await lookup_reader(session)
     if reader is not None:
         found = await _raw_token_lookup(reader, token_hash, now)
     else:
+        assert isinstance(session, AsyncSession)  # only a session has no look-up pool
         row = (await session.execute(_TOKEN_LOOKUP, {"token_hash": token_hash, "now": now})).one_or_none()
         found = None
         if row is not None:
@@ -222,15 +223,16 @@ _RAW_API_KEY_LOOKUP = (
 
 
 async def principal_from_api_key(
-    session: AsyncSession, api_key: str, *, client_address: str | None = None
+    session: LookupSource, api_key: str, *, client_address: str | None = None
 ) -> Principal | None:
     """The organisation's master key: every permission. Looked up by its SHA-256 (an index probe)."""
     organisation: Organisation | None
-    reader = await direct_reader(session)
+    reader = await lookup_reader(session)
     if reader is not None:
         row = await reader.fetchrow(_RAW_API_KEY_LOOKUP, digest(api_key))
         organisation = _detached_organisation(list(row.values())) if row is not None else None
     else:
+        assert isinstance(session, AsyncSession)
         organisation = (
             await session.execute(_API_KEY_LOOKUP, {"api_key_hash": digest(api_key)})
         ).scalar_one_or_none()

@@ -10,16 +10,20 @@ the dashboard build theirs with it, and the refusal is ``authz.grants.check``'s.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
 from streamward.authz.grants import check
 from streamward.authz.permissions import ALL_PERMISSIONS
 from streamward.authz.principal import Principal
-from streamward.web.authenticate import authenticate, authenticate_for_enrolment
+from streamward.web.authenticate import REQUEST_ONLY_ATTRIBUTE, authenticate, authenticate_for_enrolment
 
 ACCESS_RULE_ATTRIBUTE = "streamward_access_rule"
+# Set on rules that look the credential up without a DbSession dependency: they open the request's
+# session (on SQLite, or for a writing route), so the route-table test holds their routes to a
+# declared session mode.
+SESSION_USER_ATTRIBUTE = "streamward_session_user"
 
 
 def access_rule(rule: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
@@ -48,12 +52,24 @@ def permission_rule(
         raise ValueError(f"unknown permission {permission!r}")
     key = (label, permission, source)
     if key not in _rules:
+        if getattr(source, REQUEST_ONLY_ATTRIBUTE, False):
+            # The source finds the caller from the request alone: called here, not resolved by
+            # FastAPI as a dependency of its own (one resolution less on every request).
+            @access_rule(label)
+            async def dependency(request: Request) -> Any:
+                subject = await source(request)
+                if permission is not None:
+                    check(principal_of(subject), permission)
+                return subject
 
-        @access_rule(label)
-        async def dependency(subject: Any = Depends(source)) -> Any:
-            if permission is not None:
-                check(principal_of(subject), permission)
-            return subject
+            setattr(dependency, SESSION_USER_ATTRIBUTE, True)
+        else:
+
+            @access_rule(label)
+            async def dependency(subject: Any = Depends(source)) -> Any:
+                if permission is not None:
+                    check(principal_of(subject), permission)
+                return subject
 
         dependency.__name__ = "require_" + (permission or "signed_in").replace(":", "_")
         _rules[key] = Depends(dependency)
@@ -81,17 +97,22 @@ PUBLIC = Depends(_public)
 
 
 @access_rule("authenticated")
-async def _authenticated(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-    return principal
+async def _authenticated(request: Request) -> Principal:
+    return await authenticate(request)
 
+
+setattr(_authenticated, SESSION_USER_ATTRIBUTE, True)
 
 # Any member or API key, whatever its permissions (logout, own profile).
 AUTHENTICATED = Depends(_authenticated)
 
 
 @access_rule("enrolment")
-async def _enrolment(principal: Annotated[Principal, Depends(authenticate_for_enrolment)]) -> Principal:
-    return principal
+async def _enrolment(request: Request) -> Principal:
+    return await authenticate_for_enrolment(request)
+
+
+setattr(_enrolment, SESSION_USER_ATTRIBUTE, True)
 
 
 # Any member or API key, including a member whose organisation requires a second factor they have

@@ -13,11 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from streamward.authn.mfa.errors import EnrolmentRequired
 from streamward.authn.principals import principal_from_api_key, principal_from_token, record_use
 from streamward.authz.principal import Principal
-from streamward.db import is_writing
+from streamward.db import LookupSource, is_writing
 from streamward.errors import BadRequest, Unauthenticated
 from streamward.request_context import note_organisation
 from streamward.runtime import Runtime, client_address, runtime_of
-from streamward.web.session import DbSession
+from streamward.web.session import declared_mode, request_session
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ MAX_CREDENTIAL_LENGTH = 256
 
 async def principal_for(
     request: Request,
-    db: AsyncSession,
+    db: LookupSource,
     runtime: Runtime,
     *,
     token: str | None = None,
@@ -37,9 +37,10 @@ async def principal_for(
     """The Principal of a bintu token or of the API key (one database round trip), carrying the
     client's address for the audit log; None when the credential is not valid.
 
-    On a writing request the look-up runs in the request's session, so the Principal's organisation
-    is attached to the transaction that may change it; on a reading one, on PostgreSQL, it runs on
-    the database's look-up pool (``db.direct_reader``) and the session checks out no connection."""
+    ``db`` is the request's session, or the database's look-up pool (``credential_source``). On a
+    writing request the look-up runs in the request's session, so the Principal's organisation is
+    attached to the transaction that may change it; on a reading one, on PostgreSQL, it runs on the
+    look-up pool and no session checks out a connection for it."""
     credential = token or api_key
     if not credential or len(credential) > MAX_CREDENTIAL_LENGTH:
         return None
@@ -60,8 +61,8 @@ async def principal_for(
     return principal
 
 
-async def _record_use(db: AsyncSession, runtime: Runtime, session_id: uuid.UUID, when: datetime) -> None:
-    if is_writing(db):
+async def _record_use(db: LookupSource, runtime: Runtime, session_id: uuid.UUID, when: datetime) -> None:
+    if isinstance(db, AsyncSession) and is_writing(db):
         # A writing request already has its write transaction (on SQLite it holds the database's
         # write lock from its first statement, so a second writer would wait out the busy timeout).
         await record_use(db, session_id, when)
@@ -75,21 +76,38 @@ async def _record_use(db: AsyncSession, runtime: Runtime, session_id: uuid.UUID,
         log.warning("could not record session use", exc_info=True)
 
 
-# The two dependencies below take the request and its session only (the runtime is read off the
-# application): every parameter that is itself a dependency costs FastAPI a resolution on every
-# authenticated request.
-async def authenticate(request: Request, db: DbSession) -> Principal:
+# Set on a function that finds the caller from the request alone (web.access builds its rules on it
+# without a dependency of their own).
+REQUEST_ONLY_ATTRIBUTE = "streamward_request_only"
+# The request's Principal, once found: a route with two rules looks its credential up once.
+_PRINCIPAL_KEY = "streamward.principal"
+
+
+async def credential_source(request: Request) -> LookupSource:
+    """Where this request's credential is looked up: for a route that only reads, on PostgreSQL, the
+    database's look-up pool (no session is opened for it); else the request's session."""
+    if declared_mode(request.scope.get("endpoint")) == "read":
+        pool = await runtime_of(request).database.lookups()
+        if pool is not None:
+            return pool
+    return await request_session(request)
+
+
+async def authenticate(request: Request) -> Principal:
     """The API's credentials: ``X-BINTU-TOKEN`` or ``X-BINTU-APIKEY`` (never both). A member whose
     organisation requires a second factor they have not set up is refused here, for every route but
     the few that declare ``ENROLMENT`` (``authenticate_for_enrolment``)."""
-    principal = await authenticate_for_enrolment(request, db)
+    principal = await authenticate_for_enrolment(request)
     if principal.enrolment_only:
         raise EnrolmentRequired()
     return principal
 
 
-async def authenticate_for_enrolment(request: Request, db: DbSession) -> Principal:
+async def authenticate_for_enrolment(request: Request) -> Principal:
     """Like ``authenticate``, and a session limited to enrolment is accepted too."""
+    known: Principal | None = request.scope.get(_PRINCIPAL_KEY)
+    if known is not None:
+        return known
     token = request.headers.get(TOKEN_HEADER)
     api_key = request.headers.get(API_KEY_HEADER)
     if token and api_key:
@@ -98,7 +116,15 @@ async def authenticate_for_enrolment(request: Request, db: DbSession) -> Princip
         )
     if not (token or api_key):
         raise Unauthenticated(f"Send a bintu token ({TOKEN_HEADER}) or the API key ({API_KEY_HEADER}).")
-    principal = await principal_for(request, db, runtime_of(request), token=token, api_key=api_key)
+    source = await credential_source(request)
+    principal = await principal_for(request, source, runtime_of(request), token=token, api_key=api_key)
     if principal is None:
         raise Unauthenticated()
+    request.scope[_PRINCIPAL_KEY] = principal
     return principal
+
+
+# Neither is a FastAPI dependency with parameters of its own: every such parameter cost a resolution
+# on every authenticated request, and the request's session is opened only when the look-up needs it.
+setattr(authenticate, REQUEST_ONLY_ATTRIBUTE, True)
+setattr(authenticate_for_enrolment, REQUEST_ONLY_ATTRIBUTE, True)

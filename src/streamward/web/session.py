@@ -58,7 +58,7 @@ _SESSION_KEY = "streamward.session"
 _MANAGED_KEY = "streamward.session_managed"
 
 
-async def _request_session(request: Request) -> AsyncSession:
+async def request_session(request: Request) -> AsyncSession:
     """The request's one session, opened on first use in the mode its route declares."""
     session: AsyncSession | None = request.scope.get(_SESSION_KEY)
     if session is not None:
@@ -118,4 +118,4 @@ async def _end(request: Request, *, commit: bool) -> None:
             await release(session)
 
 
-DbSession = Annotated[AsyncSession, Depends(_request_session)]
+DbSession = Annotated[AsyncSession, Depends(request_session)]

@@ -1,0 +1,102 @@
+"""Authentication's cost (web.authenticate): one round trip to the database per request, however many
+of the route's rules ask who is calling, and no session opened for it on a reading route where a
+look-up pool exists."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import event
+from starlette.requests import Request
+
+from streamward.app import create_app
+from streamward.db import release
+from streamward.web import authenticate as authentication
+from streamward.web.session import reads
+from tests.conftest import Env
+
+
+@pytest.fixture
+def statements(env: Env, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Every statement this process sends: through SQLAlchemy, or straight through asyncpg."""
+    sent: list[str] = []
+    original = asyncpg.Connection.fetchrow
+
+    async def fetchrow(self: asyncpg.Connection, query: str, *args: Any, **kwargs: Any) -> Any:
+        sent.append(query)
+        return await original(self, query, *args, **kwargs)
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    monkeypatch.setattr(asyncpg.Connection, "fetchrow", fetchrow)
+    event.listen(env.runtime.database.engine.sync_engine, "before_cursor_execute", note)
+    yield sent
+    event.remove(env.runtime.database.engine.sync_engine, "before_cursor_execute", note)
+
+
+async def test_an_authenticated_read_is_one_round_trip(env: Env, statements: list[str]) -> None:
+    org = await env.org()
+    admin = await env.member(org)
+    for headers in (org.api_headers, admin.headers):
+        assert (await env.client.get("/api/organisation", headers=headers)).status_code == 200  # warm
+        statements.clear()
+        assert (await env.client.get("/api/organisation", headers=headers)).status_code == 200
+        assert len(statements) == 1, statements
+
+
+async def test_a_reading_route_opens_no_session_for_its_credential_on_postgresql(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if env.engine_name != "postgres":
+        pytest.skip("SQLite has no look-up pool: the look-up runs in the request's session")
+    org = await env.org()
+    admin = await env.member(org)
+    opened: list[bool] = []
+    original = env.runtime.database.session
+
+    def session(*, write: bool = True) -> Any:
+        opened.append(write)
+        return original(write=write)
+
+    monkeypatch.setattr(env.runtime.database, "session", session)
+    assert (await env.client.get("/api/organisation", headers=admin.headers)).status_code == 200
+    assert opened == []
+
+
+async def test_a_second_rule_in_one_request_does_not_look_the_credential_up_again(
+    env: Env, statements: list[str]
+) -> None:
+    org = await env.org()
+    admin = await env.member(org)
+    app = create_app(env.settings, runtime=env.runtime)
+    token = admin.headers["X-BINTU-TOKEN"]
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/api/organisation",
+        "headers": [(b"x-bintu-token", token.encode())],
+        "query_string": b"",
+        "client": ("203.0.113.10", 50000),
+        "app": app,
+        "endpoint": _a_reading_route,
+        "streamward.session_managed": True,
+    }
+    request = Request(scope)
+    statements.clear()
+    try:
+        first = await authentication.authenticate(request)
+        looked_up = len(statements)
+        assert looked_up == 1, statements
+        assert await authentication.authenticate_for_enrolment(request) is first
+        assert len(statements) == looked_up
+    finally:
+        session = scope.pop("streamward.session", None)
+        if session is not None:
+            await release(session)
+
+
+@reads
+async def _a_reading_route() -> None: ...

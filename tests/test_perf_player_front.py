@@ -5,14 +5,16 @@ public player read goes on to the route."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import pytest
 
 from streamward.api import streams as stream_routes
+from streamward.streams.player_cache import PlayerCache
 from tests.conftest import CreatedOrg, Env
-from tests.support.data import create_stream
+from tests.support.data import ALL_PACKAGES, create_stream, playback_token
 
 # Headers that differ between any two answers, whoever gives them.
 _PER_REQUEST = {"x-request-id", "date"}
@@ -91,3 +93,31 @@ async def test_front_answers_are_logged_under_their_route(env: Env, caplog: pyte
         assert (await env.client.get(path)).status_code == 200
     lines = [record.getMessage() for record in caplog.records if record.name == "streamward.access"]
     assert lines and "/api/stream/{stream_id} 200" in lines[-1], lines
+
+
+async def test_readers_of_a_token_required_organisation_never_wait_for_one_another(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Their answers are each reader's own: once the cache notes that, a reader goes straight to the
+    route instead of queueing behind another reader's reading."""
+    org = await env.org(packages=ALL_PACKAGES)
+    stream = await create_stream(env, org)
+    required = await env.client.put(
+        "/api/organisation/player-access", json={"tokenRequired": True}, headers=org.api_headers
+    )
+    assert required.status_code == 200
+    token = await playback_token(env, org, streams=[stream["ingest"]["rtmp"]["streamname"]])
+    path = f"/api/stream/{stream['id']}?token={token}"
+    assert (await env.client.get(path)).status_code == 200  # the cache now notes: not shared
+    waited: list[object] = []
+    original = PlayerCache.lead_or_wait
+
+    async def lead_or_wait(self: PlayerCache, key: object) -> Any:
+        waited.append(key)
+        return await original(self, key)
+
+    monkeypatch.setattr(PlayerCache, "lead_or_wait", lead_or_wait)
+    answers = await asyncio.gather(*(env.client.get(path) for _ in range(5)))
+    assert [answer.status_code for answer in answers] == [200] * 5
+    assert all(answer.headers["cache-control"] == "private, no-store" for answer in answers)
+    assert waited == []

@@ -158,7 +158,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     # carries their headers, and is counted and logged) but before FastAPI's exception handling,
     # router and request wrapper.
     app.add_middleware(PlayerReadFront, routes=player_read_routes(api_routes(app.routes)), runtime=runtime)
-    # Innermost: refuses control characters, non-UTF-8 text and deep JSON before any route sees them
+    # Just outside it: refuses control characters, non-UTF-8 text and deep JSON before any route sees them
     # (inside SecurityHeaders, so its refusals carry the headers; inside BodySizeLimit, so it only
     # ever buffers a body within the limit).
     app.add_middleware(EdgeText)

@@ -63,10 +63,11 @@ class PlayerReadFront:
                     name: route.param_convertors[name].convert(value)
                     for name, value in matched.groupdict().items()
                 }
-                found = cached_answer(kind, scope, params, self.cache)
-                if found is not None and found[1] is not None:
+                looked = cached_answer(kind, scope, params, self.cache)
+                response = looked.response() if looked is not None else None
+                if response is not None:
                     scope["route"] = route  # its template names the request in metrics and logs
-                    await found[1](scope, receive, send)
+                    await response(scope, receive, send)
                     return
                 break  # the route that takes this path: a miss goes to it
         await self.app(scope, receive, send)

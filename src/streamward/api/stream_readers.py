@@ -306,20 +306,32 @@ def _serve(answer: CachedAnswer, if_none_match: str | None) -> Response:
     return Response(answer.body, media_type="application/json", headers=headers)
 
 
+@dataclass(frozen=True, slots=True)
+class PlayerLookup:
+    """What the player-read cache holds for one request: its key, and the answer stored under it
+    (a public one, or the note that such readers each get their own), if any."""
+
+    key: Hashable
+    answer: CachedAnswer | None
+    if_none_match: str | None
+
+    def response(self) -> Response | None:
+        """The cached answer to send, when there is a public one."""
+        if self.answer is None or not self.answer.public:
+            return None
+        return _serve(self.answer, self.if_none_match)
+
+
 def cached_answer(
     kind: str, scope: Scope, path_params: dict[str, Any], cache: PlayerCache
-) -> tuple[Hashable, Response | None] | None:
-    """For a GET that may get a public player answer: its cache key, and the answer to send when the
-    cache holds a public one (else None). None for a request whose answer is never shared
-    (credentials sent, a listing without the player key)."""
+) -> PlayerLookup | None:
+    """For a GET that may get a public player answer, what the cache holds for it; None for a
+    request whose answer is never shared (credentials sent, a listing without the player key)."""
     asked = _player_request(scope) if scope["method"] == "GET" else None
     if asked is None or (kind == "list" and asked.player_key is None):
         return None
     key = _cache_key(kind, scope, path_params, asked.player_key)
-    answer = cache.get(key)
-    if answer is None or not answer.public:
-        return key, None
-    return key, _serve(answer, asked.if_none_match)
+    return PlayerLookup(key, cache.get(key), asked.if_none_match)
 
 
 async def cached_or_read(kind: str, request: Request, read: ReadHandler) -> Response:
@@ -327,16 +339,15 @@ async def cached_or_read(kind: str, request: Request, read: ReadHandler) -> Resp
     own handler: access rule, database, ``public_answer``), which stores it for the next readers."""
     runtime: Runtime = request.app.state.runtime
     cache = player_cache(runtime.database)
-    found = cached_answer(kind, request.scope, request.path_params, cache)
-    if found is None:
+    looked = cached_answer(kind, request.scope, request.path_params, cache)
+    if looked is None:
         return await read(request)
-    key, served = found
-    if served is not None:
-        return served
-    answer, fill = await cache.lead_or_wait(key)
+    answer, fill = looked.answer, None
+    if answer is None:
+        answer, fill = await cache.lead_or_wait(looked.key)
     if answer is not None:
         if answer.public:
-            return _serve(answer, request.headers.get("if-none-match"))
+            return _serve(answer, looked.if_none_match)
         return await read(request)  # answers for this reader only: nothing to share, nothing to wait for
     assert fill is not None
     request.scope[_FILL] = fill

@@ -47,13 +47,13 @@ class Router(APIRouter):
     """Every Streamward router: its routes are ``Route``s (unless it names a subclass), and it
     turns away the paths none of them can match before asking them."""
 
+    _starts: tuple[str, ...] = _EVERY_PATH
+    _starts_of: object = None  # the version of the route table the beginnings were computed for
+
     def __init__(self, *, route_class: type[APIRoute] = Route, **options: Any) -> None:
         if not issubclass(route_class, Route):
             raise TypeError("a streamward route class derives from web.routing.Route")
         super().__init__(route_class=route_class, **options)
-
-    _starts: tuple[str, ...] = _EVERY_PATH
-    _starts_of: object = None  # the version of the route table the beginnings were computed for
 
     def include_router(self, router: APIRouter, *, prefix: str = "", **options: Any) -> None:
         # The beginnings are the routes' own paths: a prefix added on inclusion (or by a parent
@@ -89,9 +89,8 @@ def literal_starts(routes: list[BaseRoute]) -> tuple[str, ...]:
             starts.append(path.split("{", 1)[0])
             continue
         included: Any = getattr(route, "original_router", None)
-        if isinstance(included, APIRouter) and not getattr(
-            getattr(route, "include_context", None), "prefix", "x"
-        ):
+        context: Any = getattr(route, "include_context", None)
+        if isinstance(included, APIRouter) and getattr(context, "prefix", None) == "":
             starts.extend(literal_starts(included.routes))
             continue
         return _EVERY_PATH

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -131,10 +132,15 @@ async def list_users(
     email_starts_with: str | None,
     limit: int,
     cursor: str | None,
+    also: Sequence[ColumnElement[Any]] = (),
 ) -> Page[Any]:
-    """One page of the organisation's users, newest first; rows carry ``_USER_COLUMNS``."""
+    """One page of the organisation's users, newest first; rows carry ``_USER_COLUMNS`` and the
+    labelled columns ``also`` (a surface's per-account facts, such as the second-factor flags,
+    correlated with ``Account``: read in the same statement, not in a second round trip)."""
     statement = scoped(
-        select(*_USER_COLUMNS).join(Account, Account.id == Membership.account_id), Membership, principal
+        select(*_USER_COLUMNS, *also).join(Account, Account.id == Membership.account_id),
+        Membership,
+        principal,
     )
     if role is not None:
         statement = statement.where(Membership.role == role)

@@ -1,14 +1,19 @@
-"""The lists build their JSON straight from rows (#12): what they answer must stay exactly what
-their response models describe and would serialise, and a page must cost the same number of
-statements whatever its rows hold."""
+"""The lists build their JSON straight from rows (#12), and the stream list keeps what it built of
+each row: what they answer must stay exactly what their response models describe, what the single
+read shows and what the reader may see, a page must cost the same number of statements whatever
+its rows hold, and a changed row is never answered from what was kept of the old one."""
 
 from __future__ import annotations
+
+import uuid
 
 import pytest
 from sqlalchemy import event
 
+from streamward.streams.models import Stream
 from streamward.users.schemas import UserPage
 from tests.conftest import Env
+from tests.support.data import ALL_PACKAGES, create_stream, use_fake_dns
 from tests.support.mfa import Clock, enrol_app
 
 
@@ -62,3 +67,54 @@ async def test_a_users_page_is_one_statement(env: Env) -> None:
     listing = [s for s in statements if "membership" in s.lower() and "ORDER BY" in s]
     assert len(listing) == 1
     assert not any("totp_factor" in s.lower() for s in statements if s not in listing)
+
+
+async def test_a_listed_stream_changed_in_place_is_listed_as_it_is_now(env: Env) -> None:
+    """The stream list keeps each stream's JSON by the row it was built from: a change that leaves
+    ``updated_at`` alone (here straight in the database) is still a new row, never the kept JSON."""
+    org = await env.org(packages=ALL_PACKAGES)
+    created = await create_stream(env, org, transcodes=[{"profile": "vtrans2-852x480x800x25"}])
+    first = (await env.client.get("/api/stream", headers=org.api_headers)).json()
+    assert [len(s["playout"]["h5live"]) for s in first] == [2]
+    async with env.runtime.database.session() as session:
+        stream = await session.get(Stream, uuid.UUID(created["id"]))
+        assert stream is not None
+        stream.transcodes = []
+        stream.group_id = "moved"
+        await session.commit()
+    again = (await env.client.get("/api/stream", headers=org.api_headers)).json()
+    assert [(len(s["playout"]["h5live"]), s["streamgroup"]) for s in again] == [(1, "moved")]
+    assert again[0]["updated_at"] == first[0]["updated_at"]
+    # The single read (built anew every time) and the listing agree.
+    single = (await env.client.get(f"/api/stream/{created['id']}", headers=org.api_headers)).json()
+    assert again == [single]
+
+
+async def test_a_kept_listing_never_shows_one_reader_what_another_may_see(env: Env) -> None:
+    """The push URL is shown to those who may change it: listed first for the API key, the same
+    stream listed for a read-only member carries none; and players get the player profile."""
+    use_fake_dns(env)
+    org = await env.org(packages=ALL_PACKAGES)
+    created = await create_stream(env, org, tags=["stage"])
+    pushed = await env.client.put(
+        f"/api/stream/{created['id']}/push_url",
+        json={"url": "rtmp://hooks.example.com/live/key"},
+        headers=org.api_headers,
+    )
+    assert pushed.status_code == 200, pushed.text
+    manager = (await env.client.get("/api/stream", headers=org.api_headers)).json()
+    assert manager[0]["push_url"] == "rtmp://hooks.example.com/live/key"
+    reader = await env.member(org, "nanoReadOnly")
+    shown = (await env.client.get("/api/stream", headers=reader.headers)).json()
+    assert shown[0]["push_url"] is None
+    assert {k: v for k, v in shown[0].items() if k != "push_url"} == {
+        k: v for k, v in manager[0].items() if k != "push_url"
+    }
+    player_key = (await env.client.get("/api/organisation/playerkey", headers=org.api_headers)).json()
+    as_player = await env.client.get(
+        "/api/stream?tags[]=stage", headers={"X-BINTU-PLAYERKEY": player_key["playerKey"]}
+    )
+    assert as_player.status_code == 200, as_player.text
+    assert set(as_player.json()[0]) == {"id", "state", "playout", "streamgroup"}
+    profiled = (await env.client.get("/api/stream?profile=player", headers=org.api_headers)).json()
+    assert profiled == as_player.json()

@@ -7,15 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import pydantic_core
 from fastapi import Depends, Query, Request, Response
 
 from streamward.api.stream_readers import (
     StreamReader,
     playable_for_token,
-    present,
+    present_listed,
     private_answer,
     public_answer,
+    serialised,
     with_recordings,
 )
 from streamward.errors import BadRequest, Unauthenticated
@@ -67,8 +67,8 @@ PAGED_PLAYER_READ = {200: {"headers": {"Link": _LINK, **_PLAYER_CACHE_HEADERS}},
 
 
 def json_response(content: Any, *, headers: dict[str, str] | None = None) -> Response:
-    """200 with ``content`` serialised as it is (already in its wire shape)."""
-    return Response(pydantic_core.to_json(content), media_type="application/json", headers=headers)
+    """200 with ``content`` serialised as it is (already in its wire shape; bytes: its JSON)."""
+    return Response(serialised(content), media_type="application/json", headers=headers)
 
 
 def next_link(request: Request, cursor: str | None) -> dict[str, str] | None:
@@ -147,8 +147,7 @@ async def listing(
         )
         views = [v for v in views if v.stream in allowed]
     views = await with_recordings(db, reader, views, filters.asset_limit)
-    addresses = Addresses.of(runtime.settings)
-    body = [present(view, reader, addresses, profile) for view in views]
+    body = present_listed(views, reader, Addresses.of(runtime.settings), profile)
     link = next_link(request, page.next_cursor)
     organisation = reader.player_organisation
     if organisation is None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -48,7 +48,7 @@ from streamward.playback.service import Presentation, verify
 from streamward.runtime import Runtime, client_address
 from streamward.streams.models import Stream
 from streamward.streams.player_cache import CachedAnswer, Fill, PlayerCache, player_cache
-from streamward.streams.playout import Addresses, player_object, stream_object
+from streamward.streams.playout import Addresses, listed_json, player_object, stream_object
 from streamward.streams.service import StreamView
 from streamward.vod import service as vod
 from streamward.web.access import access_rule
@@ -211,7 +211,7 @@ async def with_recordings(
     assets = await vod.recorded_assets(
         session, organisation_id, [v.stream.id for v in views], per_stream=asset_limit
     )
-    return [StreamView(v.stream, v.tags, assets[v.stream.id]) for v in views]
+    return [replace(v, vod=assets[v.stream.id]) for v in views]
 
 
 def present(
@@ -223,6 +223,18 @@ def present(
     if principal is None or profile == PLAYER_PROFILE:
         return player_object(view, addresses)
     return stream_object(view, addresses, show_push_url=principal.can("stream:manage"))
+
+
+def present_listed(
+    views: Sequence[StreamView], reader: StreamReader, addresses: Addresses, profile: str | None
+) -> bytes:
+    """A listing's JSON array: each stream as ``present`` would show it to the reader, built once per
+    version of its row and kept (``playout.listed_json``)."""
+    principal = reader.principal
+    player = principal is None or profile == PLAYER_PROFILE
+    show_push_url = not player and principal is not None and principal.can("stream:manage")
+    parts = [listed_json(view, addresses, player=player, show_push_url=show_push_url) for view in views]
+    return b"[" + b",".join(parts) + b"]"
 
 
 # --- Public answers: the player-read cache --------------------------------------------------------
@@ -357,6 +369,12 @@ async def cached_or_read(kind: str, request: Request, read: ReadHandler) -> Resp
         cache.finish(fill)  # an answer that could not be stored: whoever waited reads for itself
 
 
+def serialised(content: Any) -> bytes:
+    """An answer's JSON: ``content`` serialised, or as it is when it is JSON already (``bytes``: a
+    listing joined from the stream objects it kept, ``listed_json``)."""
+    return content if isinstance(content, bytes) else pydantic_core.to_json(content)
+
+
 def public_answer(
     request: Request,
     runtime: Runtime,
@@ -366,7 +384,7 @@ def public_answer(
 ) -> Response:
     """The answer to a player whose organisation requires no playback token: public, stored in the
     cache for the next readers of the same thing (when this request began a reading of it)."""
-    body = pydantic_core.to_json(content)
+    body = serialised(content)
     extra = tuple((headers or {}).items())
     fill: Fill | None = request.scope.get(_FILL)
     answer, _ = player_cache(runtime.database).put(fill, organisation_id, body, extra)
@@ -385,7 +403,7 @@ def private_answer(
     fill: Fill | None = request.scope.get(_FILL)
     player_cache(runtime.database).put(fill, organisation_id, b"", public=False)
     return Response(
-        pydantic_core.to_json(content),
+        serialised(content),
         media_type="application/json",
         headers={"cache-control": PRIVATE_CACHE_CONTROL, **(headers or {})},
     )

@@ -15,9 +15,12 @@ The shapes are declared as response models in schemas.py; tests check every answ
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import functools
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic_core import to_json
 
 from streamward.config import Settings
 from streamward.schemas import format_utc
@@ -27,29 +30,44 @@ from streamward.streams.service import Recording, StreamView
 PASSTHROUGH_LABEL = "passthrough"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Addresses:
-    """Where broadcasters publish and players play, from the settings."""
+    """Where broadcasters publish and players play, from the settings: one instance per set of
+    addresses in the process (``of``), which keeps the listed stream objects built with them."""
 
     ingest_rtmp: str
     playout_rtmp: str
     hls_base: str
     web_player: str
     server: dict[str, str]
+    # listed_json's: a listed stream's JSON by everything it is built from but these addresses.
+    listed: dict[Hashable, bytes] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, settings: Settings) -> Addresses:
-        return cls(
-            ingest_rtmp=settings.ingest_rtmp_url,
-            playout_rtmp=settings.playout_rtmp_url,
-            hls_base=settings.playout_base_url,
-            web_player=settings.web_player_url,
-            server={
-                "websocket": settings.h5live_websocket_url,
-                "hls": settings.h5live_hls_url,
-                "progressive": settings.h5live_progressive_url,
-            },
+        return _addresses(
+            settings.ingest_rtmp_url,
+            settings.playout_rtmp_url,
+            settings.playout_base_url,
+            settings.web_player_url,
+            settings.h5live_websocket_url,
+            settings.h5live_hls_url,
+            settings.h5live_progressive_url,
         )
+
+
+@functools.lru_cache(maxsize=16)
+def _addresses(
+    ingest_rtmp: str,
+    playout_rtmp: str,
+    hls_base: str,
+    web_player: str,
+    websocket: str,
+    hls: str,
+    progressive: str,
+) -> Addresses:
+    server = {"websocket": websocket, "hls": hls, "progressive": progressive}
+    return Addresses(ingest_rtmp, playout_rtmp, hls_base, web_player, server)
 
 
 @dataclass(frozen=True)
@@ -141,6 +159,43 @@ def stream_object(view: StreamView, addresses: Addresses, *, show_push_url: bool
         "streamgroup": stream.group_id,
         "push_url": stream.push_url if show_push_url else None,
     }
+
+
+# Listed stream objects kept per set of addresses: a page of fifty transcoded streams is about 100 KB
+# of JSON, so this holds some 40 pages' worth (4 MB); when full it starts again.
+LISTED_KEPT = 2048
+
+
+def listed_json(view: StreamView, addresses: Addresses, *, player: bool, show_push_url: bool) -> bytes:
+    """The JSON of a listed stream's object: the player profile, or the full object. Building fifty
+    of them (and their GC) was the larger part of a listing's CPU, and players list the same streams
+    again and again: the JSON is kept by everything it is built from, the row as read
+    (``StreamView.row``), the tags, the recordings shown and the profile, so a changed stream, even
+    changed without a new ``updated_at``, is a new key and never answered from an older one."""
+    if view.row is None:
+        return to_json(_built(view, addresses, player=player, show_push_url=show_push_url))
+    key = (
+        view.row,
+        player,
+        show_push_url and not player,
+        tuple(view.tags),
+        tuple((a.id, a.stream_id, a.url, a.title, a.duration_seconds) for a in view.vod),
+    )
+    kept = addresses.listed
+    built = kept.get(key)
+    if built is None:
+        if len(kept) >= LISTED_KEPT:
+            kept.clear()
+        built = kept[key] = to_json(_built(view, addresses, player=player, show_push_url=show_push_url))
+    return built
+
+
+def _built(view: StreamView, addresses: Addresses, *, player: bool, show_push_url: bool) -> dict[str, Any]:
+    return (
+        player_object(view, addresses)
+        if player
+        else stream_object(view, addresses, show_push_url=show_push_url)
+    )
 
 
 def player_object(view: StreamView, addresses: Addresses) -> dict[str, Any]:

@@ -5,13 +5,14 @@ are transcode.py's, the push URL push.py's.
 
 from __future__ import annotations
 
+import json
 import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import exists, select
+from sqlalchemy import Text, cast, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -54,6 +55,10 @@ class StreamView:
     tags: list[str]
     # Recorded assets of the stream, newest first, when the reader may see them (playout.web).
     vod: Sequence[Recording] = field(default=())
+    # The stream's row exactly as read (every column; the transcodes as their JSON text), for a
+    # listing: what the stream object is built from, so what a surface built of it may be kept by it.
+    # None where the stream was loaded otherwise.
+    row: tuple[Any, ...] | None = None
 
 
 class Recording(Protocol):
@@ -154,7 +159,18 @@ async def read_stream(session: AsyncSession, principal: Principal, stream_id: uu
     return StreamView(stream, (await tags_of(session, [stream.id]))[stream.id])
 
 
-_STREAM_COLUMNS = loaded_columns(Stream)
+# A listing reads the transcodes as the JSON text the database holds (decoded below): with it, every
+# value of the row is hashable, and the row itself is the key of what is built from it (StreamView.row).
+_LISTED_COLUMNS = [
+    cast(Stream.transcodes, Text).label(column.key) if column.key == "transcodes" else column
+    for column in loaded_columns(Stream)
+]
+
+
+def _listed(row: Any) -> Stream:
+    values = row._asdict()
+    values["transcodes"] = json.loads(values["transcodes"] or "[]")
+    return detached(Stream, values)
 
 
 async def list_streams(
@@ -171,7 +187,7 @@ async def list_streams(
     """Newest first. Deleted streams are listed only when asked for by state; several tags: all of
     them. ``playable_only`` (players): locked and deleted streams are never listed."""
     # Core rows made into detached instances (db.detached): the page is only presented.
-    statement = scoped(select(*_STREAM_COLUMNS), Stream, principal)
+    statement = scoped(select(*_LISTED_COLUMNS), Stream, principal)
     if playable_only:
         statement = statement.where(Stream.state.in_(PLAYABLE_STATES))
     if state is None:
@@ -183,9 +199,11 @@ async def list_streams(
     for tag in dict.fromkeys(tags):
         statement = statement.where(exists().where(StreamTag.stream_id == Stream.id, StreamTag.tag == tag))
     page = await keyset_page(session, statement, Stream.id, limit=limit, cursor=cursor, scalars=False)
-    streams = [detached(Stream, row._mapping) for row in page.items]
-    tag_map = await tags_of(session, [stream.id for stream in streams])
-    return Page([StreamView(stream, tag_map[stream.id]) for stream in streams], page.next_cursor)
+    streams = [(_listed(row), tuple(row)) for row in page.items]
+    tag_map = await tags_of(session, [stream.id for stream, _ in streams])
+    return Page(
+        [StreamView(stream, tag_map[stream.id], row=row) for stream, row in streams], page.next_cursor
+    )
 
 
 async def set_stream_tags(

@@ -100,3 +100,22 @@ async def test_a_second_rule_in_one_request_does_not_look_the_credential_up_agai
 
 @reads
 async def _a_reading_route() -> None: ...
+
+
+async def test_the_organisation_read_answers_a_change_at_once(env: Env) -> None:
+    """The read's JSON is kept by every value it shows: a change is another answer on the very next
+    read, and two organisations never share one."""
+    org = await env.org()
+    other = await env.org()
+    before = (await env.client.get("/api/organisation", headers=org.api_headers)).json()
+    assert before["vodPublic"] is False
+    changed = await env.client.put("/api/organisation/vod", json={"public": True}, headers=org.api_headers)
+    assert changed.status_code == 200, changed.text
+    after = (await env.client.get("/api/organisation", headers=org.api_headers)).json()
+    assert after == {**before, "vodPublic": True}
+    theirs = (await env.client.get("/api/organisation", headers=other.api_headers)).json()
+    assert (theirs["id"], theirs["name"], theirs["vodPublic"]) == (
+        str(other.id),
+        other.organisation.name,
+        False,
+    )

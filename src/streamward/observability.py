@@ -17,7 +17,7 @@ hand a copy of the scope inward when they rewrite it.
 from __future__ import annotations
 
 import logging
-import os
+import random
 import re
 import time
 
@@ -48,7 +48,10 @@ def request_id_of(scope: Scope) -> str:
             if _SANE_REQUEST_ID.fullmatch(candidate):
                 return candidate
             break
-    return os.urandom(16).hex()  # 128 random bits, as a uuid4 has, at a third of its cost
+    # 128 random bits, as a uuid4 has. An id names a request and is no secret (a client may send its
+    # own): the random module's generator (seeded from the system's, reseeded in a forked worker)
+    # gives them without a system call each; os.urandom was 4 % of the hot read's CPU under load.
+    return f"{random.getrandbits(128):032x}"
 
 
 def route_template(scope: Scope) -> str:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -46,20 +48,49 @@ bintu_token_router = Router(prefix="/api/bintu", tags=["authentication"])
 
 @router.get("", response_model=OrganisationOut, summary="The caller's organisation")
 @reads
-async def read_organisation(principal: Annotated[Principal, require("org:read")]) -> OrganisationOut:
+async def read_organisation(principal: Annotated[Principal, require("org:read")]) -> Response:
     # Loaded with the credential in one query; nothing more to fetch.
     org = organisation_of(principal)
-    return OrganisationOut(
-        id=org.id,
-        name=org.name,
-        support_level=org.support_level,
-        analytics_level=org.analytics_level,
-        trial=org.trial,
-        packages=_package_states(tuple(org.packages)),
-        webhook=org.webhook_url,
-        vod_public=org.vod_public,
-        created_at=org.created_at,
+    body = _organisation_json(
+        org.id,
+        org.name,
+        org.support_level,
+        org.analytics_level,
+        org.trial,
+        tuple(org.packages),
+        org.webhook_url,
+        org.vod_public,
+        org.created_at,
     )
+    return Response(body, media_type="application/json")
+
+
+@lru_cache(maxsize=1024)
+def _organisation_json(
+    id: uuid.UUID,
+    name: str,
+    support_level: str,
+    analytics_level: str,
+    trial: bool,
+    enabled: tuple[str, ...],
+    webhook: str | None,
+    vod_public: bool,
+    created_at: datetime,
+) -> bytes:
+    """OrganisationOut's JSON for these values, kept by all of them (any change is another key): the
+    hot path's answer was built and serialised again on every read, about a sixth of its CPU."""
+    shown = OrganisationOut(
+        id=id,
+        name=name,
+        support_level=support_level,
+        analytics_level=analytics_level,
+        trial=trial,
+        packages=_package_states(enabled),
+        webhook=webhook,
+        vod_public=vod_public,
+        created_at=created_at,
+    )
+    return OrganisationOut.__pydantic_serializer__.to_json(shown, by_alias=True)
 
 
 @router.get("/apikey", response_model=ApiKeyOut, summary="Reveal the API key (audited)")

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from streamward.app import create_app
 from streamward.events.outbox import emit
 from streamward.orgs.models import Organisation
 from streamward.webhooks.delivery import WEBHOOK_SECRET_PURPOSE
-from tests.conftest import PASSWORD, Env
+from tests.conftest import PASSWORD, Env, make_settings
 from tests.support.receiver import Receiver
 
 OPERATOR_TOKEN = "operator-token-for-metrics-0123456789"
@@ -134,3 +138,17 @@ async def test_outbox_backlog_pool_and_delivery_attempts(env: Env, monkeypatch: 
     assert value(delivered, "streamward_webhook_delivery_attempts_total", outcome="succeeded") == 1
     assert value(delivered, "streamward_webhook_delivery_duration_seconds_count", outcome="succeeded") == 1
     assert value(delivered, "streamward_outbox_oldest_pending_age_seconds") == 0
+
+
+@pytest.mark.parametrize("wanted", [False, True])
+def test_fastapis_own_telemetry_is_the_operators_choice(tmp_path: Path, wanted: bool) -> None:
+    """Off by default (Streamward has its own metrics and access log, and FastAPI would otherwise
+    ask the OpenTelemetry API on every request whether a provider is configured); on when asked,
+    with FastAPI's own defaults."""
+    fastapi_telemetry = "telemetry" in inspect.signature(FastAPI).parameters
+    if not fastapi_telemetry:
+        pytest.skip("this FastAPI has no native telemetry")
+    settings = make_settings("sqlite+aiosqlite:///" + str(tmp_path / "t.db"), tmp_path)
+    app = create_app(settings.model_copy(update={"framework_telemetry": wanted}))
+    config = app._telemetry  # type: ignore[attr-defined]
+    assert (config["tracing"], config["metrics"], config["logs"]) == (wanted, wanted, wanted)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gc
+import inspect
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -145,6 +147,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         swagger_ui_oauth2_redirect_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        **_framework_telemetry(runtime.settings.framework_telemetry),
     )
     app.state.runtime = runtime
     metrics = app.state.metrics = Metrics()  # this app's own registry
@@ -180,6 +183,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         trusted_proxies=runtime.settings.trusted_proxy_networks,
     )
     return app
+
+
+def _framework_telemetry(wanted: bool) -> dict[str, Any]:
+    """FastAPI's arguments for its native OpenTelemetry (FastAPI 0.16x; older releases have none):
+    nothing to change when the operator wants it, else all three signals off, so that a request no
+    longer asks the OpenTelemetry API whether a provider is configured."""
+    if wanted or "telemetry" not in inspect.signature(FastAPI).parameters:
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
 
 
 def app_from_environment() -> FastAPI:

@@ -347,6 +347,25 @@ ATTACKS: dict[str, tuple[Callable[[str, dict[str, Any], str, Ed25519PrivateKey],
         2004,
         "invalid_token",
     ),
+    # Read by Streamward itself, not PyJWT (#12): what the compact form and the header may not be.
+    "a critical extension, validly signed": (
+        lambda t, c, kid, k: jwt.encode(c, k, algorithm="EdDSA", headers={"kid": kid, "crit": ["exp"]}),
+        2004,
+        "invalid_token",
+    ),
+    "jti not a string, validly signed": (
+        lambda t, c, kid, k: _sign(c | {"jti": 7}, k, kid),
+        2004,
+        "invalid_token",
+    ),
+    "audience a list without playback": (
+        lambda t, c, kid, k: _sign(c | {"aud": ["api", "web"]}, k, kid),
+        2004,
+        "wrong_audience",
+    ),
+    "a fourth segment": (lambda t, c, kid, k: t + ".e30", 2004, "malformed_token"),
+    "padding in a segment": (lambda t, c, kid, k: t.replace(".", "=.", 1), 2004, "malformed_token"),
+    "a character outside base64url": (lambda t, c, kid, k: "+" + t, 2004, "malformed_token"),
     "a bintu token": (lambda t, c, kid, k: "swt_" + "x" * 43, 2004, "malformed_token"),
     "garbage": (lambda t, c, kid, k: "a.b.c", 2004, "malformed_token"),
     "empty parts": (lambda t, c, kid, k: "..", 2004, "malformed_token"),
@@ -364,6 +383,14 @@ async def test_forged_and_invalid_tokens_are_refused(env: Env) -> None:
         answers[attack] = (body["error"]["code"], body["error"]["reason"])
     assert answers == {attack: (code, reason) for attack, (_, code, reason) in ATTACKS.items()}
     assert (await _verify(env, real))[0] == 200  # the genuine token, for contrast
+
+
+async def test_an_audience_list_naming_playback_is_accepted_as_jwt_allows(env: Env) -> None:
+    org = await env.org(packages=["secure_playback"])
+    real = await playback_token(env, org, orgawide=True)
+    kid, key = await _active_key(env, org)
+    listed = _sign(_claims(real) | {"aud": ["web", "playback"]}, key, kid)
+    assert (await _verify(env, listed))[0] == 200
 
 
 async def test_a_bintu_token_of_a_real_member_is_not_a_playback_token(env: Env) -> None:

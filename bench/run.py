@@ -357,9 +357,10 @@ SERIALISATION: dict[str, float] = {}
 
 async def _serialisation_alone(env: dict[str, str], api_key: str) -> dict[str, float]:
     """In-process CPU (ms, best of 5) of turning the fifty rows of each list, already read, into the
-    bytes of its answer: the stream objects (playout URLs of every rendition) and their JSON; the users
-    page's objects (UserSummary.wire) and their JSON, as the routes build them. What is left of a list request is HTTP,
-    authentication and the queries."""
+    bytes of its answer, as the routes build them when nothing is kept: the stream objects (playout
+    URLs of every rendition) and their JSON; the users page's objects (UserSummary.wire) and their
+    JSON. What is left of a list request is HTTP, authentication and the queries (the stream list
+    keeps each stream's JSON: its later pages cost less than this)."""
     import timeit
 
     from pydantic_core import to_json

@@ -169,64 +169,87 @@ async def issue(
 _COMPACT = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]*)")
 
 
-def _b64url_json(segment: str) -> Any:
-    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+def _b64url(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+@dataclass(frozen=True)
+class PresentedToken:
+    """A playback token as presented, split and its header read; nothing in it is believed yet.
+
+    Tokens are read here rather than by PyJWT (which issues them): PyJWT parsed every token twice
+    (once for the key id, once to verify) and its generic checks around the signature cost as much
+    as the signature itself, on the path every player start takes (``bench/player_reads.py``
+    times both). What it checked is checked here: the one algorithm, no critical extension, the
+    Ed25519 signature over the first two segments (by ``cryptography``) before any claim is read,
+    then the claims."""
+
+    kid: str | None
+    signing_input: bytes
+    signature: bytes
+    payload: str
+
+    @classmethod
+    def parse(cls, token: str) -> PresentedToken:
+        compact = _COMPACT.fullmatch(token)
+        if compact is None:
+            raise malformed("malformed_token", "This is not a playback token.")
+        header_segment, payload_segment, signature_segment = compact.groups()
+        try:
+            header = json.loads(_b64url(header_segment))
+            signature = _b64url(signature_segment)
+        except (ValueError, RecursionError):  # binascii.Error and JSONDecodeError are ValueErrors
+            raise malformed("malformed_token", "This is not a playback token.") from None
+        if not isinstance(header, dict):
+            raise malformed("malformed_token", "This is not a playback token.")
+        if header.get("alg") != ALGORITHM:
+            raise malformed("algorithm_not_allowed", f"Playback tokens are signed with {ALGORITHM} only.")
+        if "crit" in header:  # an extension the token says must be understood: none is
+            raise malformed("invalid_token", "The token's signature or claims are not valid.")
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise malformed("malformed_token", "This is not a playback token.")
+        # The regular expression admits ASCII only: the encoding cannot fail.
+        signing_input = f"{header_segment}.{payload_segment}".encode("ascii")
+        return cls(kid, signing_input, signature, payload_segment)
+
+    def claims(self, key: VerifyingKey, *, issuer: str, now: float) -> dict[str, Any]:
+        """The claims, once the signature is ``key``'s and every claim checks out."""
+        try:
+            key.public_key.verify(self.signature, self.signing_input)
+            claims = json.loads(_b64url(self.payload))
+        except (InvalidSignature, ValueError, RecursionError):
+            raise malformed("invalid_token", "The token's signature or claims are not valid.") from None
+        if (
+            not isinstance(claims, dict)
+            or any(name not in claims for name in REQUIRED_CLAIMS)
+            or not isinstance(claims["jti"], str)
+        ):
+            raise malformed("invalid_token", "The token's signature or claims are not valid.")
+        audience = claims["aud"]
+        if not (audience == AUDIENCE or (isinstance(audience, list) and AUDIENCE in audience)):
+            raise malformed("wrong_audience", "The token is not meant for playback.")
+        if (
+            claims["iss"] != issuer
+            or claims.get("typ") != TOKEN_TYPE
+            or claims.get("org") != str(key.organisation_id)
+        ):
+            raise malformed("invalid_token", "The token's signature or claims are not valid.")
+        _check_times(claims, now)
+        return claims
 
 
 async def _signed_claims(
     session: AsyncSession, token: str, *, issuer: str
 ) -> tuple[dict[str, Any], VerifyingKey]:
     """Signature, algorithm, key, times, audience, issuer and type; raises SplayError. Touches the
-    database only the first time this process meets the token's key (its public half is kept).
-
-    The token is read here rather than by PyJWT (which issues it): PyJWT parsed every token twice
-    (once for the key id, once to verify) and its generic checks around the signature cost twice
-    the signature itself, on the path every player start takes. What it checked is checked here:
-    the only algorithm, no critical extension, the Ed25519 signature over the first two segments
-    (by ``cryptography``, before any claim is believed), then the claims."""
-    compact = _COMPACT.fullmatch(token)
-    if compact is None:
-        raise malformed("malformed_token", "This is not a playback token.")
-    header_segment, payload_segment, signature_segment = compact.groups()
-    try:
-        header = _b64url_json(header_segment)
-        signature = base64.urlsafe_b64decode(signature_segment + "=" * (-len(signature_segment) % 4))
-    except (ValueError, RecursionError):  # binascii.Error and JSONDecodeError are ValueErrors
-        raise malformed("malformed_token", "This is not a playback token.") from None
-    if not isinstance(header, dict):
-        raise malformed("malformed_token", "This is not a playback token.")
-    if header.get("alg") != ALGORITHM:
-        raise malformed("algorithm_not_allowed", f"Playback tokens are signed with {ALGORITHM} only.")
-    if "crit" in header:  # an extension the token says must be understood: none is
-        raise malformed("invalid_token", "The token's signature or claims are not valid.")
-    kid = header.get("kid")
-    if kid is not None and not isinstance(kid, str):
-        raise malformed("malformed_token", "This is not a playback token.")
+    database only the first time this process meets the token's key (its public half is kept)."""
+    presented = PresentedToken.parse(token)
+    kid = presented.kid
     key = await keys.verifying_key(session, kid) if kid is not None and len(kid) <= 64 else None
     if key is None:
         raise unknown_key()
-    try:
-        key.public_key.verify(signature, f"{header_segment}.{payload_segment}".encode("ascii"))
-        claims = _b64url_json(payload_segment)
-    except (InvalidSignature, ValueError, RecursionError):
-        raise malformed("invalid_token", "The token's signature or claims are not valid.") from None
-    if (
-        not isinstance(claims, dict)
-        or any(name not in claims for name in REQUIRED_CLAIMS)
-        or not isinstance(claims["jti"], str)
-    ):
-        raise malformed("invalid_token", "The token's signature or claims are not valid.")
-    audience = claims["aud"]
-    if not (audience == AUDIENCE or (isinstance(audience, list) and AUDIENCE in audience)):
-        raise malformed("wrong_audience", "The token is not meant for playback.")
-    if (
-        claims["iss"] != issuer
-        or claims.get("typ") != TOKEN_TYPE
-        or claims.get("org") != str(key.organisation_id)
-    ):
-        raise malformed("invalid_token", "The token's signature or claims are not valid.")
-    _check_times(claims, clock())
-    return claims, key
+    return presented.claims(key, issuer=issuer, now=clock()), key
 
 
 def _check_times(claims: dict[str, Any], now: float) -> None:

@@ -16,6 +16,7 @@ from streamward.db import release
 from streamward.web import authenticate as authentication
 from streamward.web.session import reads
 from tests.conftest import Env
+from tests.support.data import create_stream, playback_token
 
 
 @pytest.fixture
@@ -64,6 +65,30 @@ async def test_a_reading_route_opens_no_session_for_its_credential_on_postgresql
     monkeypatch.setattr(env.runtime.database, "session", session)
     assert (await env.client.get("/api/organisation", headers=admin.headers)).status_code == 200
     assert opened == []
+
+
+async def test_a_playback_token_check_is_one_round_trip_and_opens_no_session_on_postgresql(
+    env: Env, statements: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every player start checks a token: one statement (revocation state and the stream), and on
+    PostgreSQL on the look-up pool, without a session (web.session.lookup_source)."""
+    org = await env.org(packages=["secure_playback"])
+    stream = await create_stream(env, org)
+    token = await playback_token(env, org, streams=[stream["name"]], revocable=True)
+    body = {"token": token, "stream": stream["name"]}
+    assert (await env.client.post("/api/v1/splay/verify", json=body)).status_code == 200  # key now known
+    opened: list[bool] = []
+    original = env.runtime.database.session
+
+    def session(*, write: bool = True) -> Any:
+        opened.append(write)
+        return original(write=write)
+
+    monkeypatch.setattr(env.runtime.database, "session", session)
+    statements.clear()
+    assert (await env.client.post("/api/v1/splay/verify", json=body)).status_code == 200
+    assert len(statements) == 1, statements
+    assert opened == ([] if env.engine_name == "postgres" else [False])
 
 
 async def test_a_second_rule_in_one_request_does_not_look_the_credential_up_again(

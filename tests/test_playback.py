@@ -363,6 +363,12 @@ ATTACKS: dict[str, tuple[Callable[[str, dict[str, Any], str, Ed25519PrivateKey],
         2004,
         "wrong_audience",
     ),
+    # The same signature bytes: the last character's low bits are unused (A, Q, g, w end a canonical one).
+    "the signature's last character spelt otherwise": (
+        lambda t, c, kid, k: t[:-1] + chr(ord(t[-1]) + 1),
+        2004,
+        "malformed_token",
+    ),
     "a fourth segment": (lambda t, c, kid, k: t + ".e30", 2004, "malformed_token"),
     "padding in a segment": (lambda t, c, kid, k: t.replace(".", "=.", 1), 2004, "malformed_token"),
     "a character outside base64url": (lambda t, c, kid, k: "+" + t, 2004, "malformed_token"),

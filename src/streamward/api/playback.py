@@ -47,7 +47,7 @@ from streamward.playback.schemas import (
 from streamward.web.access import PUBLIC, require, token_service
 from streamward.web.params import RuntimeDep
 from streamward.web.routing import Route, Router
-from streamward.web.session import DbSession, reads, writes
+from streamward.web.session import DbSession, LookupDb, reads, writes
 
 
 def as_splay_error(exc: AppError | RequestValidationError) -> SplayError:
@@ -153,7 +153,7 @@ async def issue_token(
     "/verify", response_model=VerifyReply, dependencies=[PUBLIC], summary="Check a playback token"
 )
 @reads  # runs on every player start: it must not queue behind writers (SQLite's one write lock)
-async def verify_token(body: VerifyRequest, db: DbSession, runtime: RuntimeDep) -> Response:
+async def verify_token(body: VerifyRequest, db: LookupDb, runtime: RuntimeDep) -> Response:
     where = service.Presentation(stream=body.stream, domain=body.domain, ip=body.ip)
     claims = await service.verify(db, body.token, where, issuer=runtime.settings.base_url)
     # VerifyReply's wire shape, serialised at once: validating the reply model again on every player

@@ -16,11 +16,12 @@ from datetime import datetime, timedelta
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from sqlalchemy import Select, bindparam, or_, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.audit.service import Actor, record, record_change
 from streamward.crypto import SecretBox
-from streamward.db import utcnow
+from streamward.db import LookupSource, lookup_reader, utcnow
 from streamward.events.catalogue import EventType
 from streamward.orgs.service import lock_organisation
 from streamward.playback.models import PlaybackSigningKey
@@ -130,14 +131,25 @@ _VERIFYING_KEY = select(PlaybackSigningKey.organisation_id, PlaybackSigningKey.p
 )
 
 
-async def verifying_key(session: AsyncSession, kid: str) -> VerifyingKey | None:
+# The same for asyncpg itself, on the look-up pool (a reading request on PostgreSQL opens no session).
+_RAW_VERIFYING_KEY_SQL = str(
+    _VERIFYING_KEY.compile(dialect=postgresql.asyncpg.dialect())  # type: ignore[no-untyped-call]
+)
+
+
+async def verifying_key(source: LookupSource, kid: str) -> VerifyingKey | None:
     """The key ``kid`` names, read once per process; None when there is no such key (not kept: a
     key created later must verify at once)."""
     key = _verifying_keys.get(kid)
     if key is not None:
         _verifying_keys.move_to_end(kid)
         return key
-    row = (await session.execute(_VERIFYING_KEY, {"kid": kid})).one_or_none()
+    reader = await lookup_reader(source)
+    if reader is not None:
+        row = await reader.fetchrow(_RAW_VERIFYING_KEY_SQL, kid)
+    else:
+        assert isinstance(source, AsyncSession)  # lookup_reader answers None only for a session
+        row = (await source.execute(_VERIFYING_KEY, {"kid": kid})).one_or_none()
     if row is None:
         return None
     organisation_id, public_key = row

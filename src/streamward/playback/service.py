@@ -28,6 +28,7 @@ from streamward.audit.service import Actor, record
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import scoped
 from streamward.crypto import SecretBox
+from streamward.db import LookupSource
 from streamward.orgs.models import organisation_of
 from streamward.orgs.packages import require_package
 from streamward.playback import keys
@@ -170,7 +171,13 @@ _COMPACT = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]*)")
 
 
 def _b64url(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    """A segment's bytes, when the segment is their one encoding: the unused low bits of its last
+    character must be zero, as PyJWT required, or one token would verify under sixteen spellings
+    (a blocklist or rate limit keyed by the token text would be sidestepped)."""
+    decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment.encode("ascii"):
+        raise ValueError("not the canonical encoding")
+    return decoded
 
 
 @dataclass(frozen=True)
@@ -240,13 +247,13 @@ class PresentedToken:
 
 
 async def _signed_claims(
-    session: AsyncSession, token: str, *, issuer: str
+    source: LookupSource, token: str, *, issuer: str
 ) -> tuple[dict[str, Any], VerifyingKey]:
     """Signature, algorithm, key, times, audience, issuer and type; raises SplayError. Touches the
     database only the first time this process meets the token's key (its public half is kept)."""
     presented = PresentedToken.parse(token)
     kid = presented.kid
-    key = await keys.verifying_key(session, kid) if kid is not None and len(kid) <= 64 else None
+    key = await keys.verifying_key(source, kid) if kid is not None and len(kid) <= 64 else None
     if key is None:
         raise unknown_key()
     return presented.claims(key, issuer=issuer, now=clock()), key
@@ -318,16 +325,16 @@ def _check_presentation(claims: dict[str, Any], where: Presentation, stream: Pre
             raise refused("ip_mismatch", "The token is not valid from this address.")
 
 
-async def verify(session: AsyncSession, token: str, where: Presentation, *, issuer: str) -> dict[str, Any]:
+async def verify(source: LookupSource, token: str, where: Presentation, *, issuer: str) -> dict[str, Any]:
     """The token's claims when it may be used as presented; raises SplayError otherwise.
 
     The signature is checked first, without the database (a forged token costs no query); then one
-    round trip reads what revocation may have changed and the stream it is presented for."""
-    claims, key = await _signed_claims(session, token, issuer=issuer)
+    round trip reads what revocation may have changed and the stream it is presented for (on
+    PostgreSQL on the look-up pool: committed rows, so a revocation from any process applies to the
+    next check)."""
+    claims, key = await _signed_claims(source, token, issuer=issuer)
     revocable = bool(claims.get("revocable"))
-    state = await token_state(
-        session, key, jti=str(claims["jti"]) if revocable else None, stream=where.stream
-    )
+    state = await token_state(source, key, jti=str(claims["jti"]) if revocable else None, stream=where.stream)
     if revocable and state.token_revoked:
         raise SplayError(TOKEN_EXPIRED, "token_revoked", "The token was revoked.", status_code=403)
     _check_presentation(claims, where, state.stream)

@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, exists, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from streamward.db import direct_reader
+from streamward.db import LookupSource, lookup_reader
 from streamward.playback.errors import (
     TOKEN_EXPIRED,
     SplayError,
@@ -70,20 +70,21 @@ _RAW_TOKEN_STATE_SQL = str(_RAW_TOKEN_STATE)
 _RAW_TOKEN_STATE_PARAMETERS = tuple(_RAW_TOKEN_STATE.positiontup or ())
 
 
-async def _read_token_state(session: AsyncSession, params: dict[str, Any]) -> Any:
-    reader = await direct_reader(session)
+async def _read_token_state(source: LookupSource, params: dict[str, Any]) -> Any:
+    reader = await lookup_reader(source)
     if reader is not None:
         return await reader.fetchrow(
             _RAW_TOKEN_STATE_SQL, *(params[name] for name in _RAW_TOKEN_STATE_PARAMETERS)
         )
-    return (await session.execute(_TOKEN_STATE, params)).mappings().one_or_none()
+    assert isinstance(source, AsyncSession)  # lookup_reader answers None only for a session
+    return (await source.execute(_TOKEN_STATE, params)).mappings().one_or_none()
 
 
 async def token_state(
-    session: AsyncSession, key: VerifyingKey, *, jti: str | None, stream: str | None
+    source: LookupSource, key: VerifyingKey, *, jti: str | None, stream: str | None
 ) -> TokenState:
     """Refuses a token whose key was revoked or is gone; otherwise what else the check needs."""
-    row = await _read_token_state(session, {"kid": key.kid, "jti": jti, "stream": stream})
+    row = await _read_token_state(source, {"kid": key.kid, "jti": jti, "stream": stream})
     if row is None:
         raise unknown_key()
     if row["key_revoked"]:

@@ -17,7 +17,7 @@ from streamward.db import LookupSource, is_writing
 from streamward.errors import BadRequest, Unauthenticated
 from streamward.request_context import note_organisation
 from streamward.runtime import Runtime, client_address, runtime_of
-from streamward.web.session import declared_mode, request_session
+from streamward.web.session import lookup_source
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ async def principal_for(
     """The Principal of a bintu token or of the API key (one database round trip), carrying the
     client's address for the audit log; None when the credential is not valid.
 
-    ``db`` is the request's session, or the database's look-up pool (``credential_source``). On a
+    ``db`` is the request's session, or the database's look-up pool (``web.session.lookup_source``). On a
     writing request the look-up runs in the request's session, so the Principal's organisation is
     attached to the transaction that may change it; on a reading one, on PostgreSQL, it runs on the
     look-up pool and no session checks out a connection for it."""
@@ -83,16 +83,6 @@ REQUEST_ONLY_ATTRIBUTE = "streamward_request_only"
 _PRINCIPAL_KEY = "streamward.principal"
 
 
-async def credential_source(request: Request) -> LookupSource:
-    """Where this request's credential is looked up: for a route that only reads, on PostgreSQL, the
-    database's look-up pool (no session is opened for it); else the request's session."""
-    if declared_mode(request.scope.get("endpoint")) == "read":
-        pool = await runtime_of(request).database.lookups()
-        if pool is not None:
-            return pool
-    return await request_session(request)
-
-
 async def authenticate(request: Request) -> Principal:
     """The API's credentials: ``X-BINTU-TOKEN`` or ``X-BINTU-APIKEY`` (never both). A member whose
     organisation requires a second factor they have not set up is refused here, for every route but
@@ -116,7 +106,7 @@ async def authenticate_for_enrolment(request: Request) -> Principal:
         )
     if not (token or api_key):
         raise Unauthenticated(f"Send a bintu token ({TOKEN_HEADER}) or the API key ({API_KEY_HEADER}).")
-    source = await credential_source(request)
+    source = await lookup_source(request)
     principal = await principal_for(request, source, runtime_of(request), token=token, api_key=api_key)
     if principal is None:
         raise Unauthenticated()

@@ -17,7 +17,7 @@ import anyio
 from fastapi import Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from streamward.db import release
+from streamward.db import LookupSource, release
 from streamward.errors import AppError
 from streamward.runtime import runtime_of
 
@@ -74,6 +74,18 @@ async def request_session(request: Request) -> AsyncSession:
     return session
 
 
+async def lookup_source(request: Request) -> LookupSource:
+    """Where a route's per-request look-ups run (credentials, a playback token's state): for a
+    route that only reads, on PostgreSQL, the database's look-up pool, and no session is opened for
+    them (opening and closing an unused one cost a tenth of a playback-token check); else the
+    request's session."""
+    if declared_mode(request.scope.get("endpoint")) == "read":
+        pool = await runtime_of(request).database.lookups()
+        if pool is not None:
+            return pool
+    return await request_session(request)
+
+
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -119,3 +131,5 @@ async def _end(request: Request, *, commit: bool) -> None:
 
 
 DbSession = Annotated[AsyncSession, Depends(request_session)]
+# For a route whose only use of the database is look-ups (``db.lookup_reader`` runs them).
+LookupDb = Annotated[LookupSource, Depends(lookup_source)]

@@ -128,6 +128,7 @@ async def user_list(
         email_starts_with=q or None,
         limit=DEFAULT_LIMIT,
         cursor=cursor,
+        also=overview.FACTOR_KIND_COLUMNS,  # each row's second factors, in the same statement
     )
     can_invite = viewer.can("user:invite")
     pending = (
@@ -139,8 +140,6 @@ async def user_list(
     )
     admins = next((r.member_count for r in available if r.role.name == ADMIN_ROLE), 0)
     invite = await _invite_context(request, db, viewer) if can_invite else {}
-    # Which second factors each member has: one query for the page, as the API's list does.
-    mfa = await overview.kinds_of(db, [row.account_id for row in listed.items])
     return render(
         request,
         "users.html",
@@ -161,7 +160,6 @@ async def user_list(
         sole_admin_reason=SOLE_ADMIN,
         reset_warning=RESET_WARNING,
         delete_warning=DELETE_WARNING,
-        mfa=mfa,
         **invite,
     )
 

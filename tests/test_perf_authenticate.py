@@ -38,6 +38,20 @@ def statements(env: Env, monkeypatch: pytest.MonkeyPatch) -> Any:
     event.remove(env.runtime.database.engine.sync_engine, "before_cursor_execute", note)
 
 
+@pytest.fixture
+def opened_sessions(env: Env, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The mode of every session the database opens from now on (True: writing)."""
+    opened: list[bool] = []
+    original = env.runtime.database.session
+
+    def session(*, write: bool = True) -> Any:
+        opened.append(write)
+        return original(write=write)
+
+    monkeypatch.setattr(env.runtime.database, "session", session)
+    return opened
+
+
 async def test_an_authenticated_read_is_one_round_trip(env: Env, statements: list[str]) -> None:
     org = await env.org()
     admin = await env.member(org)
@@ -49,26 +63,19 @@ async def test_an_authenticated_read_is_one_round_trip(env: Env, statements: lis
 
 
 async def test_a_reading_route_opens_no_session_for_its_credential_on_postgresql(
-    env: Env, monkeypatch: pytest.MonkeyPatch
+    env: Env, opened_sessions: list[bool]
 ) -> None:
     if env.engine_name != "postgres":
         pytest.skip("SQLite has no look-up pool: the look-up runs in the request's session")
     org = await env.org()
     admin = await env.member(org)
-    opened: list[bool] = []
-    original = env.runtime.database.session
-
-    def session(*, write: bool = True) -> Any:
-        opened.append(write)
-        return original(write=write)
-
-    monkeypatch.setattr(env.runtime.database, "session", session)
+    opened_sessions.clear()
     assert (await env.client.get("/api/organisation", headers=admin.headers)).status_code == 200
-    assert opened == []
+    assert opened_sessions == []
 
 
 async def test_a_playback_token_check_is_one_round_trip_and_opens_no_session_on_postgresql(
-    env: Env, statements: list[str], monkeypatch: pytest.MonkeyPatch
+    env: Env, statements: list[str], opened_sessions: list[bool]
 ) -> None:
     """Every player start checks a token: one statement (revocation state and the stream), and on
     PostgreSQL on the look-up pool, without a session (web.session.lookup_source)."""
@@ -77,18 +84,11 @@ async def test_a_playback_token_check_is_one_round_trip_and_opens_no_session_on_
     token = await playback_token(env, org, streams=[stream["name"]], revocable=True)
     body = {"token": token, "stream": stream["name"]}
     assert (await env.client.post("/api/v1/splay/verify", json=body)).status_code == 200  # key now known
-    opened: list[bool] = []
-    original = env.runtime.database.session
-
-    def session(*, write: bool = True) -> Any:
-        opened.append(write)
-        return original(write=write)
-
-    monkeypatch.setattr(env.runtime.database, "session", session)
+    opened_sessions.clear()
     statements.clear()
     assert (await env.client.post("/api/v1/splay/verify", json=body)).status_code == 200
     assert len(statements) == 1, statements
-    assert opened == ([] if env.engine_name == "postgres" else [False])
+    assert opened_sessions == ([] if env.engine_name == "postgres" else [False])
 
 
 async def test_a_second_rule_in_one_request_does_not_look_the_credential_up_again(

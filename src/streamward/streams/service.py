@@ -165,14 +165,13 @@ _LISTED_COLUMNS = [
     cast(Stream.transcodes, Text).label(column.key) if column.key == "transcodes" else column
     for column in loaded_columns(Stream)
 ]
-
-
 _LISTED_NAMES = tuple(column.key for column in _LISTED_COLUMNS)
-# Listed streams by the row they were made from (LISTED_KEPT at most, then it starts again): made
-# anew for every listing, fifty rows' JSON and instances were a fifth of a listing's CPU. One is
+
+# Listed streams by the row they were made from (_LISTED_STREAMS_KEPT at most, then it starts again):
+# made anew for every listing, fifty rows' JSON and instances were a fifth of a listing's CPU. One is
 # shared by every listing that reads the same row; like every detached instance it is read-only.
 _listed_streams: dict[tuple[Any, ...], Stream] = {}
-LISTED_KEPT = 2048
+_LISTED_STREAMS_KEPT = 2048
 
 
 def _listed(row: Any) -> tuple[Stream, tuple[Any, ...]]:
@@ -180,7 +179,7 @@ def _listed(row: Any) -> tuple[Stream, tuple[Any, ...]]:
     values = tuple(row)
     stream = _listed_streams.get(values)
     if stream is None:
-        if len(_listed_streams) >= LISTED_KEPT:
+        if len(_listed_streams) >= _LISTED_STREAMS_KEPT:
             _listed_streams.clear()
         columns = dict(zip(_LISTED_NAMES, values, strict=True))
         columns["transcodes"] = json.loads(columns["transcodes"] or "[]")

@@ -116,7 +116,6 @@ def email_prefix(column: InstrumentedAttribute[Any], prefix: str, dialect: str) 
 
 _USER_COLUMNS = (
     Membership.id,
-    Membership.account_id,  # whose second factors a list shows (authn.mfa.overview)
     Account.email,
     Membership.role,
     Membership.token_key,

@@ -18,9 +18,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from streamward.app import create_app
@@ -349,3 +350,42 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
     items[:] = kept
+
+
+# What a request costs the database (the performance tests of #12).
+@pytest.fixture
+def statements(env: Env, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every statement this process sends: through SQLAlchemy, or straight through asyncpg."""
+    sent: list[str] = []
+    fetchrow, fetch = asyncpg.Connection.fetchrow, asyncpg.Connection.fetch
+
+    async def noted_fetchrow(self: asyncpg.Connection, query: str, *args: Any, **kwargs: Any) -> Any:
+        sent.append(query)
+        return await fetchrow(self, query, *args, **kwargs)
+
+    async def noted_fetch(self: asyncpg.Connection, query: str, *args: Any, **kwargs: Any) -> Any:
+        sent.append(query)
+        return await fetch(self, query, *args, **kwargs)
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    monkeypatch.setattr(asyncpg.Connection, "fetchrow", noted_fetchrow)
+    monkeypatch.setattr(asyncpg.Connection, "fetch", noted_fetch)
+    event.listen(env.runtime.database.engine.sync_engine, "before_cursor_execute", note)
+    yield sent
+    event.remove(env.runtime.database.engine.sync_engine, "before_cursor_execute", note)
+
+
+@pytest.fixture
+def opened_sessions(env: Env, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The mode of every session the database opens from now on (True: writing)."""
+    opened: list[bool] = []
+    original = env.runtime.database.session
+
+    def session(*, write: bool = True) -> Any:
+        opened.append(write)
+        return original(write=write)
+
+    monkeypatch.setattr(env.runtime.database, "session", session)
+    return opened

@@ -4,11 +4,7 @@ look-up pool exists."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import asyncpg
 import pytest
-from sqlalchemy import event
 from starlette.requests import Request
 
 from streamward.app import create_app
@@ -17,39 +13,6 @@ from streamward.web import authenticate as authentication
 from streamward.web.session import reads
 from tests.conftest import Env
 from tests.support.data import create_stream, playback_token
-
-
-@pytest.fixture
-def statements(env: Env, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Every statement this process sends: through SQLAlchemy, or straight through asyncpg."""
-    sent: list[str] = []
-    original = asyncpg.Connection.fetchrow
-
-    async def fetchrow(self: asyncpg.Connection, query: str, *args: Any, **kwargs: Any) -> Any:
-        sent.append(query)
-        return await original(self, query, *args, **kwargs)
-
-    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        sent.append(statement)
-
-    monkeypatch.setattr(asyncpg.Connection, "fetchrow", fetchrow)
-    event.listen(env.runtime.database.engine.sync_engine, "before_cursor_execute", note)
-    yield sent
-    event.remove(env.runtime.database.engine.sync_engine, "before_cursor_execute", note)
-
-
-@pytest.fixture
-def opened_sessions(env: Env, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """The mode of every session the database opens from now on (True: writing)."""
-    opened: list[bool] = []
-    original = env.runtime.database.session
-
-    def session(*, write: bool = True) -> Any:
-        opened.append(write)
-        return original(write=write)
-
-    monkeypatch.setattr(env.runtime.database, "session", session)
-    return opened
 
 
 async def test_an_authenticated_read_is_one_round_trip(env: Env, statements: list[str]) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select
+from sqlalchemy import Select, bindparam
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -71,6 +71,37 @@ def decode_text_cursor(cursor: str) -> str:
 class Page(Generic[T]):
     items: Sequence[T]
     next_cursor: str | None
+
+
+# The parameters of a page template (keyset_template): the rows read, and the id they come after.
+_LIMIT_PARAMETER = "page_rows"
+_AFTER_PARAMETER = "page_after"
+
+
+def keyset_template(
+    statement: Select[Any], id_column: InstrumentedAttribute[uuid.UUID], *, after_cursor: bool
+) -> Select[Any]:
+    """``keyset_page``'s query as a statement built once (``db.PreparedSelect``): the limit, and
+    with ``after_cursor`` the cursor's id, are parameters that ``keyset_values`` gives."""
+    if after_cursor:
+        statement = statement.where(id_column < bindparam(_AFTER_PARAMETER))
+    return statement.order_by(id_column.desc()).limit(bindparam(_LIMIT_PARAMETER))
+
+
+def keyset_values(limit: int, cursor: str | None) -> dict[str, Any]:
+    """The page parameters of a ``keyset_template`` made with ``after_cursor=bool(cursor)``. One row
+    more than the page, to know whether another page follows."""
+    values: dict[str, Any] = {_LIMIT_PARAMETER: limit + 1}
+    if cursor:
+        values[_AFTER_PARAMETER] = decode_cursor(cursor)
+    return values
+
+
+def keyset_rows(rows: Sequence[Any], limit: int, *, id_position: int = 0) -> Page[Any]:
+    """The page a ``keyset_template``'s rows make; each row's id at ``id_position``."""
+    page = rows[:limit]
+    more = len(rows) > limit and bool(page)
+    return Page(page, encode_cursor(page[-1][id_position]) if more else None)
 
 
 async def keyset_page(

@@ -1,4 +1,5 @@
-"""The one tenant-scoping helper: every query of tenant data goes through ``scoped`` or ``get_scoped``.
+"""The one tenant-scoping helper: every query of tenant data goes through ``scoped`` or ``get_scoped``,
+or, built once as a template (``db.PreparedSelect``), through ``scoped_template`` and ``scoped_rows``.
 
 Another organisation's object is *not found*, never *forbidden*: its existence must not leak.
 """
@@ -6,11 +7,13 @@ Another organisation's object is *not found*, never *forbidden*: its existence m
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypeVar, cast
 
-from sqlalchemy import Delete, Select, Update, select
+from sqlalchemy import Delete, Select, Update, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from streamward.db import LookupSource, PreparedSelect
 from streamward.errors import NotFound
 
 T = TypeVar("T")
@@ -28,6 +31,23 @@ class Tenant(Protocol):
 def scoped(statement: Statement, model: Any, principal: Tenant) -> Statement:
     # cast: mypy widens .where() on a union-bound TypeVar to the union; it returns the same kind.
     return cast(Statement, statement.where(model.organisation_id == principal.organisation_id))
+
+
+# The bind parameter a scoped template's organisation is given as (by scoped_rows, and only there).
+_TENANT_PARAMETER = "scoped_organisation_id"
+
+
+def scoped_template(statement: Select[Any], model: Any) -> Select[Any]:
+    """``scoped`` for a statement built once and read many times (``db.PreparedSelect``): the
+    organisation is a parameter, which ``scoped_rows`` fills in from the principal of each read."""
+    return statement.where(model.organisation_id == bindparam(_TENANT_PARAMETER))
+
+
+async def scoped_rows(
+    source: LookupSource, template: PreparedSelect, principal: Tenant, values: Mapping[str, Any]
+) -> Sequence[Any]:
+    """The rows of a ``scoped_template`` statement for the principal's organisation."""
+    return await template.rows(source, {**values, _TENANT_PARAMETER: principal.organisation_id})
 
 
 async def get_scoped(

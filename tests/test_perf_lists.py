@@ -8,7 +8,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import event
 
 from streamward.streams.models import Stream
 from streamward.users.schemas import UserPage
@@ -46,27 +45,27 @@ async def test_the_users_list_answers_what_its_model_would(env: Env, clock: Cloc
     ] * (len(items) - 1)
 
 
-async def test_a_users_page_is_one_statement(env: Env) -> None:
-    """The page and its rows' second-factor flags come in one statement (the credential is checked
-    on the look-up pool on PostgreSQL, in the session on SQLite: counted as it comes)."""
+async def test_a_users_page_is_one_statement(
+    env: Env, statements: list[str], opened_sessions: list[bool]
+) -> None:
+    """The page and its rows' second-factor flags come in one statement, whatever the filters; on
+    PostgreSQL it runs on the look-up pool, beside the credential's, and no session is opened."""
     org = await env.org()
-    for _ in range(3):
-        await env.member(org, "nanoUser")
-    statements: list[str] = []
-
-    def note(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    engine = env.runtime.database.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", note)
-    try:
-        response = await env.client.get("/api/user", headers=org.api_headers)
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
-    assert response.status_code == 200, response.text
-    listing = [s for s in statements if "membership" in s.lower() and "ORDER BY" in s]
-    assert len(listing) == 1
-    assert not any("totp_factor" in s.lower() for s in statements if s not in listing)
+    for n in range(3):
+        await env.member(org, "nanoUser", email=f"listed{n}@example.com")
+    first = (await env.client.get("/api/user?limit=2", headers=org.api_headers)).json()
+    for query in ("", "?limit=2", f"?limit=2&cursor={first['nextCursor']}", "?role=nanoUser&q=LISTED"):
+        statements.clear()
+        opened_sessions.clear()
+        response = await env.client.get(f"/api/user{query}", headers=org.api_headers)
+        assert response.status_code == 200, response.text
+        listing = [s for s in statements if "membership" in s.lower() and "ORDER BY" in s]
+        assert len(listing) == 1, statements
+        assert not any("totp_factor" in s.lower() for s in statements if s not in listing)
+        assert opened_sessions == ([] if env.engine_name == "postgres" else [False])
+    assert [item["email"] for item in response.json()["items"]] == [
+        f"listed{n}@example.com" for n in (2, 1, 0)
+    ]
 
 
 async def test_a_listed_stream_changed_in_place_is_listed_as_it_is_now(env: Env) -> None:
@@ -118,3 +117,45 @@ async def test_a_kept_listing_never_shows_one_reader_what_another_may_see(env: E
     assert set(as_player.json()[0]) == {"id", "state", "playout", "streamgroup"}
     profiled = (await env.client.get("/api/stream?profile=player", headers=org.api_headers)).json()
     assert profiled == as_player.json()
+
+
+async def test_a_stream_page_is_one_statement_with_its_tags(
+    env: Env, statements: list[str], opened_sessions: list[bool]
+) -> None:
+    """The page and every row's tags come in one statement, whatever the filters (tags, state,
+    group, cursor, the player key's listing); on PostgreSQL it runs on the look-up pool and no session
+    is opened. Each row's tags are its own, sorted. (Recordings, for organisations with VOD, are read
+    in a statement of their own.)"""
+    org = await env.org()
+    other = await env.org()
+    await create_stream(env, other, tags=["stage", "zebra"])  # another organisation's: never listed
+    await create_stream(env, org, tags=["stage"], groupId="g1")
+    await create_stream(env, org, tags=["zebra", "stage", "alpha"], groupId="g1")
+    await create_stream(env, org)
+    player_key = (await env.client.get("/api/organisation/playerkey", headers=org.api_headers)).json()
+    first = await env.client.get("/api/stream?quantity=1", headers=org.api_headers)
+    cursor = first.headers["link"].split("cursor=")[1].split(">")[0]
+    player = {"X-BINTU-PLAYERKEY": player_key["playerKey"]}
+    for query, headers, count in [
+        ("", org.api_headers, 3),
+        ("?tags[]=stage&tags[]=zebra", org.api_headers, 1),
+        ("?state=created&groupId=g1", org.api_headers, 2),
+        (f"?quantity=1&cursor={cursor}", org.api_headers, 1),
+        ("?tags[]=stage", player, 2),
+    ]:
+        statements.clear()
+        opened_sessions.clear()
+        response = await env.client.get(f"/api/stream{query}", headers=headers)
+        assert response.status_code == 200, (query, response.text)
+        assert len(response.json()) == count, query
+        listing = [s for s in statements if "ORDER BY" in s]
+        assert len(listing) == 1 and "FROM stream" in listing[0], (query, statements)
+        assert not any("stream_tag" in s for s in statements if s not in listing), (query, statements)
+        assert opened_sessions == ([] if env.engine_name == "postgres" else [False]), query
+    listed = (await env.client.get("/api/stream", headers=org.api_headers)).json()
+    assert [s["tags"] for s in listed] == [[], ["alpha", "stage", "zebra"], ["stage"]]
+    # Tags in the order a single read gives them (the database's collation), whatever they hold.
+    mixed = await create_stream(env, org, tags=["Zed", "alpha", "_under", "étage", "Beta", "10", "9"])
+    single = (await env.client.get(f"/api/stream/{mixed['id']}", headers=org.api_headers)).json()
+    listed = (await env.client.get("/api/stream?quantity=1", headers=org.api_headers)).json()
+    assert listed[0]["tags"] == single["tags"] and len(single["tags"]) == 7

@@ -16,8 +16,10 @@ from streamward.api.stream_readers import (
     private_answer,
     public_answer,
     serialised,
+    shows_recordings,
     with_recordings,
 )
+from streamward.db import LookupSource
 from streamward.errors import BadRequest, Unauthenticated
 from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from streamward.runtime import Runtime
@@ -25,7 +27,7 @@ from streamward.streams import service
 from streamward.streams.models import StreamState
 from streamward.streams.playout import Addresses
 from streamward.web.params import Cursor
-from streamward.web.session import DbSession
+from streamward.web.session import request_session
 
 # bintu's paging: `quantity` newest streams (default 50); more than the maximum is read as the maximum.
 Quantity = Annotated[
@@ -108,14 +110,16 @@ Filters = Annotated[StreamFilters, Depends(stream_filters)]
 async def listing(
     request: Request,
     reader: StreamReader,
-    db: DbSession,
+    db: LookupSource,
     runtime: Runtime,
     filters: StreamFilters,
     *,
     group_id: str | None,
     profile: str | None,
 ) -> Response:
-    """One page of the reader's streams, newest first, each as the reader may see it."""
+    """One page of the reader's streams, newest first, each as the reader may see it. The page is
+    read from ``db`` (on PostgreSQL the look-up pool); what only some readers get (a playback token's
+    streams, recordings) from the request's session."""
     tenant = reader.tenant
     if tenant is None:
         raise Unauthenticated(
@@ -146,7 +150,8 @@ async def listing(
             issuer=runtime.settings.base_url,
         )
         views = [v for v in views if v.stream in allowed]
-    views = await with_recordings(db, reader, views, filters.asset_limit)
+    if shows_recordings(reader, views):
+        views = await with_recordings(await request_session(request), reader, views, filters.asset_limit)
     body = present_listed(views, reader, Addresses.of(runtime.settings), profile)
     link = next_link(request, page.next_cursor)
     organisation = reader.player_organisation

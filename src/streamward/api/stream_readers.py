@@ -39,6 +39,7 @@ from starlette.types import Scope
 from streamward.authz.grants import check
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import Tenant
+from streamward.db import LookupSource
 from streamward.errors import Forbidden, Unauthenticated
 from streamward.orgs.models import Organisation, organisation_of
 from streamward.orgs.packages import has_package
@@ -53,7 +54,7 @@ from streamward.streams.service import StreamView
 from streamward.vod import service as vod
 from streamward.web.access import access_rule
 from streamward.web.authenticate import API_KEY_HEADER, MAX_CREDENTIAL_LENGTH, TOKEN_HEADER, authenticate
-from streamward.web.session import DbSession
+from streamward.web.session import LookupDb
 
 PLAYER_KEY_HEADER = "X-BINTU-PLAYERKEY"
 PLAYBACK_TOKEN_HEADER = "X-Playback-Token"
@@ -119,7 +120,7 @@ def _origin_host(request: Request) -> str | None:
 
 
 @access_rule("player")
-async def stream_reader(request: Request, db: DbSession) -> StreamReader:
+async def stream_reader(request: Request, db: LookupDb) -> StreamReader:
     """Credentials when sent (and then they must be valid and hold ``stream:read``), else the
     player key when sent (it must be valid), else an anonymous player."""
     if request.headers.get(TOKEN_HEADER) or request.headers.get(API_KEY_HEADER):
@@ -153,13 +154,13 @@ STREAM_READER = Depends(stream_reader)
 
 
 async def _verified_claims(
-    session: AsyncSession, reader: StreamReader, stream: Stream | None, issuer: str
+    source: LookupSource, reader: StreamReader, stream: Stream | None, issuer: str
 ) -> dict[str, Any]:
     if not reader.playback_token:
         raise PlaybackTokenRequired()
     where = Presentation(stream=stream.name if stream else None, domain=reader.domain, ip=reader.address)
     try:
-        return await verify(session, reader.playback_token, where, issuer=issuer)
+        return await verify(source, reader.playback_token, where, issuer=issuer)
     except SplayError as refused:
         raise PlaybackTokenRefused(
             f"The playback token was refused: {refused.message}", details={"reason": refused.code}
@@ -167,15 +168,15 @@ async def _verified_claims(
 
 
 async def check_player_read(
-    session: AsyncSession, reader: StreamReader, organisation: Organisation, stream: Stream, *, issuer: str
+    source: LookupSource, reader: StreamReader, organisation: Organisation, stream: Stream, *, issuer: str
 ) -> None:
     """For players only: the organisation's playback-token requirement, for this stream."""
     if reader.is_player and organisation.player_token_required:
-        await _verified_claims(session, reader, stream, issuer)
+        await _verified_claims(source, reader, stream, issuer)
 
 
 async def playable_for_token(
-    session: AsyncSession,
+    source: LookupSource,
     reader: StreamReader,
     organisation: Organisation,
     streams: Sequence[Stream],
@@ -186,7 +187,7 @@ async def playable_for_token(
     presented token grants (its stream names, its group, or the whole organisation)."""
     if not (reader.is_player and organisation.player_token_required):
         return list(streams)
-    claims = await _verified_claims(session, reader, None, issuer)
+    claims = await _verified_claims(source, reader, None, issuer)
     if claims.get("org") != str(organisation.id):
         raise PlaybackTokenRefused(
             "The playback token belongs to another organisation.", details={"reason": "other_organisation"}
@@ -198,16 +199,19 @@ async def playable_for_token(
     return [s for s in streams if s.name in names or (group is not None and s.group_id == group)]
 
 
+def shows_recordings(reader: StreamReader, views: Sequence[StreamView]) -> bool:
+    """Whether ``with_recordings`` would read anything for these views: the reader may see them."""
+    organisation = organisation_of(reader.principal) if reader.principal else reader.player_organisation
+    return bool(views) and organisation is not None and reader.may_read_vod(organisation)
+
+
 async def with_recordings(
     session: AsyncSession, reader: StreamReader, views: list[StreamView], asset_limit: int
 ) -> list[StreamView]:
     """The views with their newest recorded assets (``playout.web``), when the reader may see them."""
-    if not views:
+    if not shows_recordings(reader, views):
         return views
     organisation_id = views[0].stream.organisation_id
-    organisation = organisation_of(reader.principal) if reader.principal else reader.player_organisation
-    if organisation is None or not reader.may_read_vod(organisation):
-        return views
     assets = await vod.recorded_assets(
         session, organisation_id, [v.stream.id for v in views], per_stream=asset_limit
     )

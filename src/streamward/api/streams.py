@@ -58,7 +58,7 @@ from streamward.streams.service import StreamView
 from streamward.web.access import require
 from streamward.web.params import RuntimeDep
 from streamward.web.routing import Route, Router
-from streamward.web.session import DbSession, reads, writes
+from streamward.web.session import DbSession, LookupDb, reads, writes
 
 Endpoint = Callable[..., Awaitable[Response]]
 PLAYER_READ_ATTRIBUTE = "streamward_player_read"
@@ -141,7 +141,7 @@ async def create_stream(
 async def list_streams(
     request: Request,
     reader: Annotated[StreamReader, STREAM_READER],
-    db: DbSession,
+    db: LookupDb,
     runtime: RuntimeDep,
     filters: Filters,
     group_id: Annotated[str | None, GroupIdQuery] = None,
@@ -161,7 +161,7 @@ async def list_streams(
 async def list_public_streams(
     request: Request,
     reader: Annotated[StreamReader, STREAM_READER],
-    db: DbSession,
+    db: LookupDb,
     runtime: RuntimeDep,
     filters: Filters,
 ) -> Response:

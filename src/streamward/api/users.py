@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-import pydantic_core
 from fastapi import BackgroundTasks, Response
 
 from streamward.authn.mail import mail_backend, send_quietly
@@ -21,12 +20,12 @@ from streamward.users.schemas import (
     TokenKeyReset,
     UserDetail,
     UserPage,
-    UserSummary,
+    user_page_json,
 )
 from streamward.web.access import AUTHENTICATED, require
 from streamward.web.params import Cursor, Limit, RuntimeDep
 from streamward.web.routing import Router
-from streamward.web.session import DbSession, reads, writes
+from streamward.web.session import DbSession, LookupDb, reads, writes
 
 router = Router(prefix="/api/user", tags=["users"])
 
@@ -35,7 +34,7 @@ router = Router(prefix="/api/user", tags=["users"])
 @reads
 async def list_users(
     principal: Annotated[Principal, require("user:read")],
-    db: DbSession,
+    db: LookupDb,
     role: Annotated[
         str | None, column_query(Membership.role, description="Only this role (predefined or custom).")
     ] = None,
@@ -54,9 +53,7 @@ async def list_users(
         cursor=cursor,
         also=overview.FACTOR_KIND_COLUMNS,
     )
-    # UserPage's JSON, built from the rows (UserSummary.wire) and answered as it is.
-    body = {"items": [UserSummary.wire(row) for row in page.items], "nextCursor": page.next_cursor}
-    return Response(pydantic_core.to_json(body), media_type="application/json")
+    return Response(user_page_json(page), media_type="application/json")  # UserPage, built from the rows
 
 
 @router.put(

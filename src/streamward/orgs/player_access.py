@@ -14,18 +14,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.authz.principal import Principal
 from streamward.crypto import digest
+from streamward.db import LookupSource, PreparedSelect, detached, loaded_columns
 from streamward.orgs.models import Organisation, organisation_of
 from streamward.orgs.packages import require_package
 from streamward.orgs.service import record_settings_change
 
 # Built once; the digest column is unique, so this is one index probe.
-_PLAYER_KEY_LOOKUP = select(Organisation).where(Organisation.player_key_hash == bindparam("key_hash"))
+_PLAYER_KEY_LOOKUP = PreparedSelect(
+    select(*loaded_columns(Organisation)).where(Organisation.player_key_hash == bindparam("key_hash"))
+)
 
 
-async def organisation_by_player_key(session: AsyncSession, player_key: str) -> Organisation | None:
-    """The organisation whose player key this is. Looked up by SHA-256 like the API key: the
-    database compares digests, never the key itself, so timing tells nothing about it."""
-    return (await session.execute(_PLAYER_KEY_LOOKUP, {"key_hash": digest(player_key)})).scalar_one_or_none()
+async def organisation_by_player_key(source: LookupSource, player_key: str) -> Organisation | None:
+    """The organisation whose player key this is, detached (read-only). Looked up by SHA-256 like the
+    API key: the database compares digests, never the key itself, so timing tells nothing about it."""
+    rows = await _PLAYER_KEY_LOOKUP.rows(source, {"key_hash": digest(player_key)})
+    if not rows:
+        return None
+    return detached(Organisation, dict(zip(_PLAYER_KEY_LOOKUP.names, rows[0], strict=True)))
 
 
 async def set_player_token_required(session: AsyncSession, principal: Principal, required: bool) -> bool:

@@ -12,19 +12,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import Text, cast, exists, select
+from sqlalchemy import Text, bindparam, cast, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.audit.service import Actor, record_change
 from streamward.authz.principal import Principal
-from streamward.authz.scoping import Tenant, get_scoped, scoped
-from streamward.db import detached, loaded_columns, utcnow
+from streamward.authz.scoping import Tenant, get_scoped, scoped_rows, scoped_template
+from streamward.db import (
+    LookupSource,
+    PreparedSelect,
+    detached,
+    dialect_name,
+    json_text_array,
+    loaded_columns,
+    utcnow,
+)
 from streamward.errors import NotFound
 from streamward.events.catalogue import EventType
 from streamward.orgs.models import Organisation, organisation_of
 from streamward.orgs.packages import require_package
-from streamward.pagination import Page, keyset_page
+from streamward.pagination import Page, keyset_rows, keyset_template, keyset_values
 from streamward.streams.lifecycle import PLAYABLE_STATES, StreamAction, StreamEdit, apply_action, check_edit
 from streamward.streams.models import Stream, StreamState, StreamTag
 from streamward.streams.tags import replace_tags, tags_of
@@ -166,29 +174,72 @@ _LISTED_COLUMNS = [
     for column in loaded_columns(Stream)
 ]
 _LISTED_NAMES = tuple(column.key for column in _LISTED_COLUMNS)
+# Each listed row's tags, as the text of a JSON array, in the row itself: no second query per page.
+_LISTED_TAGS = (
+    select(json_text_array(StreamTag.tag))
+    .where(StreamTag.stream_id == Stream.id)
+    .scalar_subquery()
+    .label("tags")
+)
+_STREAM_ID = _LISTED_NAMES.index("id")
 
 # Listed streams by the row they were made from (_LISTED_STREAMS_KEPT at most, then it starts again):
 # made anew for every listing, fifty rows' JSON and instances were a fifth of a listing's CPU. One is
-# shared by every listing that reads the same row; like every detached instance it is read-only.
-_listed_streams: dict[tuple[Any, ...], Stream] = {}
+# shared by every listing that reads the same row; like every detached instance it is read-only, and
+# the view is frozen.
+_listed_streams: dict[tuple[Any, ...], StreamView] = {}
 _LISTED_STREAMS_KEPT = 2048
 
 
-def _listed(row: Any) -> tuple[Stream, tuple[Any, ...]]:
-    """The stream a listing's row holds, and the row itself (``StreamView.row``)."""
+def _listed(row: Any, *, sort_tags: bool) -> StreamView:
+    """The stream and tags a listing's row holds, with the row itself (``StreamView.row``). The tags
+    come in the database's order of its collation, as ``tags_of`` reads them, except on SQLite
+    (``sort_tags``), whose aggregate promises no order: there they are sorted by code point, which is
+    what SQLite's own ``ORDER BY`` does."""
     values = tuple(row)
-    stream = _listed_streams.get(values)
-    if stream is None:
+    view = _listed_streams.get(values)
+    if view is None:
         if len(_listed_streams) >= _LISTED_STREAMS_KEPT:
             _listed_streams.clear()
-        columns = dict(zip(_LISTED_NAMES, values, strict=True))
+        columns = dict(zip(_LISTED_NAMES, values, strict=False))
         columns["transcodes"] = json.loads(columns["transcodes"] or "[]")
-        stream = _listed_streams[values] = detached(Stream, columns)
-    return stream, values
+        tags = json.loads(values[len(_LISTED_NAMES)])
+        if sort_tags:
+            tags.sort()
+        view = _listed_streams[values] = StreamView(detached(Stream, columns), tags, row=values)
+    return view
+
+
+# The stream list's statement for each shape it is asked in (db.PreparedSelect): built once.
+_stream_lists: dict[tuple[Any, ...], PreparedSelect] = {}
+
+
+def _streams_list(
+    *, playable_only: bool, by_state: bool, by_group: bool, tag_count: int, after_cursor: bool
+) -> PreparedSelect:
+    shape = (playable_only, by_state, by_group, tag_count, after_cursor)
+    prepared = _stream_lists.get(shape)
+    if prepared is None:
+        statement = scoped_template(select(*_LISTED_COLUMNS, _LISTED_TAGS), Stream)
+        if playable_only:  # as constants: an IN list would be expanded at every execution
+            statement = statement.where(or_(*(Stream.state == state for state in PLAYABLE_STATES)))
+        if by_state:
+            statement = statement.where(Stream.state == bindparam("state"))
+        else:
+            statement = statement.where(Stream.state != StreamState.DELETED.value)
+        if by_group:
+            statement = statement.where(Stream.group_id == bindparam("group_id"))
+        for n in range(tag_count):
+            statement = statement.where(
+                exists().where(StreamTag.stream_id == Stream.id, StreamTag.tag == bindparam(f"tag_{n}"))
+            )
+        template = keyset_template(statement, Stream.id, after_cursor=after_cursor)
+        prepared = _stream_lists[shape] = PreparedSelect(template)
+    return prepared
 
 
 async def list_streams(
-    session: AsyncSession,
+    source: LookupSource,
     principal: Tenant,
     *,
     tags: Sequence[str],
@@ -199,25 +250,25 @@ async def list_streams(
     playable_only: bool = False,
 ) -> Page[StreamView]:
     """Newest first. Deleted streams are listed only when asked for by state; several tags: all of
-    them. ``playable_only`` (players): locked and deleted streams are never listed."""
-    # Core rows made into detached instances (db.detached): the page is only presented.
-    statement = scoped(select(*_LISTED_COLUMNS), Stream, principal)
-    if playable_only:
-        statement = statement.where(Stream.state.in_(PLAYABLE_STATES))
-    if state is None:
-        statement = statement.where(Stream.state != StreamState.DELETED.value)
-    else:
-        statement = statement.where(Stream.state == state.value)
-    if group_id is not None:
-        statement = statement.where(Stream.group_id == group_id)
-    for tag in dict.fromkeys(tags):
-        statement = statement.where(exists().where(StreamTag.stream_id == Stream.id, StreamTag.tag == tag))
-    page = await keyset_page(session, statement, Stream.id, limit=limit, cursor=cursor, scalars=False)
-    streams = [_listed(row) for row in page.items]
-    tag_map = await tags_of(session, [stream.id for stream, _ in streams])
-    return Page(
-        [StreamView(stream, tag_map[stream.id], row=row) for stream, row in streams], page.next_cursor
+    them. ``playable_only`` (players): locked and deleted streams are never listed. One statement,
+    the rows' tags included; the streams are detached instances (db.detached): only presented."""
+    wanted_tags = list(dict.fromkeys(tags))
+    template = _streams_list(
+        playable_only=playable_only,
+        by_state=state is not None,
+        by_group=group_id is not None,
+        tag_count=len(wanted_tags),
+        after_cursor=bool(cursor),
     )
+    values = keyset_values(limit, cursor)
+    if state is not None:
+        values["state"] = state.value
+    if group_id is not None:
+        values["group_id"] = group_id
+    values |= {f"tag_{n}": tag for n, tag in enumerate(wanted_tags)}
+    page = keyset_rows(await scoped_rows(source, template, principal, values), limit, id_position=_STREAM_ID)
+    sort_tags = dialect_name(source) == "sqlite"
+    return Page([_listed(row, sort_tags=sort_tags) for row in page.items], page.next_cursor)
 
 
 async def set_stream_tags(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import ColumnElement, Select, delete, func, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -16,12 +16,13 @@ from streamward.audit.service import record_change
 from streamward.authz.grants import ensure_can_act_on
 from streamward.authz.permissions import ADMIN_ROLE, Role
 from streamward.authz.principal import Principal
-from streamward.authz.scoping import get_scoped, scoped
+from streamward.authz.scoping import get_scoped, scoped, scoped_rows, scoped_template
+from streamward.db import LookupSource, PreparedSelect, dialect_name
 from streamward.errors import AppError, BadRequest, Forbidden
 from streamward.events.catalogue import EventType
 from streamward.orgs.models import Organisation
 from streamward.orgs.service import lock_organisation
-from streamward.pagination import Page, keyset_page
+from streamward.pagination import Page, keyset_rows, keyset_template, keyset_values
 from streamward.password_policy import check_password
 from streamward.passwords import hash_password
 from streamward.roles.lookup import grantable_role, resolve_role
@@ -101,17 +102,37 @@ async def add_membership(
 
 
 def email_prefix(column: InstrumentedAttribute[Any], prefix: str, dialect: str) -> ColumnElement[bool]:
-    """``column`` starts with ``prefix`` (emails are stored lower-cased), answered from an index.
+    """``column`` starts with ``prefix``: ``email_prefix_template`` with its values in place."""
+    return _email_prefix(column, dialect, email_prefix_values(prefix, dialect).__getitem__)
+
+
+def email_prefix_template(column: InstrumentedAttribute[Any], dialect: str) -> ColumnElement[bool]:
+    """``column`` starts with a prefix given as parameters (``email_prefix_values``), answered from
+    an index.
 
     PostgreSQL: ``LIKE 'prefix%'`` with the user's ``%``, ``_`` and ``\\`` escaped, served by the
     text_pattern_ops index. SQLite compares text bytewise, so the same set is a range on the plain
     index (its LIKE is case-insensitive and would not use it).
     """
+    return _email_prefix(column, dialect, bindparam)
+
+
+def _email_prefix(
+    column: InstrumentedAttribute[Any], dialect: str, value: Callable[[str], Any]
+) -> ColumnElement[bool]:
+    if dialect == "sqlite":
+        within: ColumnElement[bool] = (column >= value("email_from")) & (column < value("email_before"))
+        return within
+    return column.like(value("email_like"), escape="\\")
+
+
+def email_prefix_values(prefix: str, dialect: str) -> dict[str, str]:
+    """The parameters of ``email_prefix`` for ``prefix`` (emails are stored lower-cased)."""
     prefix = normalise_email(prefix)
     if dialect == "sqlite":
-        return (column >= prefix) & (column < prefix + "\U0010ffff")
+        return {"email_from": prefix, "email_before": prefix + "\U0010ffff"}
     escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return column.like(escaped + "%", escape="\\")
+    return {"email_like": escaped + "%"}
 
 
 _USER_COLUMNS = (
@@ -121,10 +142,34 @@ _USER_COLUMNS = (
     Membership.token_key,
     Membership.created_at,
 )
+# A users-list row: these positions, then the columns a caller adds (``also``), in its order.
+USER_ID, USER_EMAIL, USER_ROLE, USER_TOKEN_KEY, USER_CREATED_AT = range(len(_USER_COLUMNS))
+
+# The users list's statement for each shape it is asked in (db.PreparedSelect): built once.
+_user_lists: dict[tuple[Any, ...], PreparedSelect] = {}
+
+
+def _users_list(
+    dialect: str, *, by_role: bool, by_email: bool, after_cursor: bool, also: Sequence[ColumnElement[Any]]
+) -> PreparedSelect:
+    # ``also`` is one of the callers' constant tuples: known by identity (its columns' == is SQL).
+    shape = (dialect, by_role, by_email, after_cursor, tuple(id(column) for column in also))
+    prepared = _user_lists.get(shape)
+    if prepared is None:
+        statement = scoped_template(
+            select(*_USER_COLUMNS, *also).join(Account, Account.id == Membership.account_id), Membership
+        )
+        if by_role:
+            statement = statement.where(Membership.role == bindparam("role"))
+        if by_email:
+            statement = statement.where(email_prefix_template(Account.email, dialect))
+        template = keyset_template(statement, Membership.id, after_cursor=after_cursor)
+        prepared = _user_lists[shape] = PreparedSelect(template)
+    return prepared
 
 
 async def list_users(
-    session: AsyncSession,
+    source: LookupSource,
     principal: Principal,
     *,
     role: str | None,
@@ -133,23 +178,25 @@ async def list_users(
     cursor: str | None,
     also: Sequence[ColumnElement[Any]] = (),
 ) -> Page[Any]:
-    """One page of the organisation's users, newest first; rows carry ``_USER_COLUMNS`` and the
-    labelled columns ``also`` (a surface's per-account facts, such as the second-factor flags,
-    correlated with ``Account``: read in the same statement, not in a second round trip)."""
-    statement = scoped(
-        select(*_USER_COLUMNS, *also).join(Account, Account.id == Membership.account_id),
-        Membership,
-        principal,
+    """One page of the organisation's users, newest first. Rows hold ``_USER_COLUMNS`` at the
+    positions ``USER_ID`` ... ``USER_CREATED_AT``, then the labelled columns ``also`` (a surface's
+    per-account facts, such as the second-factor flags, correlated with ``Account``: read in the
+    same statement, not in a second round trip); ``also`` must be a constant of its caller."""
+    dialect = dialect_name(source)
+    template = _users_list(
+        dialect,
+        by_role=role is not None,
+        by_email=bool(email_starts_with),
+        after_cursor=bool(cursor),
+        also=also,
     )
+    values = keyset_values(limit, cursor)
     if role is not None:
-        statement = statement.where(Membership.role == role)
+        values["role"] = role
     if email_starts_with:
-        dialect = session.get_bind().dialect.name
-        statement = statement.where(email_prefix(Account.email, email_starts_with, dialect))
-    # cast: keyset_page is typed for one-column selects; this one has six, read by name from each row.
-    return await keyset_page(
-        session, cast("Select[Any]", statement), Membership.id, limit=limit, cursor=cursor, scalars=False
-    )
+        values |= email_prefix_values(email_starts_with, dialect)
+    rows = await scoped_rows(source, template, principal, values)
+    return keyset_rows(rows, limit, id_position=USER_ID)
 
 
 @dataclass(frozen=True)

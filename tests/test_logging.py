@@ -229,3 +229,27 @@ def test_secrets_after_percent_encoded_separators_are_masked() -> None:
     line = "next=%2Finvite%2Fswi_" + "A" * 40 + "&t=token%3D" + jwt
     masked = redact(line)
     assert "A" * 40 not in masked and "b" * 20 not in masked, masked
+
+
+def test_line_times_are_what_logging_and_the_clock_say_across_seconds() -> None:
+    """Both formats format a line's second once and keep it (#12): every line still carries its own
+    time, to the millisecond, across second boundaries and back."""
+    from datetime import UTC, datetime
+
+    from streamward.logs import JsonFormatter, TextFormatter
+
+    text, structured, reference = TextFormatter(), JsonFormatter(), logging.Formatter()
+    for created in (
+        1_700_000_000.999,
+        1_700_000_001.0,
+        1_700_000_001.5004,
+        1_699_999_999.25,
+        1_700_000_001.001,
+    ):
+        record = logging.LogRecord("streamward.access", logging.INFO, "", 0, "line", None, None)
+        record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0
+        assert text.formatTime(record) == reference.formatTime(record)
+        # The line's second, and its milliseconds as logging reckons them (record.msecs, truncated).
+        second = datetime.fromtimestamp(int(created), UTC)
+        expected = second.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(record.msecs):03d}Z"
+        assert json.loads(structured.format(record))["time"] == expected

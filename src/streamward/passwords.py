@@ -26,8 +26,11 @@ _DUMMY_HASH = _hasher.hash("streamward-dummy-password-never-valid")
 
 
 HASHING_THREADS = os.cpu_count() or 1
-# Niceness of the hashing threads (Linux schedules threads individually; elsewhere this is a no-op).
-HASHING_NICENESS = 10
+# Niceness of the hashing threads (Linux schedules threads individually; elsewhere this is a no-op):
+# the lowest priority. Measured with make bench's login burst (2 cores, wrk and PostgreSQL on the
+# same machine): at 10 the read's p99 during the burst was 2.4-2.5x its idle p99; at 19 1.5x, and
+# logins still reached 0.97 of cores / t_hash (the hashes run whenever the loop waits).
+HASHING_NICENESS = 19
 
 T = TypeVar("T")
 

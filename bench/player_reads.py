@@ -253,7 +253,7 @@ async def _cpu_per_call(call: Any, samples: int) -> float:
 
 async def _breakdown(env: dict[str, str], made: dict[str, Any], samples: int) -> dict[str, Any]:
     from streamward.api.playback import splay_router
-    from streamward.api.streams import router as streams_router
+    from streamward.api.streams import stream_routes
 
     settings = Settings(
         database_url=env["STREAMWARD_DATABASE_URL"],
@@ -282,7 +282,7 @@ async def _breakdown(env: dict[str, str], made: dict[str, Any], samples: int) ->
     for label, reorder in (("as_is", False), ("stream_and_token_routes_first", True)):
         runtime = Runtime.from_settings(settings)
         app = create_app(settings, runtime=runtime)
-        if reorder and not _routes_first(app, (streams_router, splay_router)):
+        if reorder and not _routes_first(app, (stream_routes, splay_router)):
             await runtime.aclose()
             result[label] = "route table not as expected: skipped"
             continue

@@ -23,11 +23,11 @@ from streamward.api.mfa import router as mfa_router
 from streamward.api.operator import router as operator_router
 from streamward.api.organisation import bintu_token_router
 from streamward.api.organisation import router as orgs_router
-from streamward.api.passkeys import router as passkeys_router
+from streamward.api.passkeys import routers as passkeys_routers
 from streamward.api.playback import install_splay_error_handler, jwks_router, keys_router, splay_router
 from streamward.api.player_front import PlayerReadFront, player_read_routes
 from streamward.api.roles import router as roles_router
-from streamward.api.streams import router as streams_router
+from streamward.api.streams import routers as streams_routers
 from streamward.api.tags import tag_router
 from streamward.api.users import router as users_router
 from streamward.api.vod import router as vod_router
@@ -65,12 +65,12 @@ from streamward.worker import in_process_worker
 # Routes are matched in order: the paths a live event's audience hits (player reads, playback-token
 # checks) and the authenticated organisation read come first. No path of one router matches another's.
 ROUTERS = (
-    streams_router,
+    *streams_routers,
     splay_router,
     orgs_router,
     authn_router,
     mfa_router,
-    passkeys_router,
+    *passkeys_routers,
     bintu_account_router,
     events_router,
     users_router,

@@ -171,7 +171,5 @@ async def validate_passkey(
     return await login_response(db, runtime, result, address)
 
 
-# What the app mounts: both, in one.
-router = Router()
-router.include_router(enrolment)
-router.include_router(sign_in)
+# What the app includes: both, side by side (as api.streams' routers, for the same reason).
+routers = (enrolment, sign_in)

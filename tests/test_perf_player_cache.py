@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from streamward.api import streams as streams_api
 from streamward.app import create_app
 from streamward.runtime import Runtime
 from streamward.streams import player_cache as cache_module
@@ -280,6 +281,46 @@ async def test_other_processes_stop_serving_a_locked_or_deleted_stream_within_th
     assert [s["id"] for s in after["listing"]] == []
 
 
+async def test_an_audience_arriving_while_the_database_is_slow_costs_two_readings_not_one_each(
+    env: Env, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every reading takes longer than the TTL (an overloaded database), so none can be kept: the
+    players that arrived during the first reading share a second one instead of each reading."""
+    org = await env.org()
+    stream = await create_stream(env, org)
+    audience = 8
+    arrived = asyncio.Event()
+    entered = 0
+    readings = 0
+    lead_or_wait = PlayerCache.lead_or_wait
+    find_for_player = streams_api.service.find_for_player
+
+    async def counted_lead_or_wait(self: PlayerCache, key: Any) -> Any:
+        nonlocal entered
+        entered += 1
+        if entered > 1:
+            clock.now += 0.01  # the others arrive after the first reading began
+        if entered == audience:
+            arrived.set()
+        return await lead_or_wait(self, key)
+
+    async def slow_find_for_player(*args: Any, **kwargs: Any) -> Any:
+        nonlocal readings
+        readings += 1
+        if readings == 1:
+            await asyncio.wait_for(arrived.wait(), timeout=10)  # the audience arrives meanwhile
+        clock.now += 1.0  # each reading takes the whole TTL
+        return await find_for_player(*args, **kwargs)
+
+    monkeypatch.setattr(PlayerCache, "lead_or_wait", counted_lead_or_wait)
+    monkeypatch.setattr(streams_api.service, "find_for_player", slow_find_for_player)
+    path = f"/api/stream/{stream['id']}?profile=player"
+    answers = await asyncio.gather(*(env.client.get(path) for _ in range(audience)))
+    assert [answer.status_code for answer in answers] == [200] * audience
+    assert len({answer.content for answer in answers}) == 1
+    assert readings == 2
+
+
 async def test_a_reading_overtaken_by_a_change_is_not_stored() -> None:
     cache = PlayerCache()
     organisation = uuid.uuid4()
@@ -350,6 +391,59 @@ async def test_requests_that_miss_together_share_one_reading() -> None:
     cache.finish(leader)
     answer, own = await follower
     assert answer is None and own is not None
+
+
+async def _settle() -> None:
+    for _ in range(5):  # a finished reading wakes its waiters, who may start the next one
+        await asyncio.sleep(0)
+
+
+async def test_readings_slower_than_the_ttl_are_shared_not_repeated_by_every_waiter(clock: Clock) -> None:
+    """An overloaded database: each reading takes longer than the TTL, so none can be kept. The
+    requests that waited for one (they arrived after it began, its answer is too old for them) do
+    not each read for themselves: one reads again, the others wait for that reading, which began
+    after all of them arrived and so answers them although it cannot be kept either."""
+    cache = PlayerCache()
+    organisation = uuid.uuid4()
+    _, first = await cache.lead_or_wait("key")
+    assert first is not None
+    clock.now += 0.1  # the others arrive while it runs
+    waiting = [asyncio.create_task(cache.lead_or_wait("key")) for _ in range(5)]
+    await _settle()
+    clock.now += 1.4
+    assert cache.put(first, organisation, b'{"reading": 1}')[1] is False
+    await _settle()
+    leading = [task for task in waiting if task.done()]
+    assert len(leading) == 1  # one reading at a time, not five
+    answer, second = leading[0].result()
+    assert answer is None and second is not None and second.started == clock.now
+    clock.now += 0.1
+    late = asyncio.create_task(cache.lead_or_wait("key"))  # arrives while the second reading runs
+    await _settle()
+    clock.now += 1.4
+    assert cache.put(second, organisation, b'{"reading": 2}')[1] is False
+    answers = await asyncio.gather(*(task for task in waiting if task is not leading[0]))
+    shared = [(answer.body if answer else None, fill) for answer, fill in answers]
+    assert shared == [(b'{"reading": 2}', None)] * 4
+    answer, third = await late  # arrived after the second reading began: it leads the third
+    assert answer is None and third is not None
+    cache.put(third, organisation, b'{"reading": 3}')  # a quick one: kept, and served from now on
+    found = cache.get("key")
+    assert found is not None and found.body == b'{"reading": 3}'
+
+
+async def test_a_reading_overtaken_by_a_change_does_not_answer_who_waited_for_it() -> None:
+    cache = PlayerCache()
+    organisation = uuid.uuid4()
+    _, first = await cache.lead_or_wait("key")
+    assert first is not None
+    first.started -= 1e-6  # began strictly before the waiter arrived (the real clock moves on)
+    follower = asyncio.create_task(cache.lead_or_wait("key"))
+    await _settle()
+    cache.invalidate([organisation])  # the stream was locked while it was read
+    assert cache.put(first, organisation, b'{"state": "live"}')[1] is False
+    answer, own = await follower
+    assert answer is None and own is not None  # it reads again, after the change
 
 
 async def test_readers_of_a_token_checked_answer_do_not_queue_behind_each_other() -> None:

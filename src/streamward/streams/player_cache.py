@@ -24,7 +24,12 @@ How stale an answer may be, and why it is never more:
 
 When an answer expires under load, the first request to miss reads it again and the others that
 miss meanwhile wait for that one reading (``lead_or_wait``) instead of all going to the database
-at once. Where the answer turns out to depend on the reader (a playback token is required), the
+at once. When that reading cannot be kept (it took longer than the TTL, as under an overloaded
+database, or a change overtook it) its answer is older than the waiters may be given, since they
+arrived after it began; they then share the next reading, which begins after all of them arrived
+and so may answer them whether or not it can be kept. Were each of them to read for itself, an
+overload would feed itself: the readings slow down, none can be kept, every player start becomes a
+query. Where the answer turns out to depend on the reader (a playback token is required), the
 cache keeps only a note saying so, for as long as it would have kept the answer, so that those
 readers go to the database at once instead of queueing behind one another.
 
@@ -93,6 +98,7 @@ class Fill:
     sequence: int
     started: float
     waiters: asyncio.Future[CachedAnswer | None] | None = None
+    stored: bool = False  # its answer was kept: fresh enough for anyone who waited for it
 
 
 def strong_etag(body: bytes, headers: Iterable[tuple[str, str]] = ()) -> str:
@@ -145,20 +151,24 @@ class PlayerCache:
     async def lead_or_wait(self, key: Hashable) -> tuple[CachedAnswer | None, Fill | None]:
         """After a miss: ``(answer, None)`` when another request's reading of ``key`` produced it
         meanwhile; else ``(None, fill)``, and the caller reads (then calls ``finish``)."""
-        leader = self._filling.get(key)
-        if leader is not None and leader.waiters is not None:
+        arrived = clock()
+        while (leader := self._filling.get(key)) is not None and leader.waiters is not None:
             # shield: a waiter that is cancelled (its client left) must not cancel the others' wait.
             answer = await asyncio.shield(leader.waiters)
-            if answer is not None:
+            if answer is None:
+                return None, self.begin(key)  # the reading failed (a refusal): read for ourselves
+            if leader.stored or leader.started >= arrived:
                 return answer, None
-            return None, self.begin(key)  # the reading was not storable: read for ourselves
+            # Not kept, and read before this request arrived: too old for it. Share the next
+            # reading (lead it, or wait for whoever does), which begins after this request.
         fill = self.begin(key)
         fill.waiters = asyncio.get_running_loop().create_future()
         self._filling[key] = fill
         return None, fill
 
     def finish(self, fill: Fill, answer: CachedAnswer | None = None) -> None:
-        """The reading is over; whoever waits gets ``answer`` (None: read for yourself)."""
+        """The reading is over; whoever waits gets ``answer`` (None: read for yourself), and takes it
+        when it was kept or began after they arrived (``lead_or_wait``)."""
         if fill.waiters is None:
             return
         if self._filling.get(fill.key) is fill:
@@ -192,8 +202,9 @@ class PlayerCache:
             or clock() >= answer.expires
         )
         if stale or len(body) > self.max_bytes:
-            self.finish(fill)
+            self.finish(fill, answer)  # for the waiters that arrived before it began, if any
             return answer, False
+        fill.stored = True
         self._drop(fill.key)
         self._answers[fill.key] = answer
         self._by_organisation.setdefault(organisation_id, set()).add(fill.key)

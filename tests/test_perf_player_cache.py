@@ -437,13 +437,29 @@ async def test_a_reading_overtaken_by_a_change_does_not_answer_who_waited_for_it
     organisation = uuid.uuid4()
     _, first = await cache.lead_or_wait("key")
     assert first is not None
-    first.started -= 1e-6  # began strictly before the waiter arrived (the real clock moves on)
     follower = asyncio.create_task(cache.lead_or_wait("key"))
     await _settle()
     cache.invalidate([organisation])  # the stream was locked while it was read
     assert cache.put(first, organisation, b'{"state": "live"}')[1] is False
     answer, own = await follower
     assert answer is None and own is not None  # it reads again, after the change
+
+
+async def test_waiters_on_a_token_checked_reading_too_slow_to_keep_read_for_themselves_at_once(
+    clock: Clock,
+) -> None:
+    cache = PlayerCache()
+    _, leader = await cache.lead_or_wait("key")
+    assert leader is not None
+    clock.now += 0.1  # the others arrive while it runs
+    waiting = [asyncio.create_task(cache.lead_or_wait("key")) for _ in range(3)]
+    await _settle()
+    clock.now += 1.4
+    assert cache.put(leader, uuid.uuid4(), b"", public=False)[1] is False
+    await _settle()
+    assert all(task.done() for task in waiting)  # none waits for another reading
+    for answer, fill in (task.result() for task in waiting):
+        assert answer is not None and not answer.public and fill is None
 
 
 async def test_readers_of_a_token_checked_answer_do_not_queue_behind_each_other() -> None:

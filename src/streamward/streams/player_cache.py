@@ -151,16 +151,19 @@ class PlayerCache:
     async def lead_or_wait(self, key: Hashable) -> tuple[CachedAnswer | None, Fill | None]:
         """After a miss: ``(answer, None)`` when another request's reading of ``key`` produced it
         meanwhile; else ``(None, fill)``, and the caller reads (then calls ``finish``)."""
-        arrived = clock()
+        # The first reading waited for was under way when this request arrived; any later one
+        # begins after that one ended (a key has one leader at a time), so after this request.
+        began_before_us = True
         while (leader := self._filling.get(key)) is not None and leader.waiters is not None:
             # shield: a waiter that is cancelled (its client left) must not cancel the others' wait.
             answer = await asyncio.shield(leader.waiters)
             if answer is None:
                 return None, self.begin(key)  # the reading failed (a refusal): read for ourselves
-            if leader.stored or leader.started >= arrived:
-                return answer, None
+            if leader.stored or not began_before_us or not answer.public:
+                return answer, None  # a note that answers are private: read for ourselves at once
             # Not kept, and read before this request arrived: too old for it. Share the next
             # reading (lead it, or wait for whoever does), which begins after this request.
+            began_before_us = False
         fill = self.begin(key)
         fill.waiters = asyncio.get_running_loop().create_future()
         self._filling[key] = fill
@@ -168,7 +171,7 @@ class PlayerCache:
 
     def finish(self, fill: Fill, answer: CachedAnswer | None = None) -> None:
         """The reading is over; whoever waits gets ``answer`` (None: read for yourself), and takes it
-        when it was kept or began after they arrived (``lead_or_wait``)."""
+        when it was kept, began after they arrived, or is a private note (``lead_or_wait``)."""
         if fill.waiters is None:
             return
         if self._filling.get(fill.key) is fill:

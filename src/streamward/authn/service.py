@@ -156,18 +156,20 @@ async def _verified_account(throttle: LoginThrottle, attempt: _Attempt, password
     return account
 
 
+# Built once (as users.service's account look-up): every login reads it.
+_MEMBERSHIPS_OF_ACCOUNT = (
+    select(Membership, Organisation)
+    .join(Organisation, Organisation.id == Membership.organisation_id)
+    .where(Membership.account_id == bindparam("account_id"))
+    .order_by(Organisation.name, Organisation.id)
+)
+
+
 async def _chosen_membership(
     attempt: _Attempt, account: Account, organisation_id: uuid.UUID | None
 ) -> tuple[Membership, Organisation]:
     """The membership logged into: the one in ``organisation_id``, or the account's only one."""
-    rows = (
-        await attempt.session.execute(
-            select(Membership, Organisation)
-            .join(Organisation, Organisation.id == Membership.organisation_id)
-            .where(Membership.account_id == account.id)
-            .order_by(Organisation.name, Organisation.id)
-        )
-    ).all()
+    rows = (await attempt.session.execute(_MEMBERSHIPS_OF_ACCOUNT, {"account_id": account.id})).all()
     memberships = [(membership.id, organisation.id) for membership, organisation in rows]
     if not rows:
         raise attempt.failed("no_membership", [], LoginFailed())

@@ -26,7 +26,7 @@ from streamward.api import streams as streams_api
 from streamward.app import create_app
 from streamward.runtime import Runtime
 from streamward.streams import player_cache as cache_module
-from streamward.streams.player_cache import PlayerCache, player_cache
+from streamward.streams.player_cache import CachedAnswer, Fill, PlayerCache, player_cache
 from tests.conftest import CreatedOrg, Env
 from tests.support.data import ALL_PACKAGES, create_stream, playback_token, set_state, use_fake_dns
 
@@ -398,6 +398,19 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
+async def _slow_reading_with_waiters(
+    cache: PlayerCache, clock: Clock, waiters: int
+) -> tuple[Fill, list[asyncio.Task[tuple[CachedAnswer | None, Fill | None]]]]:
+    """A reading that ``waiters`` requests arrive during, and that has taken longer than the TTL."""
+    _, reading = await cache.lead_or_wait("key")
+    assert reading is not None
+    clock.now += 0.1  # the others arrive while it runs
+    waiting = [asyncio.create_task(cache.lead_or_wait("key")) for _ in range(waiters)]
+    await _settle()
+    clock.now += 1.4
+    return reading, waiting
+
+
 async def test_readings_slower_than_the_ttl_are_shared_not_repeated_by_every_waiter(clock: Clock) -> None:
     """An overloaded database: each reading takes longer than the TTL, so none can be kept. The
     requests that waited for one (they arrived after it began, its answer is too old for them) do
@@ -405,12 +418,7 @@ async def test_readings_slower_than_the_ttl_are_shared_not_repeated_by_every_wai
     after all of them arrived and so answers them although it cannot be kept either."""
     cache = PlayerCache()
     organisation = uuid.uuid4()
-    _, first = await cache.lead_or_wait("key")
-    assert first is not None
-    clock.now += 0.1  # the others arrive while it runs
-    waiting = [asyncio.create_task(cache.lead_or_wait("key")) for _ in range(5)]
-    await _settle()
-    clock.now += 1.4
+    first, waiting = await _slow_reading_with_waiters(cache, clock, 5)
     assert cache.put(first, organisation, b'{"reading": 1}')[1] is False
     await _settle()
     leading = [task for task in waiting if task.done()]
@@ -449,12 +457,7 @@ async def test_waiters_on_a_token_checked_reading_too_slow_to_keep_read_for_them
     clock: Clock,
 ) -> None:
     cache = PlayerCache()
-    _, leader = await cache.lead_or_wait("key")
-    assert leader is not None
-    clock.now += 0.1  # the others arrive while it runs
-    waiting = [asyncio.create_task(cache.lead_or_wait("key")) for _ in range(3)]
-    await _settle()
-    clock.now += 1.4
+    leader, waiting = await _slow_reading_with_waiters(cache, clock, 3)
     assert cache.put(leader, uuid.uuid4(), b"", public=False)[1] is False
     await _settle()
     assert all(task.done() for task in waiting)  # none waits for another reading

@@ -23,11 +23,17 @@ from typing import Any
 from pydantic_core import to_json
 
 from streamward.config import Settings
+from streamward.kept import KeptBy
 from streamward.schemas import format_utc
 from streamward.streams.models import Stream
 from streamward.streams.service import Recording, StreamView
 
 PASSTHROUGH_LABEL = "passthrough"
+
+
+# Listed stream objects kept per set of addresses: a page of fifty transcoded streams is about 100 KB
+# of JSON, so this holds some 40 pages' worth (4 MB); when full it starts again.
+LISTED_KEPT = 2048
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,7 +47,7 @@ class Addresses:
     web_player: str
     server: dict[str, str]
     # listed_json's: a listed stream's JSON by everything it is built from but these addresses.
-    listed: dict[Hashable, bytes] = field(default_factory=dict, repr=False)
+    listed: KeptBy[Hashable, bytes] = field(default_factory=lambda: KeptBy(LISTED_KEPT), repr=False)
 
     @classmethod
     def of(cls, settings: Settings) -> Addresses:
@@ -161,11 +167,6 @@ def stream_object(view: StreamView, addresses: Addresses, *, show_push_url: bool
     }
 
 
-# Listed stream objects kept per set of addresses: a page of fifty transcoded streams is about 100 KB
-# of JSON, so this holds some 40 pages' worth (4 MB); when full it starts again.
-LISTED_KEPT = 2048
-
-
 def listed_json(view: StreamView, addresses: Addresses, *, player: bool, show_push_url: bool) -> bytes:
     """The JSON of a listed stream's object: the player profile, or the full object. Building fifty
     of them (and their GC) was the larger part of a listing's CPU, and players list the same streams
@@ -181,13 +182,9 @@ def listed_json(view: StreamView, addresses: Addresses, *, player: bool, show_pu
         tuple(view.tags),
         tuple((a.id, a.stream_id, a.url, a.title, a.duration_seconds) for a in view.vod),
     )
-    kept = addresses.listed
-    built = kept.get(key)
-    if built is None:
-        if len(kept) >= LISTED_KEPT:
-            kept.clear()
-        built = kept[key] = to_json(_built(view, addresses, player=player, show_push_url=show_push_url))
-    return built
+    return addresses.listed.get(
+        key, lambda _: to_json(_built(view, addresses, player=player, show_push_url=show_push_url))
+    )
 
 
 def _built(view: StreamView, addresses: Addresses, *, player: bool, show_push_url: bool) -> dict[str, Any]:

@@ -5,6 +5,7 @@ are transcode.py's, the push URL push.py's.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import uuid
@@ -30,6 +31,7 @@ from streamward.db import (
 )
 from streamward.errors import NotFound
 from streamward.events.catalogue import EventType
+from streamward.kept import KeptBy
 from streamward.orgs.models import Organisation, organisation_of
 from streamward.orgs.packages import require_package
 from streamward.pagination import Page, keyset_rows, keyset_template, keyset_values
@@ -183,31 +185,24 @@ _LISTED_TAGS = (
 )
 _STREAM_ID = _LISTED_NAMES.index("id")
 
-# Listed streams by the row they were made from (_LISTED_STREAMS_KEPT at most, then it starts again):
-# made anew for every listing, fifty rows' JSON and instances were a fifth of a listing's CPU. One is
-# shared by every listing that reads the same row; like every detached instance it is read-only, and
-# the view is frozen.
-_listed_streams: dict[tuple[Any, ...], StreamView] = {}
-_LISTED_STREAMS_KEPT = 2048
+# Listed streams by the row they were made from (kept.KeptBy): made anew for every listing, fifty
+# rows' JSON and instances were a fifth of a listing's CPU. One is shared by every listing that
+# reads the same row; like every detached instance it is read-only, and the view is frozen.
+_listed_streams: KeptBy[tuple[Any, ...], StreamView] = KeptBy(2048)
 
 
-def _listed(row: Any, *, sort_tags: bool) -> StreamView:
-    """The stream and tags a listing's row holds, with the row itself (``StreamView.row``). The tags
-    come in the database's order of its collation, as ``tags_of`` reads them, except on SQLite
-    (``sort_tags``), whose aggregate promises no order: there they are sorted by code point, which is
-    what SQLite's own ``ORDER BY`` does."""
-    values = tuple(row)
-    view = _listed_streams.get(values)
-    if view is None:
-        if len(_listed_streams) >= _LISTED_STREAMS_KEPT:
-            _listed_streams.clear()
-        columns = dict(zip(_LISTED_NAMES, values, strict=False))
-        columns["transcodes"] = json.loads(columns["transcodes"] or "[]")
-        tags = json.loads(values[len(_LISTED_NAMES)])
-        if sort_tags:
-            tags.sort()
-        view = _listed_streams[values] = StreamView(detached(Stream, columns), tags, row=values)
-    return view
+def _listed(values: tuple[Any, ...], *, sort_tags: bool) -> StreamView:
+    """The stream and tags a listing's row holds (its ``_LISTED_COLUMNS``, then its tags), with the
+    row itself (``StreamView.row``). The tags come in the database's order of its collation, as
+    ``tags_of`` reads them, except on SQLite (``sort_tags``), whose aggregate promises no order:
+    there they are sorted by code point, which is what SQLite's own ``ORDER BY`` does."""
+    *stream_values, tags_json = values
+    columns = dict(zip(_LISTED_NAMES, stream_values, strict=True))
+    columns["transcodes"] = json.loads(columns["transcodes"] or "[]")
+    tags = json.loads(tags_json)
+    if sort_tags:
+        tags.sort()
+    return StreamView(detached(Stream, columns), tags, row=values)
 
 
 # The stream list's statement for each shape it is asked in (db.PreparedSelect): built once.
@@ -267,8 +262,8 @@ async def list_streams(
         values["group_id"] = group_id
     values |= {f"tag_{n}": tag for n, tag in enumerate(wanted_tags)}
     page = keyset_rows(await scoped_rows(source, template, principal, values), limit, id_position=_STREAM_ID)
-    sort_tags = dialect_name(source) == "sqlite"
-    return Page([_listed(row, sort_tags=sort_tags) for row in page.items], page.next_cursor)
+    listed = functools.partial(_listed, sort_tags=dialect_name(source) == "sqlite")
+    return Page([_listed_streams.get(tuple(row), listed) for row in page.items], page.next_cursor)
 
 
 async def set_stream_tags(

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
 from streamward.errors import BadRequest
+from streamward.kept import KeptBy
 from streamward.pagination import Page
 from streamward.roles.lookup import role_title
 from streamward.roles.schemas import RoleProfile, RoleRef
@@ -81,24 +82,18 @@ class UserSummary(ApiModel):
 # Where a users-list row holds the FACTOR_KIND_COLUMNS (totp, passkey): after the list's own columns.
 _TOTP, _PASSKEY = USER_CREATED_AT + 1, USER_CREATED_AT + 2
 
-# Each listed user's JSON by the row it is built from (_LISTED_KEPT at most, then it starts again):
-# a row that changes is another key, so nothing kept is ever shown in place of what the database
-# holds. Building fifty objects and serialising them was a fifth of a page's CPU.
-_listed_users: dict[tuple[Any, ...], bytes] = {}
-_LISTED_KEPT = 2048
+# Each listed user's JSON by the row it is built from (kept.KeptBy): building fifty objects and
+# serialising them was a fifth of a page's CPU.
+_listed_users: KeptBy[tuple[Any, ...], bytes] = KeptBy(2048)
+
+
+def _user_json(row: tuple[Any, ...]) -> bytes:
+    return pydantic_core.to_json(UserSummary.wire(row))
 
 
 def user_page_json(page: Page[Any]) -> bytes:
     """A users-list page (rows as ``UserSummary.wire`` reads them) as ``UserPage``'s JSON."""
-    items = []
-    for row in page.items:
-        values = tuple(row)
-        item = _listed_users.get(values)
-        if item is None:
-            if len(_listed_users) >= _LISTED_KEPT:
-                _listed_users.clear()
-            item = _listed_users[values] = pydantic_core.to_json(UserSummary.wire(values))
-        items.append(item)
+    items = [_listed_users.get(tuple(row), _user_json) for row in page.items]
     return b'{"items":[%b],"nextCursor":%b}' % (b",".join(items), pydantic_core.to_json(page.next_cursor))
 
 

@@ -112,13 +112,18 @@ async def test_a_key_that_is_gone_is_refused_although_b_has_met_it(
 def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every statement sent to the database: through SQLAlchemy, or straight through asyncpg."""
     sent: list[str] = []
-    original = asyncpg.Connection.fetchrow
+    original_fetchrow, original_fetch = asyncpg.Connection.fetchrow, asyncpg.Connection.fetch
 
     async def fetchrow(self: asyncpg.Connection, query: str, *args: Any, **kwargs: Any) -> Any:
         sent.append(query)
-        return await original(self, query, *args, **kwargs)
+        return await original_fetchrow(self, query, *args, **kwargs)
+
+    async def fetch(self: asyncpg.Connection, query: str, *args: Any, **kwargs: Any) -> Any:
+        sent.append(query)
+        return await original_fetch(self, query, *args, **kwargs)
 
     monkeypatch.setattr(asyncpg.Connection, "fetchrow", fetchrow)
+    monkeypatch.setattr(asyncpg.Connection, "fetch", fetch)
     return sent
 
 

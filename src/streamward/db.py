@@ -31,6 +31,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
 from streamward.config import make_private_dir
+from streamward.lookup_pool import LookupPool
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         self._lookup_size = 0 if self.is_sqlite else lookup_pool_size(pool_size)
         self.engine = create_engine(url, pool_size=max(1, pool_size - self._lookup_size))
-        self._lookups: asyncpg.Pool | None = None
+        self._lookups: LookupPool | None = None
         self._lookups_lock = asyncio.Lock()
         # Read-only requests (GET, HEAD) skip BEGIN/COMMIT: under READ COMMITTED (PostgreSQL) every
         # statement sees its own snapshot anyway, so the transaction only added two round trips.
@@ -240,20 +241,21 @@ class Database:
     def session(self, *, write: bool = True) -> AsyncSession:
         return (self.writer if write else self.reader)()
 
-    async def lookups(self) -> asyncpg.Pool | None:
+    async def lookups(self) -> LookupPool | None:
         """The look-up pool (PostgreSQL only), opened on first use."""
         if self.is_sqlite:
             return None
         if self._lookups is None:
             async with self._lookups_lock:
                 if self._lookups is None:
-                    self._lookups = await asyncpg.create_pool(
+                    pool = await asyncpg.create_pool(
                         min_size=1,
                         max_size=self._lookup_size,
                         connection_class=_LookupConnection,
                         max_inactive_connection_lifetime=300,
                         **_asyncpg_connect_args(self.url),
                     )
+                    self._lookups = LookupPool(pool)
         return self._lookups
 
     async def dispose(self) -> None:
@@ -287,17 +289,17 @@ def is_writing(session: AsyncSession) -> bool:
 
 # Where a per-request look-up reads: the request's session, or (a reading request on PostgreSQL that
 # opened no session) the database's look-up pool itself.
-LookupSource: TypeAlias = AsyncSession | asyncpg.Pool
+LookupSource: TypeAlias = AsyncSession | LookupPool
 
 
-async def lookup_reader(source: LookupSource) -> Any | None:
+async def lookup_reader(source: LookupSource) -> LookupPool | None:
     """The look-up pool to run a per-request look-up on, or None to run it in the session."""
     if isinstance(source, AsyncSession):
         return await direct_reader(source)
     return source
 
 
-async def direct_reader(session: AsyncSession) -> Any | None:
+async def direct_reader(session: AsyncSession) -> LookupPool | None:
     """For a *reading* session on PostgreSQL, the look-up pool of the session's Database
     (``fetchrow`` takes a connection for one statement and gives it back), for the few queries that
     run on every request (credential and playback-token checks): there, SQLAlchemy's execution layer

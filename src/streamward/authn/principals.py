@@ -20,6 +20,7 @@ from streamward.authz.permissions import ALL_PERMISSIONS, PREDEFINED_ROLES
 from streamward.authz.principal import Principal
 from streamward.crypto import digest
 from streamward.db import LookupSource, UTCDateTime, detached, lookup_reader, utcnow
+from streamward.lookup_pool import BatchedLookup, LookupPool, batched_sql
 from streamward.orgs.models import Organisation
 from streamward.roles.lookup import custom_role
 from streamward.roles.models import CustomRole
@@ -88,7 +89,7 @@ async def principal_from_token(
     token_hash = digest(token)
     reader = await lookup_reader(session)
     if reader is not None:
-        found = await _raw_token_lookup(reader, token_hash, now)
+        found = await _raw_token_lookup(reader, token_hash)
     else:
         assert isinstance(session, AsyncSession)  # only a session has no look-up pool
         row = (await session.execute(_TOKEN_LOOKUP, {"token_hash": token_hash, "now": now})).one_or_none()
@@ -156,17 +157,24 @@ _ORG_COLUMNS = tuple(column.key for column in Organisation.__table__.columns)
 _ORG_JSON = frozenset(
     column.key for column in Organisation.__table__.columns if isinstance(column.type, JSON)
 )
-# Built from the models' own table and column names only; the values are bound ($1, $2).
-_RAW_TOKEN_LOOKUP = (
-    "SELECT s.id, s.last_used_at, m.id, m.account_id, m.role, a.email, a.mfa_enrolled, "  # noqa: S608
-    + "r.description, r.permissions, "
-    + ", ".join(f"o.{name}" for name in _ORG_COLUMNS)
-    + f" FROM {BintuSession.__tablename__} s"
-    + f" JOIN {Membership.__tablename__} m ON m.id = s.membership_id AND m.token_key = s.token_key"
-    + f" JOIN {Organisation.__tablename__} o ON o.id = m.organisation_id"
-    + f" JOIN {Account.__tablename__} a ON a.id = m.account_id"
-    + f" LEFT JOIN {CustomRole.__tablename__} r ON r.organisation_id = m.organisation_id AND r.name = m.role"
-    + " WHERE s.token_hash = $1 AND s.expires_at > $2"
+# Built from the models' own table and column names only; the values are bound. Shared by the
+# requests that ask while another look-up is under way (lookup_pool): the token's digest is the key,
+# and the expiry is compared with the time the statement is sent, never earlier than the request.
+_RAW_TOKEN_LOOKUP = BatchedLookup(
+    batched_sql(
+        [("token_hash", "text")],
+        "SELECT s.id, s.last_used_at, m.id, m.account_id, m.role, a.email, a.mfa_enrolled, "  # noqa: S608
+        + "r.description, r.permissions, "
+        + ", ".join(f"o.{name}" for name in _ORG_COLUMNS)
+        + f" FROM {BintuSession.__tablename__} s"
+        + f" JOIN {Membership.__tablename__} m ON m.id = s.membership_id AND m.token_key = s.token_key"
+        + f" JOIN {Organisation.__tablename__} o ON o.id = m.organisation_id"
+        + f" JOIN {Account.__tablename__} a ON a.id = m.account_id"
+        + f" LEFT JOIN {CustomRole.__tablename__} r"
+        + " ON r.organisation_id = m.organisation_id AND r.name = m.role"
+        + " WHERE s.token_hash = w.token_hash AND s.expires_at > $2",
+    ),
+    extra=lambda: (utcnow(),),
 )
 
 
@@ -185,11 +193,11 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-async def _raw_token_lookup(reader: Any, token_hash: str, now: datetime) -> _Found | None:
-    row = await reader.fetchrow(_RAW_TOKEN_LOOKUP, token_hash, now)
+async def _raw_token_lookup(reader: LookupPool, token_hash: str) -> _Found | None:
+    row = await reader.one(_RAW_TOKEN_LOOKUP, (token_hash,))
     if row is None:
         return None
-    values = list(row.values())
+    values = list(row.values())[1:]  # after the key's position
     organisation = _detached_organisation(values[9:])
     permissions = _json(values[8])
     session_id, last_used_at, membership_id, account_id, role, email, enrolled, description = values[:8]
@@ -215,8 +223,12 @@ async def record_use(session: AsyncSession, session_id: uuid.UUID, when: datetim
 _API_KEY_LOOKUP = select(Organisation).where(Organisation.api_key_hash == bindparam("api_key_hash"))
 
 
-_RAW_API_KEY_LOOKUP = (
-    "SELECT " + ", ".join(_ORG_COLUMNS) + f" FROM {Organisation.__tablename__} WHERE api_key_hash = $1"  # noqa: S608
+_RAW_API_KEY_LOOKUP = BatchedLookup(
+    batched_sql(
+        [("api_key_hash", "text")],
+        f"SELECT {', '.join(_ORG_COLUMNS)} FROM {Organisation.__tablename__}"  # noqa: S608
+        " WHERE api_key_hash = w.api_key_hash",
+    )
 )
 
 
@@ -227,8 +239,8 @@ async def principal_from_api_key(
     organisation: Organisation | None
     reader = await lookup_reader(session)
     if reader is not None:
-        row = await reader.fetchrow(_RAW_API_KEY_LOOKUP, digest(api_key))
-        organisation = _detached_organisation(list(row.values())) if row is not None else None
+        row = await reader.one(_RAW_API_KEY_LOOKUP, (digest(api_key),))
+        organisation = _detached_organisation(list(row.values())[1:]) if row is not None else None
     else:
         assert isinstance(session, AsyncSession)
         organisation = (

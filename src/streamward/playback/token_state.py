@@ -9,11 +9,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import ColumnElement, Select, bindparam, exists, literal_column, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.db import LookupSource, lookup_reader
+from streamward.lookup_pool import BatchedLookup, batched_sql
 from streamward.playback.errors import (
     TOKEN_EXPIRED,
     SplayError,
@@ -33,18 +34,24 @@ def unknown_key() -> SplayError:
 # NULL), and the stream it is presented for (NULL: none). No row: the key is gone (its organisation
 # was deleted). Read on every verify, in every process: nothing here is cached, so a revocation
 # committed anywhere is refused by the very next verify everywhere.
-_TOKEN_STATE = (
-    select(
-        PlaybackSigningKey.revoked_at.is_not(None).label("key_revoked"),
-        exists().where(PlaybackRevocation.jti == bindparam("jti")).label("token_revoked"),
-        Stream.organisation_id.label("stream_organisation_id"),
-        Stream.state.label("stream_state"),
-        Stream.group_id.label("stream_group_id"),
+def _token_state(
+    kid: ColumnElement[Any], jti: ColumnElement[Any], stream: ColumnElement[Any]
+) -> Select[bool, bool, uuid.UUID, str, str | None]:
+    return (
+        select(
+            PlaybackSigningKey.revoked_at.is_not(None).label("key_revoked"),
+            exists().where(PlaybackRevocation.jti == jti).label("token_revoked"),
+            Stream.organisation_id.label("stream_organisation_id"),
+            Stream.state.label("stream_state"),
+            Stream.group_id.label("stream_group_id"),
+        )
+        .select_from(PlaybackSigningKey)
+        .outerjoin(Stream, Stream.name == stream)
+        .where(PlaybackSigningKey.kid == kid)
     )
-    .select_from(PlaybackSigningKey)
-    .outerjoin(Stream, Stream.name == bindparam("stream"))
-    .where(PlaybackSigningKey.kid == bindparam("kid"))
-)
+
+
+_TOKEN_STATE = _token_state(bindparam("kid"), bindparam("jti"), bindparam("stream"))
 
 
 @dataclass(frozen=True)
@@ -62,20 +69,27 @@ class TokenState:
     stream: PresentedStream | None
 
 
-# The same statement for asyncpg itself, and the order of its parameters: on PostgreSQL the state is
-# read through the database's look-up pool without SQLAlchemy's execution layer, which costs more
-# than the query (every verify runs it).
-_RAW_TOKEN_STATE = _TOKEN_STATE.compile(dialect=postgresql.asyncpg.dialect())  # type: ignore[no-untyped-call]
-_RAW_TOKEN_STATE_SQL = str(_RAW_TOKEN_STATE)
-_RAW_TOKEN_STATE_PARAMETERS = tuple(_RAW_TOKEN_STATE.positiontup or ())
+# The same look-up on the look-up pool (PostgreSQL), without SQLAlchemy's execution layer, which cost
+# more than the query: every verify runs it. Shared by the verifies that ask while another is under
+# way (lookup_pool), each of them still answered by a statement sent after it asked: the statement
+# above, compiled once with the shared statement's key columns (``w.kid``...) in place of parameters.
+_KEY = [("kid", "text"), ("jti", "text"), ("stream", "text")]
+_RAW_TOKEN_STATE = BatchedLookup(
+    batched_sql(
+        _KEY,
+        str(
+            _token_state(*(literal_column(f"w.{name}") for name, _ in _KEY)).compile(
+                dialect=postgresql.asyncpg.dialect()  # type: ignore[no-untyped-call]
+            )
+        ),
+    )
+)
 
 
 async def _read_token_state(source: LookupSource, params: dict[str, Any]) -> Any:
     reader = await lookup_reader(source)
     if reader is not None:
-        return await reader.fetchrow(
-            _RAW_TOKEN_STATE_SQL, *(params[name] for name in _RAW_TOKEN_STATE_PARAMETERS)
-        )
+        return await reader.one(_RAW_TOKEN_STATE, (params["kid"], params["jti"], params["stream"]))
     assert isinstance(source, AsyncSession)  # lookup_reader answers None only for a session
     return (await source.execute(_TOKEN_STATE, params)).mappings().one_or_none()
 

@@ -13,7 +13,7 @@ import pytest
 from streamward.lookup_pool import MAX_KEYS_PER_ROUND_TRIP, BatchedLookup, LookupPool
 from tests.conftest import Env
 
-LOOKUP = BatchedLookup("SELECT ... (a fake pool answers)")
+LOOKUP = BatchedLookup([("key", "text")], "SELECT w.key (a fake pool answers)")
 
 
 class FakePool:
@@ -25,9 +25,9 @@ class FakePool:
         self.release: list[asyncio.Event] = []
         self.fail: set[int] = set()  # statements (by number) that raise
 
-    async def fetch(self, _sql: str, *columns: Any) -> list[tuple[Any, ...]]:
+    async def fetch(self, sql: str, *columns: Any) -> list[tuple[Any, ...]]:
         number = len(self.sent)
-        keys = list(columns[0])
+        keys = [columns[0]] if sql == LOOKUP.single_sql else list(columns[0])
         self.sent.append(keys)
         self.release.append(asyncio.Event())
         await self.release[number].wait()
@@ -75,7 +75,8 @@ async def test_no_request_is_answered_by_a_statement_sent_before_it_asked() -> N
     for _ in range(400):
         if rng.random() < 0.6:
             key = (rng.choice("abcdefg"),)
-            asked.append((len(fake.sent), asyncio.create_task(pool.one(LOOKUP, key))))
+            # Statements sent so far (a statement's task may not have reached the fake yet).
+            asked.append((pool.statements_sent(LOOKUP), asyncio.create_task(pool.one(LOOKUP, key))))
         elif released < len(fake.sent):
             fake.release[released].set()
             released += 1
@@ -97,6 +98,37 @@ async def test_a_key_without_a_row_is_none() -> None:
     await _settle()
     fake.release[0].set()
     assert await task is None
+
+
+async def test_a_key_postgresql_cannot_hold_has_no_row_and_is_not_sent() -> None:
+    fake = FakePool()
+    pool = LookupPool(fake)  # type: ignore[arg-type]
+    assert await pool.one(LOOKUP, ("nul\x00byte",)) is None
+    assert fake.sent == []
+
+
+async def test_two_rows_for_one_key_fail_the_statement_rather_than_guess() -> None:
+    class TwoRows(FakePool):
+        async def fetch(self, sql: str, *columns: Any) -> list[tuple[Any, ...]]:
+            return [(1, "a", 0), (1, "b", 0)]
+
+    pool = LookupPool(TwoRows())  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError):
+        await pool.one(LOOKUP, ("a",))
+
+
+async def test_closing_the_pool_ends_every_waiting_request() -> None:
+    fake = FakePool()
+    pool = LookupPool(fake)  # type: ignore[arg-type]
+    started = [asyncio.create_task(pool.one(LOOKUP, (key,))) for key in ("a", "b")]
+    await asyncio.sleep(0)  # their statements' tasks exist, and may not have run yet
+    queued = asyncio.create_task(pool.one(LOOKUP, ("c",)))
+    await asyncio.sleep(0)
+    await pool.close()
+    done, pending = await asyncio.wait([*started, queued], timeout=1)
+    assert not pending
+    assert all(task.cancelled() for task in done)
+    assert pool.statements_sent(LOOKUP) == 2  # nothing sent after closing
 
 
 async def test_a_failed_statement_fails_its_requests_only() -> None:
@@ -180,6 +212,20 @@ async def test_concurrent_reads_with_many_credentials_each_get_their_own_princip
             assert answer.json()["name"] == f"Shared look-up {expected}"
     if env.engine_name == "postgres":
         assert len(statements) < len(requests)  # shared round trips
+        assert any("unnest" in statement for statement in statements)
+
+
+async def test_a_lone_look_up_is_the_single_key_statement(env: Env, statements: list[str]) -> None:
+    """Its plan is kept by PostgreSQL after five runs; a shared statement's is made each time."""
+    if env.engine_name != "postgres":
+        pytest.skip("SQLite has no look-up pool")
+    org = await env.org()
+    admin = await env.member(org)
+    statements.clear()
+    for headers in (admin.headers, org.api_headers):
+        assert (await env.client.get("/api/organisation", headers=headers)).status_code == 200
+    assert len(statements) == 2
+    assert not any("unnest" in statement for statement in statements)
 
 
 async def test_a_token_key_renewed_while_reads_are_under_way_refuses_every_read_sent_after_it(

@@ -31,7 +31,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
 from streamward.config import make_private_dir
-from streamward.lookup_pool import LookupPool
+from streamward.lookup_pool import SHARED_SERVER_SETTINGS, LookupPool
 
 log = logging.getLogger(__name__)
 
@@ -248,14 +248,26 @@ class Database:
         if self._lookups is None:
             async with self._lookups_lock:
                 if self._lookups is None:
+                    # A third of the share runs shared look-ups (lookup_pool): at most two
+                    # statements of each kind are under way at once.
+                    shared_size = max(1, self._lookup_size // 3)
+                    connect = _asyncpg_connect_args(self.url)
                     pool = await asyncpg.create_pool(
                         min_size=1,
-                        max_size=self._lookup_size,
+                        max_size=self._lookup_size - shared_size,
                         connection_class=_LookupConnection,
                         max_inactive_connection_lifetime=300,
-                        **_asyncpg_connect_args(self.url),
+                        **connect,
                     )
-                    self._lookups = LookupPool(pool)
+                    shared = await asyncpg.create_pool(
+                        min_size=1,
+                        max_size=shared_size,
+                        connection_class=_LookupConnection,
+                        max_inactive_connection_lifetime=300,
+                        server_settings=SHARED_SERVER_SETTINGS,
+                        **connect,
+                    )
+                    self._lookups = LookupPool(pool, shared)
         return self._lookups
 
     async def dispose(self) -> None:

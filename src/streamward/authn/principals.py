@@ -20,7 +20,7 @@ from streamward.authz.permissions import ALL_PERMISSIONS, PREDEFINED_ROLES
 from streamward.authz.principal import Principal
 from streamward.crypto import digest
 from streamward.db import LookupSource, UTCDateTime, detached, lookup_reader, utcnow
-from streamward.lookup_pool import BatchedLookup, LookupPool, batched_sql
+from streamward.lookup_pool import BatchedLookup, LookupPool
 from streamward.orgs.models import Organisation
 from streamward.roles.lookup import custom_role
 from streamward.roles.models import CustomRole
@@ -161,19 +161,17 @@ _ORG_JSON = frozenset(
 # requests that ask while another look-up is under way (lookup_pool): the token's digest is the key,
 # and the expiry is compared with the time the statement is sent, never earlier than the request.
 _RAW_TOKEN_LOOKUP = BatchedLookup(
-    batched_sql(
-        [("token_hash", "text")],
-        "SELECT s.id, s.last_used_at, m.id, m.account_id, m.role, a.email, a.mfa_enrolled, "  # noqa: S608
-        + "r.description, r.permissions, "
-        + ", ".join(f"o.{name}" for name in _ORG_COLUMNS)
-        + f" FROM {BintuSession.__tablename__} s"
-        + f" JOIN {Membership.__tablename__} m ON m.id = s.membership_id AND m.token_key = s.token_key"
-        + f" JOIN {Organisation.__tablename__} o ON o.id = m.organisation_id"
-        + f" JOIN {Account.__tablename__} a ON a.id = m.account_id"
-        + f" LEFT JOIN {CustomRole.__tablename__} r"
-        + " ON r.organisation_id = m.organisation_id AND r.name = m.role"
-        + " WHERE s.token_hash = w.token_hash AND s.expires_at > $2",
-    ),
+    [("token_hash", "text")],
+    "SELECT s.id, s.last_used_at, m.id, m.account_id, m.role, a.email, a.mfa_enrolled, "  # noqa: S608
+    + "r.description, r.permissions, "
+    + ", ".join(f"o.{name}" for name in _ORG_COLUMNS)
+    + f" FROM {BintuSession.__tablename__} s"
+    + f" JOIN {Membership.__tablename__} m ON m.id = s.membership_id AND m.token_key = s.token_key"
+    + f" JOIN {Organisation.__tablename__} o ON o.id = m.organisation_id"
+    + f" JOIN {Account.__tablename__} a ON a.id = m.account_id"
+    + f" LEFT JOIN {CustomRole.__tablename__} r"
+    + " ON r.organisation_id = m.organisation_id AND r.name = m.role"
+    + " WHERE s.token_hash = w.token_hash AND s.expires_at > $2",
     extra=lambda: (utcnow(),),
 )
 
@@ -224,11 +222,9 @@ _API_KEY_LOOKUP = select(Organisation).where(Organisation.api_key_hash == bindpa
 
 
 _RAW_API_KEY_LOOKUP = BatchedLookup(
-    batched_sql(
-        [("api_key_hash", "text")],
-        f"SELECT {', '.join(_ORG_COLUMNS)} FROM {Organisation.__tablename__}"  # noqa: S608
-        " WHERE api_key_hash = w.api_key_hash",
-    )
+    [("api_key_hash", "text")],
+    f"SELECT {', '.join(_ORG_COLUMNS)} FROM {Organisation.__tablename__}"  # noqa: S608
+    " WHERE api_key_hash = w.api_key_hash",
 )
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.db import LookupSource, lookup_reader
-from streamward.lookup_pool import BatchedLookup, batched_sql
+from streamward.lookup_pool import BatchedLookup
 from streamward.playback.errors import (
     TOKEN_EXPIRED,
     SplayError,
@@ -75,14 +75,12 @@ class TokenState:
 # above, compiled once with the shared statement's key columns (``w.kid``...) in place of parameters.
 _KEY = [("kid", "text"), ("jti", "text"), ("stream", "text")]
 _RAW_TOKEN_STATE = BatchedLookup(
-    batched_sql(
-        _KEY,
-        str(
-            _token_state(*(literal_column(f"w.{name}") for name, _ in _KEY)).compile(
-                dialect=postgresql.asyncpg.dialect()  # type: ignore[no-untyped-call]
-            )
-        ),
-    )
+    _KEY,
+    str(
+        _token_state(*(literal_column(f"w.{name}") for name, _ in _KEY)).compile(
+            dialect=postgresql.asyncpg.dialect()  # type: ignore[no-untyped-call]
+        )
+    ),
 )
 
 

@@ -398,3 +398,20 @@ async def test_worker_killed_mid_delivery_delivers_after_restart(env: Env, tmp_p
             await second.wait()
     assert [r.headers["webhook-id"] for r in receiver.requests] == [str(event_id)] * 2
     assert [json.loads(r.body)["id"] for r in receiver.requests] == [str(event_id)] * 2
+
+
+async def test_a_receivers_cookie_is_never_sent_with_a_later_delivery(env: Env) -> None:
+    """One receiver's connection pool serves every organisation whose webhook names its host: a
+    cookie it set on one organisation's delivery must not ride along on another's (nor on its own)."""
+    first, second = await env.org(), await env.org()
+    cookie = {"set-cookie": "session=from-the-receiver; Path=/"}
+    async with Receiver(lambda _r, n: Reply(200, headers=cookie if n == 1 else {})) as receiver:
+        for org in (first, second):
+            await configure_webhook(env, org, receiver.url(), events=["user.invited"])
+        await emit_event(env, first)
+        await worker_for(env.runtime).drain()
+        await emit_event(env, second)
+        await emit_event(env, first)
+        await worker_for(env.runtime).drain()
+    assert len(receiver.requests) == 3
+    assert all("cookie" not in request.headers for request in receiver.requests)

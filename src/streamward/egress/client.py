@@ -29,12 +29,58 @@ from streamward.egress.guard import (
     resolve_public,
     system_resolver,
 )
+from streamward.kept import KeptBy
 
 USER_AGENT = "Streamward-Webhooks/1"
 # Read (and dropped) of an answer so its connection can be reused; a longer answer closes it.
 MAX_ANSWER_BYTES = 64 * 1024
 # Receivers whose connection pools are kept; the least recently used one is closed beyond this.
 MAX_RECEIVERS = 64
+# Webhook URLs whose parsed form is kept (a worker delivers to the same few URLs again and again).
+MAX_KEPT_URLS = 1024
+
+
+class _NoCookies(httpx.Cookies):
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+_NO_COOKIES = _NoCookies()
+
+
+class _ReceiverClient(httpx.AsyncClient):
+    """A receiver's cookies are neither kept nor sent. A receiver's pool serves every organisation
+    whose webhook names that host, so a cookie one receiver set would ride along on another
+    organisation's deliveries; and looking for cookies in every answer cost 5 % of a delivery."""
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, _cookies: object) -> None:
+        pass  # httpx.AsyncClient sets its (empty) cookies on construction
+
+
+@dataclass(frozen=True)
+class _Destination:
+    """What a webhook URL's requests are built from, parsed once per URL."""
+
+    scheme: str
+    host: str
+    port: int
+    url: httpx.URL
+    host_header: str  # the name (not the address connected to), and the port when the URL has one
+    extensions: dict[str, str]
+
+
+def _destination(url: str) -> _Destination:
+    scheme, host, port = parse_webhook_url(url)  # raises UnsafeTarget: nothing is kept
+    parsed = httpx.URL(url)
+    netloc = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
+    host_header = netloc if parsed.port is None else f"{netloc}:{port}"
+    extensions = {"sni_hostname": host} if scheme == "https" else {}
+    return _Destination(scheme, host, port, parsed, host_header, extensions)
 
 
 @dataclass(frozen=True)
@@ -80,6 +126,9 @@ class EgressClient:
         self.max_connections = max_connections
         self._clients: OrderedDict[tuple[str, str, int], httpx.AsyncClient] = OrderedDict()
         self._closing: set[asyncio.Task[None]] = set()
+        self._destinations: KeptBy[str, _Destination] = KeptBy(MAX_KEPT_URLS)
+        # The URL with the checked address in place of the name, by (URL, address).
+        self._pinned: KeptBy[tuple[str, str], httpx.URL] = KeptBy(MAX_KEPT_URLS)
 
     def _client_for(self, scheme: str, host: str, port: int) -> httpx.AsyncClient:
         key = (scheme, host.lower(), port)
@@ -87,7 +136,7 @@ class EgressClient:
         if client is not None:
             self._clients.move_to_end(key)
             return client
-        client = self._clients[key] = httpx.AsyncClient(
+        client = self._clients[key] = _ReceiverClient(
             follow_redirects=False,
             timeout=httpx.Timeout(self.timeout_seconds),
             limits=httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=20),

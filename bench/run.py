@@ -2,7 +2,8 @@
 
 Baselines: a bare Starlette hello app, a bare FastAPI hello, and the stack's limit for a request that
 checks its credential in the database (bench/baselines.py: FastAPI + one prepared asyncpg query).
-Measured on PostgreSQL: ``GET /api/organisation`` with a bintu token and with the API key, the users
+Measured on PostgreSQL, beside 10,000 other organisations and 100,000 other members with a live session
+each: ``GET /api/organisation`` with a bintu token and with the API key, the users
 list and the bintu stream list (50 each), logins per second against cores / (time of one argon2id
 hash), the authenticated read's p99 during a login burst, and the read with 2 and 4 server processes.
 
@@ -251,6 +252,36 @@ async def _add_members(database_url: str, count: int) -> None:
     await engine.dispose()
 
 
+# Other tenants, so that the credential look-ups run against tables of a realistic size: PostgreSQL
+# plans a statement by its tables' statistics, and on near-empty tables every plan looks alike.
+_FILLER_SQL = """
+INSERT INTO organisation (id, name, support_level, analytics_level, trial, packages, webhook_events,
+  vod_public, api_key_hash, api_key_sealed, player_key, created_at, player_key_hash)
+SELECT gen_random_uuid(), 'filler ' || g, 'basic', 'basic', false, '[]', '[]', false,
+  md5('k' || g) || md5('kk' || g), 'x', md5('p' || g), now(), md5('ph' || g) || md5('q' || g)
+FROM generate_series(1, 10000) g;
+INSERT INTO account (id, email, password_hash, created_at)
+SELECT gen_random_uuid(), 'filler' || g || '@example.com', 'x', now()
+FROM generate_series(1, 100000) g;
+INSERT INTO membership (id, organisation_id, account_id, role, token_key, created_at)
+SELECT gen_random_uuid(), o.id, a.id, 'nanoUser', 'filler', now()
+FROM (SELECT id, row_number() OVER () AS n FROM account WHERE email LIKE 'filler%') a
+JOIN (SELECT id, row_number() OVER () AS n FROM organisation WHERE name LIKE 'filler %') o
+  ON o.n = 1 + (a.n % 10000);
+INSERT INTO session (id, token_hash, membership_id, token_key, created_at, expires_at, last_used_at)
+SELECT gen_random_uuid(), md5('t' || m.id::text) || md5('u' || m.id::text), m.id, 'filler', now(),
+  now() + interval '1 day', now()
+FROM membership m WHERE m.token_key = 'filler';
+ANALYZE;
+"""
+
+
+def _fill_other_organisations(database_url: str) -> None:
+    """10,000 other organisations and 100,000 members of theirs, each member with a live session
+    (SQL straight into the tables: their cost is not what is measured)."""
+    subprocess.run(["psql", "-q", database_url, "-c", _FILLER_SQL], check=True, capture_output=True)
+
+
 def _lua(path: Path, method: str, body: dict[str, Any]) -> str:
     path.write_text(
         f'wrk.method = "{method}"\n'
@@ -320,6 +351,7 @@ def _measure_postgres(binary: str, args: argparse.Namespace, workdir: Path) -> d
         with server("streamward.app:app_from_environment", env, factory=True) as url:
             token, api_key = create_org_and_login(env, url)
             asyncio.run(_add_members(env["STREAMWARD_DATABASE_URL"], USERS_LIST_SIZE))
+            _fill_other_organisations(env["STREAMWARD_DATABASE_URL"])
             # The limit right before and right after the reads compared with it (its server idles
             # meanwhile): this machine's speed drifts within a run, and a limit measured minutes
             # later had moved a ratio by half.

@@ -129,7 +129,7 @@ class _Shared:
                 if not future.done():
                     # Each request its own exception: one object raised in many tasks would gather
                     # all their tracebacks.
-                    future.set_exception(copy.copy(error))
+                    future.set_exception(_own_copy(error))
                     future.exception()  # retrieved: no "never retrieved" warning if all waiters left
             return
         for position, future in enumerate(futures, 1):
@@ -151,6 +151,13 @@ class _Shared:
         for future in self.waiting.values():
             future.cancel()
         self.waiting.clear()
+
+
+def _own_copy(error: Exception) -> Exception:
+    try:
+        return copy.copy(error)
+    except Exception:  # an exception that cannot be rebuilt from its arguments: the one object, then
+        return error
 
 
 class LookupPool:

@@ -49,6 +49,8 @@ class Router(APIRouter):
 
     _starts: tuple[str, ...] = _EVERY_PATH
     _starts_of: object = None  # the version of the route table the beginnings were computed for
+    _own_version_seen: object = None  # this router's own table version when it was last looked at
+    _includes_routers = True  # until looked at: whether its table holds included routers
 
     def __init__(self, *, route_class: type[APIRoute] = Route, **options: Any) -> None:
         if not issubclass(route_class, Route):
@@ -72,10 +74,18 @@ class Router(APIRouter):
         return super().matches(scope)
 
     def _table_version(self) -> object:
-        # FastAPI 0.16x counts changes to a router's table, its included routers' included (where it
-        # asks this method at all); elsewhere the number of routes serves.
+        # FastAPI 0.16x counts changes to a router's own table (``_routes_version``), and sums its
+        # included routers' counts on demand (``_get_routes_version``, which walks the table: most of
+        # what turning away a foreign path cost, asked of every router for every request). Only a
+        # router that includes others needs the sum. Elsewhere the number of routes serves.
+        own = getattr(self, "_routes_version", None)
         versioned = getattr(self, "_get_routes_version", None)
-        return versioned() if callable(versioned) else len(self.routes)
+        if own is None or not callable(versioned):
+            return len(self.routes)
+        if own != self._own_version_seen:  # its own table changed: an inclusion would show here
+            self._includes_routers = any(hasattr(route, "original_router") for route in self.routes)
+            self._own_version_seen = own
+        return versioned() if self._includes_routers else own
 
 
 def literal_starts(routes: list[BaseRoute]) -> tuple[str, ...]:

@@ -44,10 +44,11 @@ from streamward.playback.schemas import (
     VerifyReply,
     VerifyRequest,
 )
+from streamward.runtime import runtime_of
 from streamward.web.access import PUBLIC, require, token_service
 from streamward.web.params import RuntimeDep
 from streamward.web.routing import Route, Router
-from streamward.web.session import DbSession, LookupDb, reads, writes
+from streamward.web.session import DbSession, lookup_source, reads, writes
 
 
 def as_splay_error(exc: AppError | RequestValidationError) -> SplayError:
@@ -153,9 +154,13 @@ async def issue_token(
     "/verify", response_model=VerifyReply, dependencies=[PUBLIC], summary="Check a playback token"
 )
 @reads  # runs on every player start: it must not queue behind writers (SQLite's one write lock)
-async def verify_token(body: VerifyRequest, db: LookupDb, runtime: RuntimeDep) -> Response:
+async def verify_token(body: VerifyRequest, request: Request) -> Response:
+    # Where it reads and the runtime are taken from the request, not declared as dependencies: every
+    # player start runs this route, and FastAPI resolved each dependency anew on every request.
     where = service.Presentation(stream=body.stream, domain=body.domain, ip=body.ip)
-    claims = await service.verify(db, body.token, where, issuer=runtime.settings.base_url)
+    source = await lookup_source(request)
+    issuer = runtime_of(request).settings.base_url
+    claims = await service.verify(source, body.token, where, issuer=issuer)
     # VerifyReply's wire shape, serialised at once: validating the reply model again on every player
     # start would cost more than building it.
     reply = {"success": True, "data": {"token": body.token, "valid": True, "claims": claims}}

@@ -235,16 +235,21 @@ async def test_a_token_key_renewed_while_reads_are_under_way_refuses_every_read_
     admin = await env.member(org)
     other = await env.member(org)
     renewed = asyncio.Event()
+    reading = asyncio.Event()  # some reads have been answered: the readers are under way
     outcomes: list[tuple[bool, int]] = []
 
     async def reader() -> None:
-        for _ in range(30):
+        reads_after = 0
+        while reads_after < 5:  # until this reader has sent five reads after the renewal
             after = renewed.is_set()
             answer = await env.client.get("/api/organisation", headers=admin.headers)
             outcomes.append((after, answer.status_code))
+            reads_after += after
+            if len(outcomes) >= 8:
+                reading.set()
 
     async def renew() -> None:
-        await asyncio.sleep(0.05)
+        await reading.wait()
         body = {"userId": str(admin.id)}
         answer = await env.client.put("/api/user/tokenkey", json=body, headers=other.headers)
         assert answer.status_code == 200, answer.text

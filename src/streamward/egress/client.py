@@ -167,27 +167,24 @@ class EgressClient:
             return int((time.perf_counter() - started) * 1000)
 
         try:
-            scheme, host, port = parse_webhook_url(url)
+            target = self._destinations.get(url, _destination)
+            # Resolved and checked at every delivery: the name may point elsewhere by now.
             addresses = await resolve_public(
-                host, port, allow_private=self.allow_private, resolver=self.resolver
+                target.host, target.port, allow_private=self.allow_private, resolver=self.resolver
             )
         except UnsafeTarget as refused:
             return SendResult(None, elapsed(), error=refused.message, refused=True)
 
-        original = httpx.URL(url)
-        pinned = original.copy_with(host=addresses[0])
-        extensions = {"sni_hostname": host} if scheme == "https" else {}
-        netloc = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
-        host_header = netloc if original.port is None else f"{netloc}:{port}"
+        pinned = self._pinned.get((url, addresses[0]), lambda _: target.url.copy_with(host=addresses[0]))
         try:
             async with asyncio.timeout(deadline):
-                client = self._client_for(scheme, host, port)
+                client = self._client_for(target.scheme, target.host, target.port)
                 request = client.build_request(
                     "POST",
                     pinned,
                     content=content,
-                    headers={**headers, "host": host_header},
-                    extensions=extensions,
+                    headers={**headers, "host": target.host_header},
+                    extensions=target.extensions,
                     timeout=httpx.Timeout(deadline),
                 )
                 response = await client.send(request, stream=True)

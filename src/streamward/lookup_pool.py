@@ -50,6 +50,9 @@ class BatchedLookup:
     key_columns: Sequence[tuple[str, str]]
     per_key: str
     extra: Callable[[], tuple[Any, ...]] = field(default=lambda: ())
+    # Built from the above (``__post_init__``):
+    shared_sql: str = field(init=False, default="")  # every key's row, led by the key's position
+    single_sql: str = field(init=False, default="")  # one key alone, its parts as parameters
 
     def __post_init__(self) -> None:
         arrays = ", ".join(f"${position}::{kind}[]" for position, (_, kind) in enumerate(self.key_columns, 1))
@@ -67,9 +70,6 @@ class BatchedLookup:
         for position, (name, _) in enumerate(self.key_columns, 1):
             single = re.sub(rf"\bw\.{name}\b", f"${position}", single)
         object.__setattr__(self, "single_sql", f"SELECT 1 AS position_, x.* FROM ({single}) x")  # noqa: S608
-
-    shared_sql: str = field(init=False, default="")
-    single_sql: str = field(init=False, default="")
 
 
 # Settings of the connections that run shared statements. PostgreSQL plans a prepared statement

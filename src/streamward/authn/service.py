@@ -24,7 +24,7 @@ from streamward.authz.permissions import Role
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import get_scoped
 from streamward.crypto import SecretBox, digest, new_token
-from streamward.db import utcnow
+from streamward.db import new_id, utcnow
 from streamward.errors import AppError, BadRequest, InvalidCredentials, NotFound, RateLimited
 from streamward.limits import LoginThrottle
 from streamward.orgs.models import Organisation
@@ -91,6 +91,7 @@ async def issue_token(
     token = new_token(SESSION_TOKEN_PREFIX)
     now = utcnow()
     stored = BintuSession(
+        id=new_id(),
         token_hash=digest(token),
         membership_id=membership.id,
         token_key=membership.token_key,
@@ -99,8 +100,8 @@ async def issue_token(
         expires_at=now + lifetime,
         last_used_at=now,
     )
+    # Inserted with the rest of the login at its commit: one unit of work, not two.
     session.add(stored)
-    await session.flush()
     return IssuedToken(token=token, session=stored)
 
 

@@ -6,6 +6,8 @@ Measured on PostgreSQL, beside 10,000 other organisations and 100,000 other memb
 each: ``GET /api/organisation`` with a bintu token and with the API key, the users
 list and the bintu stream list (50 each), logins per second against cores / (time of one argon2id
 hash), the authenticated read's p99 during a login burst, and the read with 2 and 4 server processes.
+For the logins also where their CPU goes (the server's event loop, its hashing threads, PostgreSQL),
+and so the ratio they could reach with every core busy with nothing else.
 
 Both servers run the same way (uvicorn, one worker, no access log) and are loaded by the same tool
 (wrk) with the same connections and duration; what is reported is the ratio, which is what stays
@@ -36,6 +38,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+# The process serving each base URL that server() started (one worker: the process that serves).
+SERVED_BY: dict[str, int] = {}
 PG_ADMIN = os.environ.get("STREAMWARD_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -92,8 +96,10 @@ def server(target: str, env: dict[str, str], *, factory: bool = False, workers: 
                 time.sleep(0.1)
         else:
             raise RuntimeError(f"{target} did not start")
+        SERVED_BY[f"http://127.0.0.1:{port}"] = process.pid
         yield f"http://127.0.0.1:{port}"
     finally:
+        SERVED_BY.pop(f"http://127.0.0.1:{port}", None)
         process.terminate()
         process.wait(timeout=10)
 
@@ -106,7 +112,9 @@ def wrk(
     *,
     script: str | None = None,
     connections: int | None = None,
-) -> dict[str, float]:
+    cpu_of: int | None = None,
+) -> dict[str, Any]:
+    """``cpu_of``: a server's process id; the result then has ``cpu_ms_per_request`` (see cpu_ms)."""
     command = [binary, "-t2", f"-c{connections or args.connections}", f"-d{args.duration}s", "--latency"]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
@@ -114,19 +122,55 @@ def wrk(
         command += ["-s", script]
     # Warm-up run, discarded: connection pools, caches, JIT-free but lazy imports.
     subprocess.run([*command[:3], "-d2s", *command[4:], url], capture_output=True, check=True)
+    before = cpu_ms(cpu_of) if cpu_of else None
     output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
-    return _parse_wrk(url, output)
+    measured: dict[str, Any] = _parse_wrk(url, output)
+    if before is not None and cpu_of:
+        after = cpu_ms(cpu_of)
+        measured["cpu_ms_per_request"] = {
+            part: round((after[part] - before[part]) / measured["requests"], 3) for part in after
+        }
+    return measured
+
+
+def cpu_ms(pid: int) -> dict[str, float]:
+    """CPU time used so far, in ms (Linux's /proc; elsewhere nothing): the server's event loop (its
+    main thread), its other threads (during logins, the hashing pool), and every PostgreSQL process
+    on this machine (the benchmarks are its only clients). wrk's own share is not counted."""
+    tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+
+    def used(stat_path: str) -> float:
+        with open(stat_path) as stat:  # utime and stime: the 14th and 15th fields
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * tick_ms
+
+    try:
+        threads = {tid: used(f"/proc/{pid}/task/{tid}/stat") for tid in os.listdir(f"/proc/{pid}/task")}
+    except OSError:
+        return {}
+    postgres = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as comm:
+                    if comm.read().strip() == "postgres":
+                        postgres += used(f"/proc/{entry}/stat")
+            except OSError:  # a process that ended meanwhile
+                continue
+    loop = threads.pop(str(pid), 0.0)
+    return {"event_loop": loop, "other_threads": sum(threads.values()), "postgres": postgres}
 
 
 def _parse_wrk(url: str, output: str) -> dict[str, float]:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", output)
     assert p99, output
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if non_2xx:
         raise RuntimeError(f"{url}: {non_2xx.group(1)} failed responses during the run")
-    return {"rps": rps, "p99_ms": float(p99.group(1)) * scale}
+    return {"rps": rps, "p99_ms": float(p99.group(1)) * scale, "requests": requests}
 
 
 def postgres_reachable() -> bool:
@@ -315,7 +359,9 @@ def _login_burst(
     # One hash timed right before and right after the logins (the machine's speed drifts in a run).
     hash_before = _argon2_seconds()
     out: dict[str, Any] = {
-        "logins": wrk(binary, url + "/api/user/validate", {}, args, script=script, connections=8)
+        "logins": wrk(
+            binary, url + "/api/user/validate", {}, args, script=script, connections=8, cpu_of=SERVED_BY[url]
+        )
     }
     out["argon2_seconds"] = (hash_before + _argon2_seconds()) / 2
 
@@ -539,6 +585,13 @@ def main() -> None:
             "read_p99_during_logins_ms": runs["organisation_during_logins_postgres"]["p99_ms"],
             "logins_per_second_during_reads": runs["logins_during_reads_postgres"]["rps"],
         }
+        split = runs["logins_postgres"].get("cpu_ms_per_request")
+        if split:
+            # Where a login's CPU goes on this machine (the hash runs on the other threads), and the
+            # ratio logins would reach if every core did nothing but that work: the limit the login
+            # path's own work sets, whatever the scheduling.
+            results["logins"]["cpu_ms_per_login"] = split
+            results["logins"]["ratio_with_every_core_busy"] = round(t_hash * 1000 / sum(split.values()), 3)
     if limit:
         results["stack_limit_p99_ms"] = runs["stack_limit_postgres"]["p99_ms"]
         results["stack_limit_rps_before_and_after"] = runs["stack_limit_postgres"]["rps_before_and_after"]

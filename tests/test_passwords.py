@@ -4,12 +4,18 @@ under var_dir/mail); tests/test_mail_smtp.py covers SMTP."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
+import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import select, update
 
+from streamward import passwords
+from streamward.authn import service as authn_service
 from streamward.authn.models import PasswordReset
 from streamward.db import utcnow
+from streamward.users.models import Account
 from tests.conftest import PASSWORD, Env
 from tests.support.data import audit_entries
 from tests.support.mail import filed_mails, mailed_reset_links
@@ -180,3 +186,73 @@ async def test_changing_the_password_retires_outstanding_reset_links(env: Env) -
     )
     assert stale.status_code == 400
     assert await login_status(env, user.email, NEW_PASSWORD) == 200
+
+
+@pytest.mark.parametrize("how", ["change", "reset"])
+async def test_a_login_under_way_does_not_outlive_a_new_password(
+    env: Env, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """A login that has read the account and is verifying the old password while its owner changes
+    it (or resets it by mail): the change ends the session that login makes too (on PostgreSQL the
+    login holds a share lock on the account row, which the change's update waits for; on SQLite its
+    write lock). That session used to be inserted after the change had ended "every other session",
+    and outlived it."""
+    org = await env.org()
+    owner = await env.member(org, "nanoUser", email="owner@example.com")
+    if how == "reset":
+        await env.client.post("/api/user/password/reset", json={"email": owner.email})
+        [(_, link)] = mailed_reset_links(env)
+    reading, release = asyncio.Event(), asyncio.Event()
+    verify = authn_service.verify_password
+
+    async def verify_when_released(password_hash: str | None, password: str) -> bool:
+        reading.set()
+        await release.wait()
+        return await verify(password_hash, password)
+
+    monkeypatch.setattr(authn_service, "verify_password", verify_when_released)
+    login = asyncio.create_task(
+        env.client.post("/api/user/validate", json={"email": owner.email, "password": PASSWORD})
+    )
+    await asyncio.wait_for(reading.wait(), 10)
+    if how == "change":
+        body = {"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD}
+        change = asyncio.create_task(env.client.put("/api/user/password", json=body, headers=owner.headers))
+    else:
+        body = {"password": NEW_PASSWORD}
+        change = asyncio.create_task(env.client.post(f"/api/user/password/reset/{link}", json=body))
+    await asyncio.sleep(0.5)  # the change gets as far as it can while the login verifies
+    release.set()
+    logged_in, changed = await asyncio.wait_for(asyncio.gather(login, change), 30)
+    assert changed.status_code == 204, changed.text
+    if logged_in.status_code == 200:  # the login committed first: the change ended its session
+        token = {"X-BINTU-TOKEN": logged_in.json()["token"]}
+        assert (await env.client.get("/api/organisation", headers=token)).status_code == 401
+    else:
+        assert logged_in.status_code == 401, logged_in.text
+    kept = 200 if how == "change" else 401  # a change keeps the session it was made with
+    assert (await env.client.get("/api/organisation", headers=owner.headers)).status_code == kept
+
+
+async def test_logins_rehash_an_old_hash_once_even_when_they_run_together(env: Env) -> None:
+    """A hash made with older parameters is replaced at the next login. Logins of one account share
+    the account row's lock (above): two that both upgraded it to write would deadlock, so a login
+    rehashes only when no other holds the row, and concurrent logins all succeed."""
+    org = await env.org()
+    member = await env.member(org, "nanoUser", email="old-hash@example.com")
+    weaker = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
+    async with env.runtime.database.session() as session:
+        await session.execute(
+            update(Account).where(Account.id == member.account.id).values(password_hash=weaker.hash(PASSWORD))
+        )
+        await session.commit()
+    body = {"email": member.email, "password": PASSWORD}
+    together = await asyncio.gather(*(env.client.post("/api/user/validate", json=body) for _ in range(4)))
+    assert [response.status_code for response in together] == [200] * 4
+    assert (await env.client.post("/api/user/validate", json=body)).status_code == 200
+    async with env.runtime.database.session(write=False) as session:
+        stored = (
+            await session.execute(select(Account.password_hash).where(Account.id == member.account.id))
+        ).scalar_one()
+    assert not passwords.needs_rehash(stored)
+    assert passwords._hasher.verify(stored, PASSWORD)

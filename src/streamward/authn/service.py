@@ -32,7 +32,7 @@ from streamward.passwords import hash_password, needs_rehash, verify_password
 from streamward.request_context import note_login, note_rate_limit
 from streamward.roles.lookup import resolve_role
 from streamward.users.models import Account, Membership, normalise_email
-from streamward.users.service import find_account
+from streamward.users.service import account_for_sign_in, store_rehashed_password
 
 SESSION_TOKEN_PREFIX = "swt"
 # How a login was proven (``user.login``'s method is the first alone, or it and one answer of
@@ -148,7 +148,7 @@ async def _refuse_when_throttled(throttle: LoginThrottle, attempt: _Attempt) -> 
 
 async def _verified_account(throttle: LoginThrottle, attempt: _Attempt, password: str) -> Account:
     """The account of the email, provided the password is its password."""
-    account = await find_account(attempt.session, attempt.email)
+    account = await account_for_sign_in(attempt.session, attempt.email)
     # Unknown email and wrong password: same work, same answer.
     if not await verify_password(account.password_hash if account else None, password) or account is None:
         await throttle.failures_per_account.take(attempt.email)
@@ -210,7 +210,7 @@ async def login(
     account = await _verified_account(throttle, attempt, password)
     membership, organisation = await _chosen_membership(attempt, account, organisation_id)
     if needs_rehash(account.password_hash):
-        account.password_hash = await hash_password(password)
+        await store_rehashed_password(session, account, await hash_password(password))
     if account.mfa_enrolled:
         raise await second_step.required(session, account, membership, client_address, rp)
     return await sign_in(

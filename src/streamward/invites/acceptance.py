@@ -36,7 +36,7 @@ from streamward.password_policy import check_password
 from streamward.passwords import hash_password, verify_password
 from streamward.roles.lookup import resolve_role
 from streamward.users.models import Account, Membership
-from streamward.users.service import add_account, add_membership, checked_email, find_account
+from streamward.users.service import account_for_sign_in, add_account, add_membership, checked_email
 
 
 class InvalidInvite(AppError):
@@ -121,7 +121,7 @@ async def _signing_in(
     wait = await throttle.failures_per_account.retry_after(email)
     if wait:
         raise RateLimited(wait)
-    account = await find_account(session, email)
+    account = await account_for_sign_in(session, email)
     if account is None:
         return _Joining(email, None, await hash_password(password))
     if await verify_password(account.password_hash, password):

@@ -82,6 +82,35 @@ async def find_account(session: AsyncSession, email: str) -> Account | None:
     return result.scalar_one_or_none()
 
 
+# FOR SHARE on PostgreSQL (SQLite's writers hold the database's one write lock from BEGIN already).
+_ACCOUNT_FOR_SIGN_IN = _ACCOUNT_BY_EMAIL.with_for_update(read=True)
+
+
+async def account_for_sign_in(session: AsyncSession, email: str) -> Account | None:
+    """The account whose password a sign-in is about to verify, its row share-locked until the
+    sign-in's transaction ends. A password change or reset updates that row: it waits for a sign-in
+    that verified the old password to commit, then ends the session that sign-in made with every
+    other; committed first, it makes the sign-in read the new hash. Unlocked, a sign-in verifying
+    the old password (tens of milliseconds of hashing) inserted its session after the change had
+    ended "every session", and the session outlived it. Sign-ins of one account share the lock."""
+    result = await session.execute(_ACCOUNT_FOR_SIGN_IN, {"email": normalise_email(email)})
+    return result.scalar_one_or_none()
+
+
+# FOR NO KEY UPDATE SKIP LOCKED: no row when another transaction holds any lock on it.
+_ACCOUNT_UNLESS_LOCKED = (
+    select(Account.id).where(Account.id == bindparam("id")).with_for_update(key_share=True, skip_locked=True)
+)
+
+
+async def store_rehashed_password(session: AsyncSession, account: Account, password_hash: str) -> None:
+    """Replace a sign-in's verified hash with one at today's parameters, unless another sign-in of
+    the account holds its share lock (account_for_sign_in): two sign-ins that both upgraded their
+    share lock to write would wait for each other, a deadlock. The next sign-in rehashes then."""
+    if (await session.execute(_ACCOUNT_UNLESS_LOCKED, {"id": account.id})).first() is not None:
+        account.password_hash = password_hash
+
+
 async def add_account(session: AsyncSession, *, email: str, password_hash: str) -> Account:
     """An account from an already computed hash (hashing is slow: callers do it before taking locks)."""
     account = Account(email=checked_email(email), password_hash=password_hash)

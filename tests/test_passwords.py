@@ -256,3 +256,35 @@ async def test_logins_rehash_an_old_hash_once_even_when_they_run_together(env: E
         ).scalar_one()
     assert not passwords.needs_rehash(stored)
     assert passwords._hasher.verify(stored, PASSWORD)
+
+
+async def test_removing_a_member_while_they_log_in_is_no_deadlock(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The login holds its account's share lock while it verifies; the removal waits for it (it locks
+    the account before the membership) and takes the login's new session with the membership. In
+    the other order each waited for the other: PostgreSQL ended one of them with a 500."""
+    org = await env.org()
+    admin = await env.member(org, "nanoAdmin")
+    leaving = await env.member(org, "nanoUser", email="leaving@example.com")
+    reading, release = asyncio.Event(), asyncio.Event()
+    verify = authn_service.verify_password
+
+    async def verify_when_released(password_hash: str | None, password: str) -> bool:
+        reading.set()
+        await release.wait()
+        return await verify(password_hash, password)
+
+    monkeypatch.setattr(authn_service, "verify_password", verify_when_released)
+    body = {"email": leaving.email, "password": PASSWORD}
+    login = asyncio.create_task(env.client.post("/api/user/validate", json=body))
+    await asyncio.wait_for(reading.wait(), 10)
+    removal = asyncio.create_task(env.client.delete(f"/api/user/{leaving.id}", headers=admin.headers))
+    await asyncio.sleep(0.5)
+    release.set()
+    logged_in, removed = await asyncio.wait_for(asyncio.gather(login, removal), 30)
+    assert removed.status_code == 204, removed.text
+    assert logged_in.status_code in (200, 401), logged_in.text
+    if logged_in.status_code == 200:
+        token = {"X-BINTU-TOKEN": logged_in.json()["token"]}
+        assert (await env.client.get("/api/organisation", headers=token)).status_code == 401

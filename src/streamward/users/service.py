@@ -395,6 +395,14 @@ async def reset_token_key(
     return membership
 
 
+# The account of a member being removed, locked before the membership is (FOR UPDATE: the account
+# may go too). A login under way holds its account's share lock (account_for_sign_in) and then,
+# inserting its session, checks the membership: removing the membership first and then waiting for
+# the account's lock was a deadlock, one request of the two ending in a 500. In this order the
+# removal waits for the login to commit and takes its new session with the membership.
+_ACCOUNT_LOCK = select(Account.id).where(Account.id == bindparam("id")).with_for_update()
+
+
 async def delete_user(session: AsyncSession, principal: Principal, user_id: uuid.UUID) -> None:
     """Remove a member: their sessions go with the membership (foreign key cascade), and the
     account too when it belongs to no other organisation. Playback tokens they issued stay valid."""
@@ -404,6 +412,7 @@ async def delete_user(session: AsyncSession, principal: Principal, user_id: uuid
     ensure_can_act_on(principal, view.role)
     await _ensure_another_admin(session, membership)
     account_id = membership.account_id
+    await session.execute(_ACCOUNT_LOCK, {"id": account_id})
     await session.delete(membership)
     await session.flush()
     remaining = await session.scalar(

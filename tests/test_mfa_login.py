@@ -4,9 +4,11 @@ answers, one use). The second step hashes no password."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import event, select, update
 
@@ -14,13 +16,15 @@ from streamward import passwords
 from streamward.authn import password_changes
 from streamward.authn import service as authn_service
 from streamward.authn.mfa import factors
+from streamward.authn.mfa import second_step as second_step_module
 from streamward.authn.mfa.models import LoginChallenge
 from streamward.crypto import digest
 from streamward.db import utcnow
 from streamward.housekeeping import purge
 from streamward.schemas import format_utc
-from tests.conftest import Env
+from tests.conftest import Env, Member
 from tests.support.data import audit_entries
+from tests.support.mail import mailed_reset_links
 from tests.support.mfa import Clock, enrol_app, error_code, first_step, password_body, second_step
 
 
@@ -101,6 +105,21 @@ async def test_five_wrong_answers_use_the_challenge_up(env: Env, clock: Clock) -
     # A new password step starts afresh.
     again = await first_step(env, member)
     assert (await second_step(env, again["challenge"], code=app.code(clock))).status_code == 200
+
+
+async def test_wrong_answers_sent_together_all_count(env: Env, clock: Clock) -> None:
+    """Second steps of one account queue on its row and read the challenge as it was when they
+    began: the count is kept by the database, so five sent at once use the challenge up."""
+    org = await env.org()
+    member = await env.member(org, "nanoReadOnly")
+    app = await enrol_app(env, member, clock)
+    details = await first_step(env, member)
+    wrong = await asyncio.gather(*(second_step(env, details["challenge"], code="000000") for _ in range(5)))
+    assert {(r.status_code, error_code(r)) for r in wrong} == {(401, "invalid_second_factor")}
+    row = await _challenge_row(env, details["challenge"])
+    assert row.attempts == 5 and row.used_at is not None
+    right_too_late = await second_step(env, details["challenge"], code=app.code(clock))
+    assert (right_too_late.status_code, error_code(right_too_late)) == (401, "invalid_challenge")
 
 
 async def test_a_challenge_expires_after_five_minutes(env: Env, clock: Clock) -> None:
@@ -276,3 +295,63 @@ async def test_an_invitation_is_no_way_around_the_second_factor(env: Env, clock:
     joined = await env.client.post(accept, headers={"X-BINTU-TOKEN": signed_in.json()["token"]})
     assert joined.status_code == 200, joined.text
     assert joined.json()["organisation"]["id"] == str(theirs.id)
+
+
+async def _new_password(env: Env, member: Member, how: str) -> httpx.Response:
+    if how == "change":
+        body = {"currentPassword": member.password, "newPassword": "a completely new passphrase"}
+        return await env.client.put("/api/user/password", json=body, headers=member.headers)
+    await env.client.post("/api/user/password/reset", json={"email": member.email})
+    [(_, link)] = mailed_reset_links(env)
+    return await env.client.post(
+        f"/api/user/password/reset/{link}", json={"password": "a completely new passphrase"}
+    )
+
+
+@pytest.mark.parametrize("how", ["change", "reset"])
+async def test_a_new_password_ends_the_second_steps_the_old_one_opened(
+    env: Env, clock: Clock, how: str
+) -> None:
+    """Whoever passed the password step with the old password cannot finish the login once the
+    password is changed or reset (it ends every session: the challenge is no way around that)."""
+    org = await env.org()
+    member = await env.member(org, "nanoUser")
+    app = await enrol_app(env, member, clock)
+    details = await first_step(env, member)
+    assert (await _new_password(env, member, how)).status_code == 204
+    late = await second_step(env, details["challenge"], code=app.code(clock))
+    assert (late.status_code, error_code(late)) == (401, "invalid_challenge")
+
+
+@pytest.mark.parametrize("how", ["change", "reset"])
+async def test_a_second_step_under_way_does_not_outlive_a_new_password(
+    env: Env, clock: Clock, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """A second step judging its answer while the password changes: the change waits for it (on
+    PostgreSQL for the account row the step holds; on SQLite for the write lock) and then ends the
+    session it made, or, first, leaves it a used-up challenge."""
+    org = await env.org()
+    member = await env.member(org, "nanoUser")
+    app = await enrol_app(env, member, clock)
+    details = await first_step(env, member)
+    judging, release = asyncio.Event(), asyncio.Event()
+    judge = second_step_module.verified_answer
+
+    async def judge_when_released(*args: Any, **kwargs: Any) -> Any:
+        judging.set()
+        await release.wait()
+        return await judge(*args, **kwargs)
+
+    monkeypatch.setattr(second_step_module, "verified_answer", judge_when_released)
+    step = asyncio.create_task(second_step(env, details["challenge"], code=app.code(clock)))
+    await asyncio.wait_for(judging.wait(), 10)
+    change = asyncio.create_task(_new_password(env, member, how))
+    await asyncio.sleep(0.5)  # the change gets as far as it can while the step judges
+    release.set()
+    finished, changed = await asyncio.wait_for(asyncio.gather(step, change), 30)
+    assert changed.status_code == 204, changed.text
+    if finished.status_code == 200:
+        token = {"X-BINTU-TOKEN": finished.json()["token"]}
+        assert (await env.client.get("/api/organisation", headers=token)).status_code == 401
+    else:
+        assert (finished.status_code, error_code(finished)) == (401, "invalid_challenge"), finished.text

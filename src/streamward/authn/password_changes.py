@@ -9,12 +9,14 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.audit.service import Actor, record
 from streamward.authn.account_audit import Memberships, memberships_of, record_for_account
+from streamward.authn.account_sessions import account_sessions
 from streamward.authn.mail import MailMessage
+from streamward.authn.mfa.challenges import end_password_challenges
 from streamward.authn.models import BintuSession, PasswordReset
 from streamward.authz.principal import Principal
 from streamward.crypto import digest, new_token
@@ -23,7 +25,7 @@ from streamward.errors import AppError, BadRequest, RateLimited
 from streamward.limits import LoginThrottle
 from streamward.password_policy import check_password
 from streamward.passwords import hash_password, verify_password
-from streamward.users.models import Account, Membership, normalise_email
+from streamward.users.models import Account, normalise_email
 
 RESET_TOKEN_PREFIX = "swr"
 RESET_LINK_LIFETIME = timedelta(hours=1)
@@ -41,11 +43,6 @@ class InvalidResetLink(AppError):
     status_code = 400
     code = "reset_link_invalid"
     message = "This password reset link is not valid: unknown, expired or already used."
-
-
-def account_sessions(account_id: uuid.UUID) -> ColumnElement[bool]:
-    """Sessions of every membership of an account (a password is the account's, not one membership's)."""
-    return BintuSession.membership_id.in_(select(Membership.id).where(Membership.account_id == account_id))
 
 
 async def _retire_reset_links(session: AsyncSession, account_id: uuid.UUID) -> None:
@@ -82,6 +79,9 @@ async def change_password(
         await throttle.failures_per_account.take(principal.email)
         raise WrongPassword()
     account.password_hash = await hash_password(new_password)
+    # In this order: the account's update (flushed by the next statement) waits for a login under way
+    # and a second step under way; then their challenges and sessions are seen, and ended.
+    await end_password_challenges(session, account.id)
     ended = await session.execute(
         delete(BintuSession).where(account_sessions(account.id), BintuSession.id != principal.session_id)
     )
@@ -185,6 +185,7 @@ async def complete_password_reset(
     account = await session.get(Account, reset.account_id)
     assert account is not None  # the link's foreign key cascades on account deletion
     account.password_hash = password_hash
+    await end_password_challenges(session, account.id)  # after the account's update: as above
     await session.execute(delete(BintuSession).where(account_sessions(account.id)))
     _record_reset(session, account, await memberships_of(session, account.id), client_address)
 

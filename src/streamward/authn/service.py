@@ -259,9 +259,16 @@ async def sign_in(
 # --- the second step of a login ---------------------------------------------------------------------
 
 
-# One round trip for everything the second step reads: the challenge (locked: two answers to it are
-# judged one after the other), the membership and organisation the first step chose, the account,
-# and its confirmed authenticator apps (one row each; none: one row without).
+# One round trip for everything the second step reads: the challenge, the membership and
+# organisation the first step chose, the account, and its confirmed authenticator apps (one row each;
+# none: one row without). The account row is locked (FOR NO KEY UPDATE; SQLite's writer holds the
+# database already): the second steps of an account, two answers to one challenge among them, are
+# judged one after the other, and a password change or reset, which takes that row before it ends
+# the account's open challenges and sessions, waits for a step under way and then ends the session
+# it made too. (The challenge row itself is not locked: a step that waited reads it as it was when
+# its statement began, so what it writes to it is conditional or relative: ``challenges.consume``,
+# ``challenges.count_wrong_answer``. Locking both rows in one statement could take them in the
+# other order than a password change, which takes the account first: a deadlock.)
 _SECOND_STEP = (
     select(LoginChallenge, Membership, Organisation, Account, TotpFactor)
     .join(Membership, Membership.id == LoginChallenge.membership_id)
@@ -269,7 +276,7 @@ _SECOND_STEP = (
     .join(Account, (Account.id == LoginChallenge.account_id) & (Account.id == Membership.account_id))
     .outerjoin(TotpFactor, (TotpFactor.account_id == Account.id) & TotpFactor.confirmed_at.is_not(None))
     .where(LoginChallenge.token_hash == bindparam("token_hash"))
-    .with_for_update(of=LoginChallenge)
+    .with_for_update(of=Account, key_share=True)
 )
 
 

@@ -14,7 +14,7 @@ import secrets
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -126,13 +126,52 @@ def webauthn_challenge_bytes(challenge: LoginChallenge) -> bytes:
 
 
 async def count_wrong_answer(session: AsyncSession, challenge: LoginChallenge) -> None:
-    """One more wrong answer; the ``MAX_WRONG_ANSWERS``-th uses the challenge up. The row was locked
-    by ``take_challenge``, so counting on the loaded row cannot lose a concurrent count. The caller
+    """One more wrong answer; the ``MAX_WRONG_ANSWERS``-th uses the challenge up. Counted in the
+    database (``attempts + 1``), not on the loaded row: a second step that waited for another's lock
+    read the row as it was before that one counted (``_SECOND_STEP`` in authn.service). The caller
     raises a refusal that keeps its changes (InvalidSecondFactor), so the count is committed."""
-    challenge.attempts += 1
-    if challenge.attempts >= MAX_WRONG_ANSWERS:
-        challenge.used_at = utcnow()
-    await session.flush()
+    now = utcnow()
+    counted = (
+        await session.execute(
+            update(LoginChallenge)
+            .where(LoginChallenge.id == challenge.id)
+            .values(
+                attempts=LoginChallenge.attempts + 1,
+                used_at=case(
+                    (
+                        LoginChallenge.attempts + 1 >= MAX_WRONG_ANSWERS,
+                        func.coalesce(LoginChallenge.used_at, now),
+                    ),
+                    else_=LoginChallenge.used_at,
+                ),
+            )
+            .returning(LoginChallenge.attempts, LoginChallenge.used_at)
+            .execution_options(synchronize_session=False)
+        )
+    ).one()
+    set_committed_value(challenge, "attempts", counted.attempts)
+    set_committed_value(challenge, "used_at", counted.used_at)
+
+
+# What a password opened: the second step of a login.
+_OPENED_BY_A_PASSWORD = (MFA,)
+
+
+async def end_password_challenges(session: AsyncSession, account_id: uuid.UUID) -> None:
+    """Use up the account's open second steps of a login: their first step verified a password that
+    is being replaced (a change or a reset, which call this once the account row is updated: a login
+    whose first step was under way has committed its challenge by then, see
+    ``users.service.account_for_sign_in``)."""
+    await session.execute(
+        update(LoginChallenge)
+        .where(
+            LoginChallenge.account_id == account_id,
+            LoginChallenge.purpose.in_(_OPENED_BY_A_PASSWORD),
+            LoginChallenge.used_at.is_(None),
+        )
+        .values(used_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def consume(session: AsyncSession, challenge: LoginChallenge) -> None:

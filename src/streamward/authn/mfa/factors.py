@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.audit.service import Actor, record
 from streamward.authn.account_audit import memberships_of, record_for_account
+from streamward.authn.account_sessions import account_sessions
 from streamward.authn.mail import MailMessage, factor_added_mail, second_factors_reset_mail
 from streamward.authn.mfa import recovery, totp
 from streamward.authn.mfa.errors import (
@@ -35,7 +36,6 @@ from streamward.authn.mfa.errors import (
 from streamward.authn.mfa.models import Passkey, TotpFactor
 from streamward.authn.mfa.overview import FactorView, account_id_of, view
 from streamward.authn.models import BintuSession
-from streamward.authn.password_changes import account_sessions
 from streamward.authz.grants import ensure_can_act_on
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import get_scoped

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
@@ -15,9 +16,10 @@ from streamward import passwords
 from streamward.authn import service as authn_service
 from streamward.authn.models import PasswordReset
 from streamward.db import utcnow
+from streamward.invites import acceptance
 from streamward.users.models import Account
 from tests.conftest import PASSWORD, Env
-from tests.support.data import audit_entries
+from tests.support.data import audit_entries, invitation
 from tests.support.mail import filed_mails, mailed_reset_links
 
 NEW_PASSWORD = "a completely new passphrase"
@@ -288,3 +290,54 @@ async def test_removing_a_member_while_they_log_in_is_no_deadlock(
     if logged_in.status_code == 200:
         token = {"X-BINTU-TOKEN": logged_in.json()["token"]}
         assert (await env.client.get("/api/organisation", headers=token)).status_code == 401
+
+
+async def _reset_link(env: Env, email: str) -> str:
+    await env.client.post("/api/user/password/reset", json={"email": email})
+    [(_, link)] = mailed_reset_links(env)
+    return link
+
+
+@pytest.mark.parametrize("made_by", ["named token", "joining with one's token"])
+async def test_a_token_made_from_a_session_does_not_outlive_a_reset_under_way(
+    env: Env, monkeypatch: pytest.MonkeyPatch, made_by: str
+) -> None:
+    """A named token, or the token of a membership joined with one's bintu token, being made while
+    the password is reset: the reset waits for it (the request holds its account's share lock once
+    it has checked its own session is still valid) and ends it with every other session."""
+    org, other = await env.org(), await env.org()
+    member = await env.member(org, "nanoAdmin", email="victim@example.com")
+    link = await _reset_link(env, member.email)
+    making, release = asyncio.Event(), asyncio.Event()
+    if made_by == "named token":
+        target: Any = authn_service
+        name = "issue_token"
+        request = env.client.post(
+            "/api/bintu/token", json={"name": "ci", "expiresInDays": 30}, headers=member.headers
+        )
+    else:
+        target, name = acceptance, "lock_organisation"
+        _, invite = await invitation(env, other)
+        request = env.client.post(f"/api/invite/{invite}/accept", headers=member.headers)
+    original = getattr(target, name)
+
+    async def when_released(*args: Any, **kwargs: Any) -> Any:
+        making.set()
+        await release.wait()
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, when_released)
+    made = asyncio.create_task(request)
+    await asyncio.wait_for(making.wait(), 10)
+    reset = asyncio.create_task(
+        env.client.post(f"/api/user/password/reset/{link}", json={"password": NEW_PASSWORD})
+    )
+    await asyncio.sleep(0.5)  # the reset gets as far as it can meanwhile
+    release.set()
+    made_response, reset_response = await asyncio.wait_for(asyncio.gather(made, reset), 30)
+    assert reset_response.status_code == 204, reset_response.text
+    if made_response.status_code in (200, 201):
+        token = {"X-BINTU-TOKEN": made_response.json()["token"]}
+        assert (await env.client.get("/api/organisation", headers=token)).status_code == 401
+    else:
+        assert made_response.status_code == 401, made_response.text

@@ -25,7 +25,7 @@ from streamward.authz.principal import Principal
 from streamward.authz.scoping import get_scoped
 from streamward.crypto import SecretBox, digest, new_token
 from streamward.db import new_id, utcnow
-from streamward.errors import AppError, BadRequest, InvalidCredentials, NotFound, RateLimited
+from streamward.errors import AppError, BadRequest, InvalidCredentials, NotFound, RateLimited, Unauthenticated
 from streamward.limits import LoginThrottle
 from streamward.orgs.models import Organisation
 from streamward.passwords import hash_password, needs_rehash, verify_password
@@ -348,6 +348,37 @@ async def logout(session: AsyncSession, principal: Principal) -> None:
         await session.execute(delete(BintuSession).where(BintuSession.id == principal.session_id))
 
 
+# The account of the session a request presents, provided that session is still valid, the account
+# row share-locked until the request's transaction ends (SQLite: its writer holds the database).
+_LIVE_SESSION_ACCOUNT = (
+    select(Account)
+    .join(Membership, Membership.account_id == Account.id)
+    .join(
+        BintuSession,
+        (BintuSession.membership_id == Membership.id) & (BintuSession.token_key == Membership.token_key),
+    )
+    .where(BintuSession.id == bindparam("session_id"), BintuSession.expires_at > bindparam("now"))
+    .with_for_update(of=Account, read=True)
+)
+
+
+async def account_still_signed_in(session: AsyncSession, session_id: uuid.UUID | None) -> Account:
+    """For a request that makes a new bintu token out of the one it presents (a named token, joining
+    an organisation with one's token): the account, as long as the presented session has not ended
+    since the request was authenticated; else Unauthenticated. A password change or reset updates
+    the account row before it ends the account's sessions: with the share lock it waits for this
+    request and then ends the token it made too; committed first, it leaves no session to present.
+    (Unlocked, the token was inserted after the reset had ended "every session", and outlived it.)"""
+    found = None
+    if session_id is not None:
+        found = (
+            await session.execute(_LIVE_SESSION_ACCOUNT, {"session_id": session_id, "now": utcnow()})
+        ).scalar_one_or_none()
+    if found is None:
+        raise Unauthenticated()
+    return found
+
+
 MAX_NAMED_TOKEN_DAYS = 365
 
 
@@ -363,6 +394,7 @@ async def create_named_token(
         )
     if not 1 <= expires_in_days <= MAX_NAMED_TOKEN_DAYS:
         raise BadRequest(f"expiresInDays must be 1 to {MAX_NAMED_TOKEN_DAYS}.", code="invalid_value")
+    await account_still_signed_in(session, principal.session_id)
     membership = await get_scoped(session, Membership, principal.membership_id, principal, what="user")
     issued = await issue_token(session, membership, timedelta(days=expires_in_days), name=name)
     record(

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from streamward.audit.service import Actor, record_change
 from streamward.authn.account_audit import memberships_of, record_for_account
 from streamward.authn.principals import principal_from_token
-from streamward.authn.service import LoginFailed, LoginResult, issue_token
+from streamward.authn.service import LoginFailed, LoginResult, account_still_signed_in, issue_token
 from streamward.authz.permissions import Role
 from streamward.crypto import digest
 from streamward.db import utcnow
@@ -145,9 +145,7 @@ async def _signed_in(session: AsyncSession, invitation: Invitation, bintu_token:
     member = use.principal if use else None
     if member is None or member.account_id is None:
         raise Unauthenticated()
-    account = await session.get(Account, member.account_id)
-    if account is None:
-        raise Unauthenticated()
+    account = await account_still_signed_in(session, member.session_id)
     if invitation.email is not None and invitation.email != account.email:
         raise InviteEmailMismatch()
     return _Joining(account.email, account)

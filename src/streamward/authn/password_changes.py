@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.audit.service import Actor, record
@@ -21,7 +21,7 @@ from streamward.authn.models import BintuSession, PasswordReset
 from streamward.authz.principal import Principal
 from streamward.crypto import digest, new_token
 from streamward.db import utcnow
-from streamward.errors import AppError, BadRequest, RateLimited
+from streamward.errors import AppError, BadRequest, RateLimited, Unauthenticated
 from streamward.limits import LoginThrottle
 from streamward.password_policy import check_password
 from streamward.passwords import hash_password, verify_password
@@ -43,6 +43,23 @@ class InvalidResetLink(AppError):
     status_code = 400
     code = "reset_link_invalid"
     message = "This password reset link is not valid: unknown, expired or already used."
+
+
+# The account whose password changes, locked (FOR NO KEY UPDATE; SQLite's writer holds the
+# database) and read again before anything else is: it waits for a login or a second step under way
+# (they hold the row until they commit), whose session and challenge it then ends with the others.
+# Every change of a password takes it first, so a change and a reset of one account queue (a reset
+# that used up its link before locking the account deadlocked with a change that had locked it).
+_ACCOUNT_FOR_CHANGE = (
+    select(Account)
+    .where(Account.id == bindparam("id"))
+    .with_for_update(key_share=True)
+    .execution_options(populate_existing=True)
+)
+
+
+async def _locked_account(session: AsyncSession, account_id: uuid.UUID) -> Account | None:
+    return (await session.execute(_ACCOUNT_FOR_CHANGE, {"id": account_id})).scalar_one_or_none()
 
 
 async def _retire_reset_links(session: AsyncSession, account_id: uuid.UUID) -> None:
@@ -73,14 +90,15 @@ async def change_password(
     if wait:
         raise RateLimited(wait)
     check_password(new_password)
-    account = await session.get(Account, principal.account_id)
-    assert account is not None  # the session was just authenticated in this transaction
+    account = await _locked_account(session, principal.account_id)
+    if account is None:  # removed since the request was authenticated
+        raise Unauthenticated()
     if not await verify_password(account.password_hash, current_password):
         await throttle.failures_per_account.take(principal.email)
         raise WrongPassword()
     account.password_hash = await hash_password(new_password)
-    # In this order: the account's update (flushed by the next statement) waits for a login under way
-    # and a second step under way; then their challenges and sessions are seen, and ended.
+    # The account's lock waited for a login and a second step under way: their challenges and
+    # sessions are seen now, and ended.
     await end_password_challenges(session, account.id)
     ended = await session.execute(
         delete(BintuSession).where(account_sessions(account.id), BintuSession.id != principal.session_id)
@@ -172,6 +190,9 @@ async def complete_password_reset(
     if reset is None:
         raise InvalidResetLink()
     password_hash = await hash_password(new_password)
+    account = await _locked_account(session, reset.account_id)
+    if account is None:  # deleted meanwhile (its links went with it)
+        raise InvalidResetLink()
     now = utcnow()
     consumed = await session.execute(
         update(PasswordReset)
@@ -182,10 +203,8 @@ async def complete_password_reset(
     if consumed.rowcount != 1:  # type: ignore[attr-defined]
         raise InvalidResetLink()
     await _retire_reset_links(session, reset.account_id)
-    account = await session.get(Account, reset.account_id)
-    assert account is not None  # the link's foreign key cascades on account deletion
     account.password_hash = password_hash
-    await end_password_challenges(session, account.id)  # after the account's update: as above
+    await end_password_challenges(session, account.id)  # after the account's lock: as above
     await session.execute(delete(BintuSession).where(account_sessions(account.id)))
     _record_reset(session, account, await memberships_of(session, account.id), client_address)
 

@@ -348,35 +348,37 @@ async def logout(session: AsyncSession, principal: Principal) -> None:
         await session.execute(delete(BintuSession).where(BintuSession.id == principal.session_id))
 
 
-# The account of the session a request presents, provided that session is still valid, the account
-# row share-locked until the request's transaction ends (SQLite: its writer holds the database).
-_LIVE_SESSION_ACCOUNT = (
-    select(Account)
-    .join(Membership, Membership.account_id == Account.id)
+# The account row, share-locked until the transaction ends (SQLite: its writer holds the database).
+_ACCOUNT_SHARED = select(Account).where(Account.id == bindparam("id")).with_for_update(read=True)
+# Whether a session is still valid, read after that lock (a statement of its own: one that locked
+# the account and joined the session would, having waited for the lock, still see the session as it
+# was when it began, though a reset had deleted it meanwhile).
+_SESSION_STILL_VALID = (
+    select(BintuSession.id)
     .join(
-        BintuSession,
-        (BintuSession.membership_id == Membership.id) & (BintuSession.token_key == Membership.token_key),
+        Membership,
+        (Membership.id == BintuSession.membership_id) & (Membership.token_key == BintuSession.token_key),
     )
     .where(BintuSession.id == bindparam("session_id"), BintuSession.expires_at > bindparam("now"))
-    .with_for_update(of=Account, read=True)
 )
 
 
-async def account_still_signed_in(session: AsyncSession, session_id: uuid.UUID | None) -> Account:
+async def account_still_signed_in(
+    session: AsyncSession, account_id: uuid.UUID | None, session_id: uuid.UUID | None
+) -> Account:
     """For a request that makes a new bintu token out of the one it presents (a named token, joining
     an organisation with one's token): the account, as long as the presented session has not ended
     since the request was authenticated; else Unauthenticated. A password change or reset updates
     the account row before it ends the account's sessions: with the share lock it waits for this
     request and then ends the token it made too; committed first, it leaves no session to present.
     (Unlocked, the token was inserted after the reset had ended "every session", and outlived it.)"""
-    found = None
-    if session_id is not None:
-        found = (
-            await session.execute(_LIVE_SESSION_ACCOUNT, {"session_id": session_id, "now": utcnow()})
-        ).scalar_one_or_none()
-    if found is None:
+    if account_id is None or session_id is None:
         raise Unauthenticated()
-    return found
+    account = (await session.execute(_ACCOUNT_SHARED, {"id": account_id})).scalar_one_or_none()
+    values = {"session_id": session_id, "now": utcnow()}
+    if account is None or (await session.execute(_SESSION_STILL_VALID, values)).first() is None:
+        raise Unauthenticated()
+    return account
 
 
 MAX_NAMED_TOKEN_DAYS = 365
@@ -394,7 +396,7 @@ async def create_named_token(
         )
     if not 1 <= expires_in_days <= MAX_NAMED_TOKEN_DAYS:
         raise BadRequest(f"expiresInDays must be 1 to {MAX_NAMED_TOKEN_DAYS}.", code="invalid_value")
-    await account_still_signed_in(session, principal.session_id)
+    await account_still_signed_in(session, principal.account_id, principal.session_id)
     membership = await get_scoped(session, Membership, principal.membership_id, principal, what="user")
     issued = await issue_token(session, membership, timedelta(days=expires_in_days), name=name)
     record(

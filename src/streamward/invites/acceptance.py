@@ -145,7 +145,7 @@ async def _signed_in(session: AsyncSession, invitation: Invitation, bintu_token:
     member = use.principal if use else None
     if member is None or member.account_id is None:
         raise Unauthenticated()
-    account = await account_still_signed_in(session, member.session_id)
+    account = await account_still_signed_in(session, member.account_id, member.session_id)
     if invitation.email is not None and invitation.email != account.email:
         raise InviteEmailMismatch()
     return _Joining(account.email, account)

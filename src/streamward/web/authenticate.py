@@ -17,7 +17,7 @@ from streamward.db import LookupSource, is_writing
 from streamward.errors import BadRequest, Unauthenticated
 from streamward.request_context import note_organisation
 from streamward.runtime import Runtime, client_address, runtime_of
-from streamward.web.session import lookup_source
+from streamward.web.session import before_commit, lookup_source
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,9 @@ async def principal_for(
 async def _record_use(db: LookupSource, runtime: Runtime, session_id: uuid.UUID, when: datetime) -> None:
     if isinstance(db, AsyncSession) and is_writing(db):
         # A writing request already has its write transaction (on SQLite it holds the database's
-        # write lock from its first statement, so a second writer would wait out the busy timeout).
-        await record_use(db, session_id, when)
+        # write lock from its first statement, so a second writer would wait out the busy timeout):
+        # the use is written in it, last (see before_commit).
+        before_commit(db, lambda session: record_use(session, session_id, when))
         return
     # A reading request must not turn into a writer for bookkeeping: a short write of its own.
     try:

@@ -114,10 +114,23 @@ async def in_request_transaction(request: Request, handler: Handler) -> Response
     return response
 
 
+_BEFORE_COMMIT = "streamward.before_commit"
+
+
+def before_commit(session: AsyncSession, work: Callable[[AsyncSession], Awaitable[None]]) -> None:
+    """Have ``work`` run in the request's transaction right before it commits (dropped if it rolls
+    back): bookkeeping that writes a row the request otherwise leaves alone (a session's last use)
+    takes that row's lock last. Taken first, it was held while the request waited for other locks:
+    a password reset holding the account and waiting to delete that session, while the request held
+    the session and waited for the account, was a deadlock."""
+    session.info.setdefault(_BEFORE_COMMIT, []).append(work)
+
+
 async def _end(request: Request, *, commit: bool) -> None:
     session: AsyncSession | None = request.scope.pop(_SESSION_KEY, None)
     if session is None:
         return
+    deferred: list[Callable[[AsyncSession], Awaitable[None]]] = session.info.pop(_BEFORE_COMMIT, [])
     if not session.in_transaction():
         await release(session)  # nothing to commit or roll back
         return
@@ -125,7 +138,12 @@ async def _end(request: Request, *, commit: bool) -> None:
     # a shutdown) still ends its transaction and gives its connection back.
     with anyio.CancelScope(shield=True):
         try:
-            await (session.commit() if commit else session.rollback())
+            if commit:
+                for work in deferred:
+                    await work(session)
+                await session.commit()
+            else:
+                await session.rollback()
         finally:
             await release(session)
 

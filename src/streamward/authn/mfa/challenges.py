@@ -18,7 +18,7 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from streamward.authn.mfa.errors import InvalidChallenge
+from streamward.authn.mfa.errors import ChallengeEndedMeanwhile, InvalidChallenge
 from streamward.authn.mfa.models import LoginChallenge
 from streamward.crypto import digest, new_token
 from streamward.db import utcnow
@@ -148,7 +148,9 @@ async def count_wrong_answer(session: AsyncSession, challenge: LoginChallenge) -
             .returning(LoginChallenge.attempts, LoginChallenge.used_at)
             .execution_options(synchronize_session=False)
         )
-    ).one()
+    ).one_or_none()
+    if counted is None:  # ended meanwhile (its membership removed): nothing left to count
+        raise InvalidChallenge()
     set_committed_value(challenge, "attempts", counted.attempts)
     set_committed_value(challenge, "used_at", counted.used_at)
 
@@ -185,5 +187,5 @@ async def consume(session: AsyncSession, challenge: LoginChallenge) -> None:
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise InvalidChallenge()
+        raise ChallengeEndedMeanwhile()
     set_committed_value(challenge, "used_at", now)

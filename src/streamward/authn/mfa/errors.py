@@ -31,6 +31,14 @@ class InvalidChallenge(AppError):
     keep_changes = True
 
 
+class ChallengeEndedMeanwhile(InvalidChallenge):
+    """The answer was judged, but the challenge was used up or ended (a password change, another
+    answer) while this step waited for its account: the same refusal, and nothing the step wrote
+    stays (a recovery code it used up is not lost)."""
+
+    keep_changes = False
+
+
 class EnrolmentRequired(Forbidden):
     """The organisation requires a second factor and the account has none: the session reaches only
     enrolment and logout."""

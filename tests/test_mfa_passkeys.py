@@ -6,6 +6,7 @@ required, the same credential twice)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
@@ -13,6 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from streamward.authn import service as authn_service
 from streamward.authn.mfa.models import Passkey
 from streamward.authn.mfa.passkeys import RelyingParty
 from streamward.config import Settings
@@ -606,3 +608,38 @@ async def test_passwordless_routes_spend_the_per_address_login_budget(env: Env) 
         assert int(response.headers["Retry-After"]) >= 1
     # Another address is not affected.
     await passwordless_options(env)
+
+
+async def test_a_passwordless_login_while_the_member_is_removed(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The login share-locks the passkey's account before the passkey's row, as every sign-in locks
+    its account; the removal (the only membership: the account and its passkeys go too) takes the
+    account first and waits. The passkey's row taken first, each waited for the other: a 500."""
+    org = await env.org()
+    admin = await env.member(org, "nanoAdmin")
+    member = await env.member(org, "nanoUser")
+    laptop = browser_at()
+    await registered(env, member, laptop)
+    options = await passwordless_options(env)
+    assertion = laptop.get(options["publicKey"])
+    reached, release = asyncio.Event(), asyncio.Event()
+    sign_in = authn_service.sign_in
+
+    async def sign_in_when_released(*args: Any, **kwargs: Any) -> Any:
+        reached.set()
+        await release.wait()
+        return await sign_in(*args, **kwargs)
+
+    monkeypatch.setattr(authn_service, "sign_in", sign_in_when_released)
+    login = asyncio.ensure_future(passwordless(env, options, assertion))
+    await asyncio.wait_for(reached.wait(), 10)
+    removal = asyncio.ensure_future(env.client.delete(f"/api/user/{member.id}", headers=admin.headers))
+    await asyncio.sleep(0.5)
+    release.set()
+    logged_in, removed = await asyncio.wait_for(asyncio.gather(login, removal), 30)
+    assert removed.status_code == 204, removed.text
+    assert logged_in.status_code in (200, 401), logged_in.text
+    if logged_in.status_code == 200:
+        token = {"X-BINTU-TOKEN": logged_in.json()["token"]}
+        assert (await env.client.get("/api/organisation", headers=token)).status_code == 401

@@ -32,7 +32,7 @@ from streamward.passwords import hash_password, needs_rehash, verify_password
 from streamward.request_context import note_login, note_rate_limit
 from streamward.roles.lookup import resolve_role
 from streamward.users.models import Account, Membership, normalise_email
-from streamward.users.service import account_for_sign_in, store_rehashed_password
+from streamward.users.service import account_for_sign_in, share_lock_account, store_rehashed_password
 
 SESSION_TOKEN_PREFIX = "swt"
 # How a login was proven (``user.login``'s method is the first alone, or it and one answer of
@@ -348,11 +348,9 @@ async def logout(session: AsyncSession, principal: Principal) -> None:
         await session.execute(delete(BintuSession).where(BintuSession.id == principal.session_id))
 
 
-# The account row, share-locked until the transaction ends (SQLite: its writer holds the database).
-_ACCOUNT_SHARED = select(Account).where(Account.id == bindparam("id")).with_for_update(read=True)
-# Whether a session is still valid, read after that lock (a statement of its own: one that locked
-# the account and joined the session would, having waited for the lock, still see the session as it
-# was when it began, though a reset had deleted it meanwhile).
+# Whether a session is still valid, read after its account's share lock (a statement of its own:
+# one that locked the account and joined the session would, having waited for the lock, still see
+# the session as it was when it began, though a reset had deleted it meanwhile).
 _SESSION_STILL_VALID = (
     select(BintuSession.id)
     .join(
@@ -374,7 +372,7 @@ async def account_still_signed_in(
     (Unlocked, the token was inserted after the reset had ended "every session", and outlived it.)"""
     if account_id is None or session_id is None:
         raise Unauthenticated()
-    account = (await session.execute(_ACCOUNT_SHARED, {"id": account_id})).scalar_one_or_none()
+    account = await share_lock_account(session, account_id)
     values = {"session_id": session_id, "now": utcnow()}
     if account is None or (await session.execute(_SESSION_STILL_VALID, values)).first() is None:
         raise Unauthenticated()

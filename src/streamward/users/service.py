@@ -97,6 +97,15 @@ async def account_for_sign_in(session: AsyncSession, email: str) -> Account | No
     return result.scalar_one_or_none()
 
 
+_ACCOUNT_SHARED = select(Account).where(Account.id == bindparam("id")).with_for_update(read=True)
+
+
+async def share_lock_account(session: AsyncSession, account_id: uuid.UUID) -> Account | None:
+    """The account, share-locked as account_for_sign_in locks it, for a sign-in that learns the
+    account from something else (a passkey, the session it presents); None when it is gone."""
+    return (await session.execute(_ACCOUNT_SHARED, {"id": account_id})).scalar_one_or_none()
+
+
 # FOR NO KEY UPDATE SKIP LOCKED: no row when another transaction holds any lock on it.
 _ACCOUNT_UNLESS_LOCKED = (
     select(Account.id).where(Account.id == bindparam("id")).with_for_update(key_share=True, skip_locked=True)

@@ -58,6 +58,7 @@ from streamward.crypto import SecretBox
 from streamward.db import utcnow
 from streamward.errors import BadRequest, Conflict, NotFound
 from streamward.limits import LoginThrottle
+from streamward.users.service import share_lock_account
 
 log = logging.getLogger(__name__)
 
@@ -378,6 +379,11 @@ async def verify_assertion(
     except Exception as error:
         log.info("passkey assertion refused: %s", error)
         raise PasskeyRefused(passkey.account_id) from None
+    if account_id is None and await share_lock_account(session, passkey.account_id) is None:
+        # Passwordless: the login holds no lock on the account yet, and takes its share lock before
+        # the passkey's row (below), as every sign-in does: a member's removal takes the account and
+        # then the passkey through the account's deletion; the other order deadlocked. Gone: refused.
+        raise PasskeyRefused(None)
     # Compare-and-set on the count verified against: of two concurrent uses, one moves it.
     now = utcnow()
     moved = await session.execute(

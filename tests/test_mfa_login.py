@@ -24,7 +24,8 @@ from streamward.housekeeping import purge
 from streamward.schemas import format_utc
 from tests.conftest import Env, Member
 from tests.support.data import audit_entries
-from tests.support.mail import mailed_reset_links
+from tests.support.interleave import Hold, one_then_other
+from tests.support.mail import reset_link
 from tests.support.mfa import Clock, enrol_app, error_code, first_step, password_body, second_step
 
 
@@ -301,8 +302,7 @@ async def _new_password(env: Env, member: Member, how: str) -> httpx.Response:
     if how == "change":
         body = {"currentPassword": member.password, "newPassword": "a completely new passphrase"}
         return await env.client.put("/api/user/password", json=body, headers=member.headers)
-    await env.client.post("/api/user/password/reset", json={"email": member.email})
-    [(_, link)] = mailed_reset_links(env)
+    link = await reset_link(env, member.email)
     return await env.client.post(
         f"/api/user/password/reset/{link}", json={"password": "a completely new passphrase"}
     )
@@ -334,21 +334,9 @@ async def test_a_second_step_under_way_does_not_outlive_a_new_password(
     member = await env.member(org, "nanoUser")
     app = await enrol_app(env, member, clock)
     details = await first_step(env, member)
-    judging, release = asyncio.Event(), asyncio.Event()
-    judge = second_step_module.verified_answer
-
-    async def judge_when_released(*args: Any, **kwargs: Any) -> Any:
-        judging.set()
-        await release.wait()
-        return await judge(*args, **kwargs)
-
-    monkeypatch.setattr(second_step_module, "verified_answer", judge_when_released)
-    step = asyncio.create_task(second_step(env, details["challenge"], code=app.code(clock)))
-    await asyncio.wait_for(judging.wait(), 10)
-    change = asyncio.create_task(_new_password(env, member, how))
-    await asyncio.sleep(0.5)  # the change gets as far as it can while the step judges
-    release.set()
-    finished, changed = await asyncio.wait_for(asyncio.gather(step, change), 30)
+    hold = Hold(monkeypatch, second_step_module, "verified_answer")
+    step = second_step(env, details["challenge"], code=app.code(clock))
+    finished, changed = await one_then_other(hold, step, _new_password(env, member, how))
     assert changed.status_code == 204, changed.text
     if finished.status_code == 200:
         token = {"X-BINTU-TOKEN": finished.json()["token"]}

@@ -20,7 +20,8 @@ from streamward.invites import acceptance
 from streamward.users.models import Account
 from tests.conftest import PASSWORD, Env
 from tests.support.data import audit_entries, invitation
-from tests.support.mail import filed_mails, mailed_reset_links
+from tests.support.interleave import Hold, one_then_other, refused_now
+from tests.support.mail import filed_mails, mailed_reset_links, reset_link
 
 NEW_PASSWORD = "a completely new passphrase"
 
@@ -202,36 +203,17 @@ async def test_a_login_under_way_does_not_outlive_a_new_password(
     org = await env.org()
     owner = await env.member(org, "nanoUser", email="owner@example.com")
     if how == "reset":
-        await env.client.post("/api/user/password/reset", json={"email": owner.email})
-        [(_, link)] = mailed_reset_links(env)
-    reading, release = asyncio.Event(), asyncio.Event()
-    verify = authn_service.verify_password
-
-    async def verify_when_released(password_hash: str | None, password: str) -> bool:
-        reading.set()
-        await release.wait()
-        return await verify(password_hash, password)
-
-    monkeypatch.setattr(authn_service, "verify_password", verify_when_released)
-    login = asyncio.create_task(
-        env.client.post("/api/user/validate", json={"email": owner.email, "password": PASSWORD})
-    )
-    await asyncio.wait_for(reading.wait(), 10)
+        link = await reset_link(env, owner.email)
+    hold = Hold(monkeypatch, authn_service, "verify_password")
+    login = env.client.post("/api/user/validate", json={"email": owner.email, "password": PASSWORD})
     if how == "change":
         body = {"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD}
-        change = asyncio.create_task(env.client.put("/api/user/password", json=body, headers=owner.headers))
+        change = env.client.put("/api/user/password", json=body, headers=owner.headers)
     else:
-        body = {"password": NEW_PASSWORD}
-        change = asyncio.create_task(env.client.post(f"/api/user/password/reset/{link}", json=body))
-    await asyncio.sleep(0.5)  # the change gets as far as it can while the login verifies
-    release.set()
-    logged_in, changed = await asyncio.wait_for(asyncio.gather(login, change), 30)
+        change = env.client.post(f"/api/user/password/reset/{link}", json={"password": NEW_PASSWORD})
+    logged_in, changed = await one_then_other(hold, login, change)
     assert changed.status_code == 204, changed.text
-    if logged_in.status_code == 200:  # the login committed first: the change ended its session
-        token = {"X-BINTU-TOKEN": logged_in.json()["token"]}
-        assert (await env.client.get("/api/organisation", headers=token)).status_code == 401
-    else:
-        assert logged_in.status_code == 401, logged_in.text
+    await refused_now(env, logged_in)  # committed first, the login's session was ended by the change
     kept = 200 if how == "change" else 401  # a change keeps the session it was made with
     assert (await env.client.get("/api/organisation", headers=owner.headers)).status_code == kept
 
@@ -269,33 +251,12 @@ async def test_removing_a_member_while_they_log_in_is_no_deadlock(
     org = await env.org()
     admin = await env.member(org, "nanoAdmin")
     leaving = await env.member(org, "nanoUser", email="leaving@example.com")
-    reading, release = asyncio.Event(), asyncio.Event()
-    verify = authn_service.verify_password
-
-    async def verify_when_released(password_hash: str | None, password: str) -> bool:
-        reading.set()
-        await release.wait()
-        return await verify(password_hash, password)
-
-    monkeypatch.setattr(authn_service, "verify_password", verify_when_released)
-    body = {"email": leaving.email, "password": PASSWORD}
-    login = asyncio.create_task(env.client.post("/api/user/validate", json=body))
-    await asyncio.wait_for(reading.wait(), 10)
-    removal = asyncio.create_task(env.client.delete(f"/api/user/{leaving.id}", headers=admin.headers))
-    await asyncio.sleep(0.5)
-    release.set()
-    logged_in, removed = await asyncio.wait_for(asyncio.gather(login, removal), 30)
+    hold = Hold(monkeypatch, authn_service, "verify_password")
+    login = env.client.post("/api/user/validate", json={"email": leaving.email, "password": PASSWORD})
+    removal = env.client.delete(f"/api/user/{leaving.id}", headers=admin.headers)
+    logged_in, removed = await one_then_other(hold, login, removal)
     assert removed.status_code == 204, removed.text
-    assert logged_in.status_code in (200, 401), logged_in.text
-    if logged_in.status_code == 200:
-        token = {"X-BINTU-TOKEN": logged_in.json()["token"]}
-        assert (await env.client.get("/api/organisation", headers=token)).status_code == 401
-
-
-async def _reset_link(env: Env, email: str) -> str:
-    await env.client.post("/api/user/password/reset", json={"email": email})
-    [(_, link)] = mailed_reset_links(env)
-    return link
+    await refused_now(env, logged_in)
 
 
 @pytest.mark.parametrize("made_by", ["named token", "joining with one's token"])
@@ -307,8 +268,7 @@ async def test_a_token_made_from_a_session_does_not_outlive_a_reset_under_way(
     it has checked its own session is still valid) and ends it with every other session."""
     org, other = await env.org(), await env.org()
     member = await env.member(org, "nanoAdmin", email="victim@example.com")
-    link = await _reset_link(env, member.email)
-    making, release = asyncio.Event(), asyncio.Event()
+    link = await reset_link(env, member.email)
     if made_by == "named token":
         target: Any = authn_service
         name = "issue_token"
@@ -319,25 +279,8 @@ async def test_a_token_made_from_a_session_does_not_outlive_a_reset_under_way(
         target, name = acceptance, "lock_organisation"
         _, invite = await invitation(env, other)
         request = env.client.post(f"/api/invite/{invite}/accept", headers=member.headers)
-    original = getattr(target, name)
-
-    async def when_released(*args: Any, **kwargs: Any) -> Any:
-        making.set()
-        await release.wait()
-        return await original(*args, **kwargs)
-
-    monkeypatch.setattr(target, name, when_released)
-    made = asyncio.create_task(request)
-    await asyncio.wait_for(making.wait(), 10)
-    reset = asyncio.create_task(
-        env.client.post(f"/api/user/password/reset/{link}", json={"password": NEW_PASSWORD})
-    )
-    await asyncio.sleep(0.5)  # the reset gets as far as it can meanwhile
-    release.set()
-    made_response, reset_response = await asyncio.wait_for(asyncio.gather(made, reset), 30)
+    hold = Hold(monkeypatch, target, name)
+    reset = env.client.post(f"/api/user/password/reset/{link}", json={"password": NEW_PASSWORD})
+    made_response, reset_response = await one_then_other(hold, request, reset)
     assert reset_response.status_code == 204, reset_response.text
-    if made_response.status_code in (200, 201):
-        token = {"X-BINTU-TOKEN": made_response.json()["token"]}
-        assert (await env.client.get("/api/organisation", headers=token)).status_code == 401
-    else:
-        assert made_response.status_code == 401, made_response.text
+    await refused_now(env, made_response)

@@ -9,11 +9,9 @@ a named token under way while the password changes; a member removed while they 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,7 +23,8 @@ from streamward.db import utcnow
 from streamward.users import service as users_service
 from tests.conftest import PASSWORD, Env
 from tests.support.data import invitation
-from tests.support.mail import mailed_reset_links
+from tests.support.interleave import Hold, one_then_other, refused_now
+from tests.support.mail import reset_link
 from tests.support.mfa import Clock, enrol_app, error_code, first_step, second_step
 
 NEW_PASSWORD = "a completely new passphrase"
@@ -36,55 +35,11 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return Clock(monkeypatch)
 
 
-class Hold:
-    """Holds the first call of ``target.name`` (a coroutine function) until released."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, target: Any, name: str) -> None:
-        self.reached, self.released = asyncio.Event(), asyncio.Event()
-        original = getattr(target, name)
-
-        async def held(*args: Any, **kwargs: Any) -> Any:
-            if not self.reached.is_set():
-                self.reached.set()
-                await self.released.wait()
-            return await original(*args, **kwargs)
-
-        monkeypatch.setattr(target, name, held)
-
-
-async def one_then_other(
-    hold: Hold, first: Awaitable[httpx.Response], second: Awaitable[httpx.Response]
-) -> tuple[httpx.Response, httpx.Response]:
-    """``first`` until it is held, then ``second`` (which gets as far as it can), then both finish."""
-    started = asyncio.ensure_future(first)
-    await asyncio.wait_for(hold.reached.wait(), 10)
-    other = asyncio.ensure_future(second)
-    await asyncio.sleep(0.5)
-    hold.released.set()
-    one, two = await asyncio.wait_for(asyncio.gather(started, other), 30)
-    return one, two
-
-
-async def reset_link(env: Env, email: str) -> str:
-    await env.client.post("/api/user/password/reset", json={"email": email})
-    [(_, link)] = mailed_reset_links(env)
-    return link
-
-
 async def sessions_idle(env: Env) -> None:
     """Every session last used ten minutes ago: a writing request records its use (a write)."""
     async with env.runtime.database.session() as session:
         await session.execute(update(BintuSession).values(last_used_at=utcnow() - timedelta(minutes=10)))
         await session.commit()
-
-
-async def refused_now(env: Env, response: httpx.Response) -> None:
-    """A token a request made is refused now (or the request was refused)."""
-    if response.status_code in (200, 201):
-        token = {"X-BINTU-TOKEN": response.json()["token"]}
-        assert (await env.client.get("/api/organisation", headers=token)).status_code == 401
-    else:
-        assert response.status_code == 401, response.text
 
 
 @pytest.mark.parametrize("made_by", ["named token", "joining with one's token"])

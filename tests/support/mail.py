@@ -28,3 +28,10 @@ def mailed_reset_links(env: Env) -> list[tuple[str, str]]:
 
 def mailed_reset_tokens(env: Env) -> list[str]:
     return [token for _, token in mailed_reset_links(env)]
+
+
+async def reset_link(env: Env, email: str) -> str:
+    """Ask for a reset of ``email``'s password; the token of the link mailed."""
+    await env.client.post("/api/user/password/reset", json={"email": email})
+    [(_, token)] = mailed_reset_links(env)
+    return token

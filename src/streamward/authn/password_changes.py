@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamward.audit.service import Actor, record
@@ -26,6 +26,7 @@ from streamward.limits import LoginThrottle
 from streamward.password_policy import check_password
 from streamward.passwords import hash_password, verify_password
 from streamward.users.models import Account, normalise_email
+from streamward.users.service import lock_account
 
 RESET_TOKEN_PREFIX = "swr"
 RESET_LINK_LIFETIME = timedelta(hours=1)
@@ -43,23 +44,6 @@ class InvalidResetLink(AppError):
     status_code = 400
     code = "reset_link_invalid"
     message = "This password reset link is not valid: unknown, expired or already used."
-
-
-# The account whose password changes, locked (FOR NO KEY UPDATE; SQLite's writer holds the
-# database) and read again before anything else is: it waits for a login or a second step under way
-# (they hold the row until they commit), whose session and challenge it then ends with the others.
-# Every change of a password takes it first, so a change and a reset of one account queue (a reset
-# that used up its link before locking the account deadlocked with a change that had locked it).
-_ACCOUNT_FOR_CHANGE = (
-    select(Account)
-    .where(Account.id == bindparam("id"))
-    .with_for_update(key_share=True)
-    .execution_options(populate_existing=True)
-)
-
-
-async def _locked_account(session: AsyncSession, account_id: uuid.UUID) -> Account | None:
-    return (await session.execute(_ACCOUNT_FOR_CHANGE, {"id": account_id})).scalar_one_or_none()
 
 
 async def _retire_reset_links(session: AsyncSession, account_id: uuid.UUID) -> None:
@@ -90,7 +74,10 @@ async def change_password(
     if wait:
         raise RateLimited(wait)
     check_password(new_password)
-    account = await _locked_account(session, principal.account_id)
+    # The account is locked before anything else, in a change as in a reset: it waits for a login or
+    # a second step under way, whose session and challenge it then ends with the others, and a change
+    # and a reset of one account queue (a reset that used up its link first deadlocked with a change).
+    account = await lock_account(session, principal.account_id)
     if account is None:  # removed since the request was authenticated
         raise Unauthenticated()
     if not await verify_password(account.password_hash, current_password):
@@ -190,7 +177,7 @@ async def complete_password_reset(
     if reset is None:
         raise InvalidResetLink()
     password_hash = await hash_password(new_password)
-    account = await _locked_account(session, reset.account_id)
+    account = await lock_account(session, reset.account_id)  # first: as in change_password
     if account is None:  # deleted meanwhile (its links went with it)
         raise InvalidResetLink()
     now = utcnow()

@@ -98,6 +98,20 @@ async def account_for_sign_in(session: AsyncSession, email: str) -> Account | No
 
 
 _ACCOUNT_SHARED = select(Account).where(Account.id == bindparam("id")).with_for_update(read=True)
+# FOR NO KEY UPDATE: rows that only reference the account (a login's challenge) are not held up.
+_ACCOUNT_FOR_CHANGE = (
+    select(Account)
+    .where(Account.id == bindparam("id"))
+    .with_for_update(key_share=True)
+    .execution_options(populate_existing=True)
+)
+
+
+async def lock_account(session: AsyncSession, account_id: uuid.UUID) -> Account | None:
+    """The account, locked for a change of its credentials (its password, its second factors) and
+    read again; None when it is gone. A sign-in under way holds the row (account_for_sign_in): the
+    change waits for it, then ends what it made with the rest."""
+    return (await session.execute(_ACCOUNT_FOR_CHANGE, {"id": account_id})).scalar_one_or_none()
 
 
 async def share_lock_account(session: AsyncSession, account_id: uuid.UUID) -> Account | None:

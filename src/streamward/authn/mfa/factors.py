@@ -46,6 +46,7 @@ from streamward.limits import LoginThrottle
 from streamward.passwords import verify_password
 from streamward.roles.lookup import resolve_role
 from streamward.users.models import Account, Membership
+from streamward.users.service import lock_account
 
 TOTP = "totp"
 PASSKEY = "passkey"
@@ -89,14 +90,8 @@ async def _locked_account(session: AsyncSession, account_id: uuid.UUID) -> Accou
     """The account row, locked (PostgreSQL; SQLite's writer already holds the database) and read
     again, so that concurrent changes of its factors count one after the other. ``FOR NO KEY
     UPDATE``: rows that only reference the account (a login's challenge) are not held up."""
-    account = (
-        await session.execute(
-            select(Account)
-            .where(Account.id == account_id)
-            .with_for_update(key_share=True)
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one()
+    account = await lock_account(session, account_id)
+    assert account is not None  # the caller's own account, authenticated in this transaction
     return account
 
 

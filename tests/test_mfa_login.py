@@ -13,14 +13,14 @@ import pytest
 from sqlalchemy import event, select, update
 
 from streamward import passwords
-from streamward.authn import password_changes
+from streamward.authn import login_statements, password_changes
 from streamward.authn import service as authn_service
 from streamward.authn.mfa import factors
-from streamward.authn.mfa import second_step as second_step_module
 from streamward.authn.mfa.models import LoginChallenge
 from streamward.crypto import digest
 from streamward.db import utcnow
 from streamward.housekeeping import purge
+from streamward.lookup_pool import LookupPool
 from streamward.schemas import format_utc
 from tests.conftest import Env, Member
 from tests.support.data import audit_entries
@@ -246,8 +246,11 @@ async def test_removing_the_membership_ends_its_pending_challenge(env: Env, cloc
     assert (gone.status_code, error_code(gone)) == (401, "invalid_challenge")
 
 
-async def test_the_second_step_costs_one_statement_more_than_a_plain_login(env: Env, clock: Clock) -> None:
-    """The issue's budget: no second password hash (above) and at most one more round trip."""
+async def test_the_second_step_costs_one_statement_more_than_a_plain_login(
+    env: Env, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's budget: no second password hash (above) and at most one more round trip. Both
+    through SQLAlchemy and on the raw look-up pool (PostgreSQL: each login is a read and a write)."""
     org = await env.org()
     plain = await env.member(org, "nanoUser")
     member = await env.member(org, "nanoUser")
@@ -259,6 +262,14 @@ async def test_the_second_step_costs_one_statement_more_than_a_plain_login(env: 
         if not statement.lstrip().upper().startswith("BEGIN"):
             statements.append(statement)
 
+    for name in ("fetch", "fetchrow"):
+        original = getattr(LookupPool, name)
+
+        async def noted(self: LookupPool, sql: str, *args: Any, _original: Any = original) -> Any:
+            statements.append(sql)
+            return await _original(self, sql, *args)
+
+        monkeypatch.setattr(LookupPool, name, noted)
     engine = env.runtime.database.engine.sync_engine
     event.listen(engine, "before_cursor_execute", note)
     try:
@@ -269,7 +280,7 @@ async def test_the_second_step_costs_one_statement_more_than_a_plain_login(env: 
         second = len(statements)
     finally:
         event.remove(engine, "before_cursor_execute", note)
-    assert second <= password_only + 1, (password_only, statements)
+    assert 0 < second <= password_only + 1, (password_only, statements)
 
 
 async def test_an_invitation_is_no_way_around_the_second_factor(env: Env, clock: Clock) -> None:
@@ -327,14 +338,15 @@ async def test_a_new_password_ends_the_second_steps_the_old_one_opened(
 async def test_a_second_step_under_way_does_not_outlive_a_new_password(
     env: Env, clock: Clock, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
-    """A second step judging its answer while the password changes: the change waits for it (on
-    PostgreSQL for the account row the step holds; on SQLite for the write lock) and then ends the
-    session it made, or, first, leaves it a used-up challenge."""
+    """A second step that has judged its app's code right when the password changes: its write
+    (one statement on PostgreSQL that locks the account first, as the change does; on SQLite under
+    the write lock) finds the challenge used up and makes no session; had it come first, the change
+    would have ended the session it made."""
     org = await env.org()
     member = await env.member(org, "nanoUser")
     app = await enrol_app(env, member, clock)
     details = await first_step(env, member)
-    hold = Hold(monkeypatch, second_step_module, "verified_answer")
+    hold = Hold(monkeypatch, login_statements, "write_app_session")
     step = second_step(env, details["challenge"], code=app.code(clock))
     finished, changed = await one_then_other(hold, step, _new_password(env, member, how))
     assert changed.status_code == 204, changed.text

@@ -174,9 +174,10 @@ _DATABASE_KEY = "streamward.database"
 
 
 class _LookupConnection(asyncpg.Connection):  # type: ignore[misc]
-    """A look-up connection runs single prepared SELECTs in autocommit and never changes session
-    state (no SET, LISTEN, advisory lock, open cursor), so asyncpg's reset query on every release
-    to the pool (RESET ALL; CLOSE ALL; UNLISTEN *...) would be a round trip that resets nothing."""
+    """A look-up connection runs single prepared statements in autocommit (SELECTs, and a password
+    login's one-statement write) and never changes session state (no SET, LISTEN, advisory lock,
+    open cursor), so asyncpg's reset query on every release to the pool (RESET ALL; CLOSE ALL;
+    UNLISTEN *...) would be a round trip that resets nothing."""
 
     def get_reset_query(self) -> str:
         return ""
@@ -325,6 +326,36 @@ async def direct_reader(session: AsyncSession) -> LookupPool | None:
     if not isinstance(database, Database) or is_writing(session):
         return None
     return await database.lookups()
+
+
+async def pool_apart(session: AsyncSession) -> LookupPool | None:
+    """On PostgreSQL, the look-up pool of the session's Database, for a statement a *writing* request
+    runs apart from its own transaction (each statement there commits on its own): a password
+    login's read before its hash, and its one-statement write (``authn.login_statements``). None on
+    SQLite, and once the request's transaction has begun (what it wrote must commit with it)."""
+    database = session.info.get(_DATABASE_KEY)
+    if not isinstance(database, Database) or session.in_transaction():
+        return None
+    return await database.lookups()
+
+
+async def rows_apart(
+    session: AsyncSession, statement: PreparedSelect, values: Mapping[str, Any]
+) -> Sequence[Any]:
+    """Read ``statement`` outside the request's transaction: on the look-up pool (PostgreSQL), or in a
+    reading session of its own (SQLite: a writing session's first statement takes the database's one
+    write lock, ``BEGIN IMMEDIATE``, which a read before a password hash would hold for the hash)."""
+    pool = await pool_apart(session)
+    if pool is not None:
+        return await statement.rows(pool, values)
+    database = session.info.get(_DATABASE_KEY)
+    if not isinstance(database, Database):
+        return await statement.rows(session, values)
+    reader = database.session(write=False)
+    try:
+        return await statement.rows(reader, values)
+    finally:
+        await release(reader)
 
 
 def dialect_name(source: LookupSource) -> str:

@@ -5,7 +5,6 @@ from typing import Annotated
 
 from fastapi import BackgroundTasks, Request, Response
 
-from streamward.audit.service import Actor
 from streamward.authn import password_changes, service
 from streamward.authn.mail import mail_backend, send_quietly
 from streamward.authn.mfa import second_step
@@ -23,7 +22,7 @@ from streamward.authn.schemas import (
 )
 from streamward.authz.principal import Principal
 from streamward.errors import BadRequest
-from streamward.orgs.service import api_key_for_login
+from streamward.orgs.service import reveal_api_key
 from streamward.roles.lookup import role_title
 from streamward.roles.schemas import RoleRef
 from streamward.runtime import Runtime, client_address
@@ -35,16 +34,11 @@ from streamward.web.session import DbSession, writes
 router = Router(prefix="/api/user", tags=["authentication"])
 
 
-async def login_response(
-    db: DbSession, runtime: Runtime, result: service.LoginResult, address: str
-) -> LoginResponse:
+def login_response(runtime: Runtime, result: service.LoginResult) -> LoginResponse:
     """The answer of every login (password, second step, passkey alone): bintu's login body, with
-    the API key for roles holding ``apikey:read`` (a reveal, audited) — but not for a session limited
-    to setting up a second factor: the key holds every permission and knows no such limit."""
-    actor = Actor(f"user:{result.membership.id}", result.account.email, address)
-    api_key = None
-    if not result.enrolment_only:
-        api_key = await api_key_for_login(db, runtime.secret_box, result.organisation, result.role, actor)
+    the API key when the login revealed it (``with_api_key``: roles holding ``apikey:read``, not a
+    session limited to setting up a second factor; the reveal is audited with the login)."""
+    api_key = reveal_api_key(runtime.secret_box, result.organisation) if result.api_key_revealed else None
     return LoginResponse(
         token=result.issued.token,
         expires_at=result.issued.session.expires_at,
@@ -78,8 +72,9 @@ async def validate(
         client_address=address,
         lifetime=timedelta(seconds=settings.session_lifetime_seconds),
         rp=RelyingParty.from_settings(settings),
+        with_api_key=True,
     )
-    return await login_response(db, runtime, result, address)
+    return login_response(runtime, result)
 
 
 @router.post(
@@ -109,11 +104,12 @@ async def validate_second_factor(
         client_address=address,
         lifetime=timedelta(seconds=settings.session_lifetime_seconds),
         rp=RelyingParty.from_settings(settings),
+        with_api_key=True,
     )
     if result.notice is not None:
         # After the response, so after the commit that used the recovery code up.
         background.add_task(send_quietly, mail_backend(settings), result.notice)
-    return await login_response(db, runtime, result, address)
+    return login_response(runtime, result)
 
 
 @router.post("/logout", status_code=204, summary="End the presented bintu token")

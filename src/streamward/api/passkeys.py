@@ -167,8 +167,9 @@ async def validate_passkey(
         organisation_id=body.organisation,
         client_address=address,
         lifetime=timedelta(seconds=runtime.settings.session_lifetime_seconds),
+        with_api_key=True,
     )
-    return await login_response(db, runtime, result, address)
+    return login_response(runtime, result)
 
 
 # What the app includes: both, side by side (as api.streams' routers, for the same reason).

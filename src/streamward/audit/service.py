@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from streamward.audit.models import AuditEntry
 from streamward.authz.principal import Principal
 from streamward.authz.scoping import scoped
-from streamward.db import Database
+from streamward.db import Database, new_id, utcnow
 from streamward.errors import InvalidTime
 from streamward.events.catalogue import EventType
 from streamward.events.outbox import emit
@@ -51,9 +51,36 @@ def record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> AuditEntry:
+    written = entry(
+        actor,
+        action,
+        organisation_id=organisation_id,
+        target_type=target_type,
+        target_id=target_id,
+        before=before,
+        after=after,
+    )
+    session.add(written)
+    return written
+
+
+def entry(
+    actor: Actor,
+    action: str,
+    *,
+    organisation_id: uuid.UUID | None,
+    target_type: str | None = None,
+    target_id: uuid.UUID | str | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """An entry as ``record`` writes it, in no session yet, its id and time set: for a write that
+    inserts its entries with its own statement (a password login's, ``authn.login_statements``)."""
     # What a client typed (the email of a failed login, a media server's address) is recorded
     # whatever its length: cut to its column, marked as cut, rather than failing the request.
-    entry = AuditEntry(
+    return AuditEntry(
+        id=new_id(),
+        created_at=utcnow(),
         organisation_id=organisation_id,
         actor=actor.name,
         actor_email=fit_column(actor.email, AuditEntry.actor_email),
@@ -65,8 +92,6 @@ def record(
         client_address=fit_column(actor.client_address, AuditEntry.client_address),
         request_id=current_request_id(),  # sane by construction (observability): fits its column
     )
-    session.add(entry)
-    return entry
 
 
 def record_change(

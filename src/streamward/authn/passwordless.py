@@ -66,6 +66,7 @@ async def login(
     organisation_id: uuid.UUID | None,
     client_address: str,
     lifetime: timedelta,
+    with_api_key: bool = False,
 ) -> service.LoginResult:
     """Finish a passwordless login: the assertion must answer the client's own challenge, with a
     credential of ours and user verification. A refusal counts against the challenge (the fifth
@@ -100,6 +101,7 @@ async def login(
         client_address=client_address,
         lifetime=lifetime,
         method=METHOD,
+        with_api_key=with_api_key,
     )
 
 

@@ -11,12 +11,13 @@ from datetime import timedelta
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from streamward.audit.service import Actor, record
-from streamward.authn.account_audit import Memberships, memberships_of, record_for_account
+from streamward.audit.models import AuditEntry
+from streamward.audit.service import Actor, entry, record
+from streamward.authn import login_statements
+from streamward.authn.account_audit import Memberships, record_for_account
 from streamward.authn.mail import MailMessage, recovery_code_used_mail
-from streamward.authn.mfa import challenges, factors, second_step
-from streamward.authn.mfa.errors import InvalidSecondFactor
-from streamward.authn.mfa.models import LoginChallenge, TotpFactor
+from streamward.authn.mfa import challenges, factors, second_step, totp
+from streamward.authn.mfa.errors import ChallengeEndedMeanwhile, InvalidChallenge, InvalidSecondFactor
 from streamward.authn.mfa.passkeys import RelyingParty
 from streamward.authn.models import BintuSession
 from streamward.authn.principals import limited_to_enrolment
@@ -28,11 +29,12 @@ from streamward.db import new_id, utcnow
 from streamward.errors import AppError, BadRequest, InvalidCredentials, NotFound, RateLimited, Unauthenticated
 from streamward.limits import LoginThrottle
 from streamward.orgs.models import Organisation
+from streamward.orgs.service import api_key_login_reveal
 from streamward.passwords import hash_password, needs_rehash, verify_password
 from streamward.request_context import note_login, note_rate_limit
 from streamward.roles.lookup import resolve_role
 from streamward.users.models import Account, Membership, normalise_email
-from streamward.users.service import account_for_sign_in, share_lock_account, store_rehashed_password
+from streamward.users.service import lock_account, share_lock_account, store_rehashed_password
 
 SESSION_TOKEN_PREFIX = "swt"
 # How a login was proven (``user.login``'s method is the first alone, or it and one answer of
@@ -75,6 +77,8 @@ class LoginResult:
     organisation: Organisation
     role: Role | None
     account: Account
+    # Whether the answer carries the API key (its reveal is audited with the login: ``with_api_key``).
+    api_key_revealed: bool = False
     # A mail to send once the login is committed (a recovery code was used).
     notice: MailMessage | None = None
 
@@ -85,9 +89,8 @@ class LoginResult:
         return limited_to_enrolment(self.organisation, self.account.mfa_enrolled)
 
 
-async def issue_token(
-    session: AsyncSession, membership: Membership, lifetime: timedelta, *, name: str | None = None
-) -> IssuedToken:
+def new_session(membership: Membership, lifetime: timedelta, *, name: str | None = None) -> IssuedToken:
+    """A bintu token of ``membership`` and its session row, not written yet."""
     token = new_token(SESSION_TOKEN_PREFIX)
     now = utcnow()
     stored = BintuSession(
@@ -100,9 +103,16 @@ async def issue_token(
         expires_at=now + lifetime,
         last_used_at=now,
     )
-    # Inserted with the rest of the login at its commit: one unit of work, not two.
-    session.add(stored)
     return IssuedToken(token=token, session=stored)
+
+
+async def issue_token(
+    session: AsyncSession, membership: Membership, lifetime: timedelta, *, name: str | None = None
+) -> IssuedToken:
+    issued = new_session(membership, lifetime, name=name)
+    # Inserted with the rest of the login at its commit: one unit of work, not two.
+    session.add(issued.session)
+    return issued
 
 
 @dataclass(frozen=True)
@@ -146,15 +156,39 @@ async def _refuse_when_throttled(throttle: LoginThrottle, attempt: _Attempt) -> 
     raise LoginRateLimited(wait)
 
 
-async def _verified_account(throttle: LoginThrottle, attempt: _Attempt, password: str) -> Account:
-    """The account of the email, provided the password is its password."""
-    account = await account_for_sign_in(attempt.session, attempt.email)
+async def _verified_candidate(
+    throttle: LoginThrottle, attempt: _Attempt, password: str
+) -> login_statements.Candidate:
+    """The account of the email and what it may log into, provided the password is its password."""
+    found = await login_statements.candidate(attempt.session, attempt.email)
     # Unknown email and wrong password: same work, same answer.
-    if not await verify_password(account.password_hash if account else None, password) or account is None:
+    if not await verify_password(found.account.password_hash if found else None, password) or found is None:
         await throttle.failures_per_account.take(attempt.email)
-        memberships = await memberships_of(attempt.session, account.id) if account else []
+        memberships = _memberships(found.choices) if found else []
         raise attempt.failed("invalid_credentials", memberships, LoginFailed())
-    return account
+    return found
+
+
+def _memberships(choices: list[login_statements.Choice]) -> Memberships:
+    return [(choice.membership.id, choice.organisation.id) for choice in choices]
+
+
+def _chosen(
+    attempt: _Attempt, choices: list[login_statements.Choice], organisation_id: uuid.UUID | None
+) -> login_statements.Choice:
+    """The membership logged into: the one in ``organisation_id``, or the account's only one."""
+    if not choices:
+        raise attempt.failed("no_membership", [], LoginFailed())
+    if organisation_id is not None:
+        chosen = [choice for choice in choices if choice.organisation.id == organisation_id]
+        if not chosen:
+            raise attempt.failed("organisation_not_found", _memberships(choices), NotAMember())
+        return chosen[0]
+    if len(choices) > 1:
+        named = [{"id": str(choice.organisation.id), "name": choice.organisation.name} for choice in choices]
+        refusal = OrganisationChoiceRequired(details={"organisations": named})
+        raise attempt.failed("organisation_required", _memberships(choices), refusal)
+    return choices[0]
 
 
 # Built once (as users.service's account look-up): every login reads it.
@@ -169,21 +203,12 @@ _MEMBERSHIPS_OF_ACCOUNT = (
 async def _chosen_membership(
     attempt: _Attempt, account: Account, organisation_id: uuid.UUID | None
 ) -> tuple[Membership, Organisation]:
-    """The membership logged into: the one in ``organisation_id``, or the account's only one."""
+    """As ``_chosen``, read in the request's transaction (for a login that proved who it is some
+    other way than a password: its role is resolved by ``sign_in``)."""
     rows = (await attempt.session.execute(_MEMBERSHIPS_OF_ACCOUNT, {"account_id": account.id})).all()
-    memberships = [(membership.id, organisation.id) for membership, organisation in rows]
-    if not rows:
-        raise attempt.failed("no_membership", [], LoginFailed())
-    if organisation_id is not None:
-        rows = [row for row in rows if row[1].id == organisation_id]
-        if not rows:
-            raise attempt.failed("organisation_not_found", memberships, NotAMember())
-    elif len(rows) > 1:
-        choices = [{"id": str(org.id), "name": org.name} for _, org in rows]
-        refusal = OrganisationChoiceRequired(details={"organisations": choices})
-        raise attempt.failed("organisation_required", memberships, refusal)
-    membership, organisation = rows[0]
-    return membership, organisation
+    choices = [login_statements.Choice(membership, organisation, None) for membership, organisation in rows]
+    choice = _chosen(attempt, choices, organisation_id)
+    return choice.membership, choice.organisation
 
 
 async def login(
@@ -196,6 +221,7 @@ async def login(
     client_address: str,
     lifetime: timedelta,
     rp: RelyingParty | None = None,
+    with_api_key: bool = False,
 ) -> LoginResult:
     """Every attempt leaves an audit entry: a success in the organisation logged into; a failure in
     each organisation of the account, or outside any when the email is unknown (or the attempt was
@@ -204,24 +230,107 @@ async def login(
     An account with a second factor is not signed in here: once the password is right and the
     membership chosen, MfaRequired carries the challenge that ``complete_second_factor`` finishes
     (its refusal keeps the challenge). ``rp``: the relying party passkeys answer for; without it a
-    passkey is not offered as the second step."""
+    passkey is not offered as the second step. ``with_api_key``: the answer will carry the API key
+    to a role that may read it (bintu's login body), a reveal audited with the login.
+
+    The account is read before the hash and unlocked (``authn.login_statements``); whatever is
+    written after it first checks, under the account's lock, that the password verified is still
+    the account's."""
     attempt = _Attempt(session, normalise_email(email), client_address)
     await _refuse_when_throttled(throttle, attempt)
-    account = await _verified_account(throttle, attempt, password)
-    membership, organisation = await _chosen_membership(attempt, account, organisation_id)
-    if needs_rehash(account.password_hash):
-        await store_rehashed_password(session, account, await hash_password(password))
-    if account.mfa_enrolled:
-        raise await second_step.required(session, account, membership, client_address, rp)
+    found = await _verified_candidate(throttle, attempt, password)
+    account = found.account
+    choice = _chosen(attempt, found.choices, organisation_id)
+    if not account.mfa_enrolled and not needs_rehash(account.password_hash):
+        return await _password_only(attempt, account, choice, lifetime, with_api_key)
+    # A hash to upgrade or a second factor to ask for: written in the request's transaction, with
+    # the account share-locked there, its password still the one given (a concurrent login may have
+    # upgraded the hash meanwhile: then it is verified again), and the membership still there.
+    locked = await share_lock_account(session, account.id)
+    if locked is None or (
+        locked.password_hash != account.password_hash
+        and not await verify_password(locked.password_hash, password)
+    ):
+        raise attempt.failed("invalid_credentials", _memberships(found.choices), LoginFailed())
+    if await session.get(Membership, choice.membership.id) is None:
+        raise attempt.failed("organisation_not_found", _memberships(found.choices), NotAMember())
+    if needs_rehash(locked.password_hash):
+        await store_rehashed_password(session, locked, await hash_password(password))
+    if locked.mfa_enrolled:
+        raise await second_step.required(session, locked, choice.membership, client_address, rp)
     return await sign_in(
         session,
-        account=account,
-        organisation_id=organisation.id,
+        account=locked,
+        organisation_id=choice.organisation.id,
         client_address=client_address,
         lifetime=lifetime,
         method=PASSWORD,
-        chosen=(membership, organisation),
+        chosen=(choice.membership, choice.organisation),
+        with_api_key=with_api_key,
     )
+
+
+def _login_entries(
+    account: Account,
+    membership: Membership,
+    organisation: Organisation,
+    role: Role | None,
+    *,
+    client_address: str,
+    method: str,
+    with_api_key: bool,
+) -> tuple[list[AuditEntry], bool]:
+    """``user.login``, and ``apikey.revealed`` when the answer carries the API key (then True)."""
+    actor = Actor(f"user:{membership.id}", account.email, client_address)
+    entries = [
+        entry(
+            actor,
+            "user.login",
+            organisation_id=organisation.id,
+            target_type="user",
+            target_id=membership.id,
+            # A password alone is how logins always were: its entries stay as they were.
+            after=None if method == PASSWORD else {"method": method},
+        )
+    ]
+    # A session limited to setting up a second factor gets no key: the key holds every permission
+    # and knows no such limit.
+    if with_api_key and not limited_to_enrolment(organisation, account.mfa_enrolled):
+        reveal = api_key_login_reveal(actor, organisation.id, role)
+        if reveal is not None:
+            return [*entries, reveal], True
+    return entries, False
+
+
+async def _password_only(
+    attempt: _Attempt,
+    account: Account,
+    choice: login_statements.Choice,
+    lifetime: timedelta,
+    with_api_key: bool,
+) -> LoginResult:
+    """The login of an account without a second factor: its session and audit entries written by
+    one statement (on PostgreSQL), provided the password verified is still the account's."""
+    membership, organisation, role = choice.membership, choice.organisation, choice.role
+    issued = new_session(membership, lifetime)
+    entries, reveals = _login_entries(
+        account,
+        membership,
+        organisation,
+        role,
+        client_address=attempt.client_address,
+        method=PASSWORD,
+        with_api_key=with_api_key,
+    )
+    written = await login_statements.write_session(
+        attempt.session, account=account, membership_id=membership.id, new=issued.session, entries=entries
+    )
+    if not written:
+        # Changed since it was read: the password (a change or reset), a second factor added, or
+        # the membership removed. The password given is then not (or no longer) a way in.
+        raise attempt.failed("invalid_credentials", [(membership.id, organisation.id)], LoginFailed())
+    note_login("success")
+    return LoginResult(issued, membership, organisation, role, account, api_key_revealed=reveals)
 
 
 async def sign_in(
@@ -233,51 +342,32 @@ async def sign_in(
     lifetime: timedelta,
     method: str,
     chosen: tuple[Membership, Organisation] | None = None,
+    with_api_key: bool = False,
 ) -> LoginResult:
     """The end of every login, once the person has proven who they are (``method``: "password",
     "password+totp", "password+passkey", "password+recoveryCode", "passkey"): the membership
     chosen (``organisation_id``, or the account's only one; refusals audited like a failed login)
-    unless the caller chose it already (``chosen``), a bintu token issued, ``user.login`` audited."""
+    unless the caller chose it already (``chosen``), a bintu token issued, ``user.login`` audited
+    (and the API key's reveal, ``with_api_key``: as ``login``)."""
     attempt = _Attempt(session, account.email, client_address)
     membership, organisation = chosen or await _chosen_membership(attempt, account, organisation_id)
     issued = await issue_token(session, membership, lifetime)
     role = await resolve_role(session, organisation.id, membership.role)
-    record(
-        session,
-        Actor(f"user:{membership.id}", account.email, client_address),
-        "user.login",
-        organisation_id=organisation.id,
-        target_type="user",
-        target_id=membership.id,
-        # A password alone is how logins always were: its entries stay as they were.
-        after=None if method == PASSWORD else {"method": method},
+    entries, reveals = _login_entries(
+        account,
+        membership,
+        organisation,
+        role,
+        client_address=client_address,
+        method=method,
+        with_api_key=with_api_key,
     )
+    session.add_all(entries)
     note_login("success")
-    return LoginResult(issued, membership, organisation, role, account)
+    return LoginResult(issued, membership, organisation, role, account, api_key_revealed=reveals)
 
 
 # --- the second step of a login ---------------------------------------------------------------------
-
-
-# One round trip for everything the second step reads: the challenge, the membership and
-# organisation the first step chose, the account, and its confirmed authenticator apps (one row each;
-# none: one row without). The account row is locked (FOR NO KEY UPDATE; SQLite's writer holds the
-# database already): the second steps of an account, two answers to one challenge among them, are
-# judged one after the other, and a password change or reset, which takes that row before it ends
-# the account's open challenges and sessions, waits for a step under way and then ends the session
-# it made too. (The challenge row itself is not locked: a step that waited reads it as it was when
-# its statement began, so what it writes to it is conditional or relative: ``challenges.consume``,
-# ``challenges.count_wrong_answer``. Locking both rows in one statement could take them in the
-# other order than a password change, which takes the account first: a deadlock.)
-_SECOND_STEP = (
-    select(LoginChallenge, Membership, Organisation, Account, TotpFactor)
-    .join(Membership, Membership.id == LoginChallenge.membership_id)
-    .join(Organisation, Organisation.id == Membership.organisation_id)
-    .join(Account, (Account.id == LoginChallenge.account_id) & (Account.id == Membership.account_id))
-    .outerjoin(TotpFactor, (TotpFactor.account_id == Account.id) & TotpFactor.confirmed_at.is_not(None))
-    .where(LoginChallenge.token_hash == bindparam("token_hash"))
-    .with_for_update(of=Account, key_share=True)
-)
 
 
 async def complete_second_factor(
@@ -290,26 +380,70 @@ async def complete_second_factor(
     client_address: str,
     lifetime: timedelta,
     rp: RelyingParty | None = None,
+    with_api_key: bool = False,
 ) -> LoginResult:
     """Finish a login that ``login`` answered with MfaRequired: the answer must be right for the
     account of the client's own challenge. A wrong answer counts against the challenge (the fifth
     uses it up) and against the account's failed-login budget, and is audited; the budget spent,
     429. No password is hashed or verified here. A recovery code signs in too, ends every other
-    session of the account, and the result carries the mail that tells the owner (``notice``)."""
+    session of the account, and the result carries the mail that tells the owner (``notice``).
+
+    The challenge and what it signs into are read unlocked (``authn.login_statements``). An app's
+    right code is then written by one statement that locks the account first, as a password change
+    does; any other answer takes the account's lock in the request's transaction before it is
+    judged, so that the second steps of an account (two answers to one challenge among them) are
+    judged one after the other, and a password change or reset waits for a step under way and then
+    ends the session it made too. What the challenge's row is given there is conditional or
+    relative (``challenges.consume``, ``challenges.count_wrong_answer``): read before the lock, it
+    may have changed since."""
     token_hash = challenges.token_hash_of(challenge)
-    rows = (await session.execute(_SECOND_STEP, {"token_hash": token_hash})).all() if token_hash else []
+    step = await login_statements.second_step(session, token_hash) if token_hash else None
     taken = challenges.usable(
-        rows[0][0] if rows else None, purpose=challenges.MFA, client_address=client_address
+        step.challenge if step else None, purpose=challenges.MFA, client_address=client_address
     )
-    _, membership, organisation, account, _ = rows[0]
-    apps = [row[4] for row in rows if row[4] is not None]
+    assert step is not None  # usable() refused a missing challenge
+    account, membership, organisation = step.account, step.choice.membership, step.choice.organisation
     attempt = _Attempt(session, account.email, client_address)
     wait = await throttle.failures_per_account.retry_after(account.email)
     if wait:
         note_login("rate_limited")
         note_rate_limit("login")
         raise LoginRateLimited(wait)
-    method = await second_step.verified_answer(session, box, rp, account, taken, apps, answer)
+    method: str | None = None
+    if answer.code is not None:
+        app = totp.matching_app(box, step.apps, answer.code)
+        if app is not None:
+            issued = new_session(membership, lifetime)
+            entries, reveals = _login_entries(
+                account,
+                membership,
+                organisation,
+                step.choice.role,
+                client_address=client_address,
+                method=f"{PASSWORD}+{second_step.TOTP}",
+                with_api_key=with_api_key,
+            )
+            written = await login_statements.write_app_session(
+                session,
+                step=step,
+                app=app[0],
+                code_step=app[1],
+                now=utcnow(),
+                new=issued.session,
+                entries=entries,
+            )
+            if written is login_statements.AppStep.ENDED:
+                raise ChallengeEndedMeanwhile()
+            if written is login_statements.AppStep.SIGNED_IN:
+                note_login("success")
+                return LoginResult(issued, membership, organisation, step.choice.role, account, reveals)
+            # Replayed: the code was accepted meanwhile, by another answer. A wrong answer now.
+    else:
+        locked = await lock_account(session, account.id)
+        if locked is None:
+            raise InvalidChallenge()  # the account is gone (its challenge with it)
+        account = locked
+        method = await second_step.verified_answer(session, box, rp, account, taken, step.apps, answer)
     if method is None:
         await throttle.failures_per_account.take(account.email)
         await challenges.count_wrong_answer(session, taken)
@@ -339,6 +473,7 @@ async def complete_second_factor(
         lifetime=lifetime,
         method=f"{PASSWORD}+{method}",
         chosen=(membership, organisation),
+        with_api_key=with_api_key,
     )
     return replace(result, notice=notice)
 

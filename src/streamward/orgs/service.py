@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from streamward.audit.service import Actor, record, record_change
+from streamward.audit.models import AuditEntry
+from streamward.audit.service import Actor, entry, record, record_change
 from streamward.authz.permissions import Role
 from streamward.authz.principal import Principal
 from streamward.crypto import SecretBox, digest, new_token
@@ -147,23 +148,20 @@ async def reveal_api_key_audited(session: AsyncSession, box: SecretBox, principa
     return reveal_api_key(box, organisation_of(principal))
 
 
-async def api_key_for_login(
-    session: AsyncSession, box: SecretBox, organisation: Organisation, role: Role | None, actor: Actor
-) -> str | None:
+def api_key_login_reveal(actor: Actor, organisation_id: uuid.UUID, role: Role | None) -> AuditEntry | None:
     """bintu's login answer carries the API key for roles holding ``apikey:read``. That is a reveal
-    like any other, so it is audited too."""
+    like any other, so it is audited too: the entry the login writes with its session, or None when
+    the role does not see the key (the answer then carries none)."""
     if role is None or "apikey:read" not in role.permissions:
         return None
-    record(
-        session,
+    return entry(
         actor,
         "apikey.revealed",
-        organisation_id=organisation.id,
+        organisation_id=organisation_id,
         target_type="organisation",
-        target_id=organisation.id,
+        target_id=organisation_id,
         after={"via": "login"},
     )
-    return reveal_api_key(box, organisation)
 
 
 async def _locked_for_rotation(session: AsyncSession, principal: Principal) -> Organisation:

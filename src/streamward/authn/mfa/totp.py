@@ -81,6 +81,20 @@ def matching_step(secret: str, code: str, *, after_step: int, now: float | None 
     return found
 
 
+def matching_app(
+    box: SecretBox, factors: Sequence[TotpFactor], code: str, *, now: float | None = None
+) -> tuple[TotpFactor, int] | None:
+    """The factor among ``factors`` that accepts ``code`` and the step the code belongs to, later
+    than the factor's last accepted one; None when none does (wrong, too old, or already used). The
+    caller records the step (``advance``, or a statement of its own) before it counts as used."""
+    for factor in factors:
+        secret = box.open(factor.secret_sealed, purpose=TOTP_SECRET_PURPOSE)
+        step = matching_step(secret, code, after_step=factor.last_used_step, now=now)
+        if step is not None:
+            return factor, step
+    return None
+
+
 async def use_code(
     session: AsyncSession,
     box: SecretBox,
@@ -92,19 +106,18 @@ async def use_code(
     """The factor among ``factors`` that accepts ``code``, its step recorded so that the code is not
     accepted again; None when none does (wrong, too old, or already used)."""
     for factor in factors:
-        secret = box.open(factor.secret_sealed, purpose=TOTP_SECRET_PURPOSE)
-        step = matching_step(secret, code, after_step=factor.last_used_step, now=now)
-        if step is None:
+        found = matching_app(box, [factor], code, now=now)
+        if found is None:
             continue
         used_at = utcnow()
-        if await _advance(session, factor.id, step, used_at):
-            set_committed_value(factor, "last_used_step", step)
+        if await advance(session, factor.id, found[1], used_at):
+            set_committed_value(factor, "last_used_step", found[1])
             set_committed_value(factor, "last_used_at", used_at)
             return factor
     return None
 
 
-async def _advance(session: AsyncSession, factor_id: uuid.UUID, step: int, used_at: datetime) -> bool:
+async def advance(session: AsyncSession, factor_id: uuid.UUID, step: int, used_at: datetime) -> bool:
     """Record ``step`` as the factor's last used one, unless it already got that far (the code was
     used meanwhile, by a concurrent request): the row count decides."""
     result = await session.execute(

@@ -16,13 +16,14 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from streamward.authn import password_changes
+from streamward.authn import login_statements, password_changes
+from streamward.authn import service as authn_service
 from streamward.authn.mfa.models import RecoveryCode
 from streamward.authn.models import BintuSession
 from streamward.db import utcnow
 from streamward.users import service as users_service
 from tests.conftest import PASSWORD, Env
-from tests.support.data import invitation
+from tests.support.data import audit_entries, invitation
 from tests.support.interleave import Hold, one_then_other, refused_now
 from tests.support.mail import reset_link
 from tests.support.mfa import Clock, enrol_app, error_code, first_step, second_step
@@ -186,3 +187,82 @@ async def test_a_recovery_code_is_not_used_up_by_a_step_the_password_change_ende
             select(func.count()).select_from(RecoveryCode).where(RecoveryCode.used_at.is_not(None))
         )
     assert used == 0
+
+
+async def _change_meanwhile(env: Env, boss_headers: dict[str, str], member_id: Any, change: str) -> None:
+    if change == "demoted":
+        body = {"userId": str(member_id), "role": "nanoUser"}
+        changed = await env.client.put("/api/user/permission", json=body, headers=boss_headers)
+    else:
+        changed = await env.client.put(
+            "/api/organisation/mfa-policy", json={"required": True}, headers=boss_headers
+        )
+    assert changed.status_code == 200, changed.text
+
+
+@pytest.mark.parametrize("change", ["demoted", "policy"])
+async def test_a_login_answers_as_things_are_when_it_writes(
+    env: Env, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """A password login reads the account, its role and its organisation before the hash, unlocked.
+    An admin demoted meanwhile, or an organisation that turned on its second-factor policy meanwhile
+    (this admin has none), committed before the login wrote: the answer carries no API key and no
+    reveal is audited; the role answered is the role as it is."""
+    org = await env.org()
+    boss = await env.member(org, "nanoAdmin")
+    admin = await env.member(org, "nanoAdmin", email="changing@example.com")
+    hold = Hold(monkeypatch, authn_service, "verify_password")
+    body = {"email": admin.email, "password": PASSWORD}
+    login = asyncio.ensure_future(env.client.post("/api/user/validate", json=body))
+    await asyncio.wait_for(hold.reached.wait(), 10)
+    await _change_meanwhile(env, boss.headers, admin.id, change)
+    hold.released.set()
+    answered = await asyncio.wait_for(login, 30)
+    assert answered.status_code == 200, answered.text
+    assert "apiKey" not in answered.json()
+    assert answered.json()["role"]["name"] == ("nanoUser" if change == "demoted" else "nanoAdmin")
+    assert await audit_entries(env, org=org, action="apikey.revealed") == []
+    assert len(await audit_entries(env, org=org, action="user.login", target_id=str(admin.id))) == 1
+
+
+async def test_a_second_step_answers_with_the_role_as_it_is_when_it_writes(
+    env: Env, monkeypatch: pytest.MonkeyPatch, clock: Clock
+) -> None:
+    """The same for an app's code: the admin demoted after the challenge was read, before the write
+    (PostgreSQL: the step reads apart from its transaction). On SQLite the step holds the write lock
+    from its read on: the demotion waits for it, and the step signs in as the admin it still is."""
+    org = await env.org()
+    boss = await env.member(org, "nanoAdmin")
+    admin = await env.member(org, "nanoAdmin", email="changing@example.com")
+    app = await enrol_app(env, admin, clock)
+    details = await first_step(env, admin)
+    hold = Hold(monkeypatch, login_statements, "write_app_session")
+    step = second_step(env, details["challenge"], code=app.code(clock))
+    answered, _ = await one_then_other(hold, step, _change_meanwhile(env, boss.headers, admin.id, "demoted"))
+    assert answered.status_code == 200, answered.text
+    revealed = await audit_entries(env, org=org, action="apikey.revealed")
+    if env.engine_name == "postgres":
+        assert "apiKey" not in answered.json()
+        assert answered.json()["role"]["name"] == "nanoUser"
+        assert revealed == []
+    else:
+        assert answered.json()["role"]["name"] == "nanoAdmin"
+        assert "apiKey" in answered.json() and len(revealed) == 1
+
+
+async def test_a_second_factor_added_during_a_password_login_asks_for_it(
+    env: Env, monkeypatch: pytest.MonkeyPatch, clock: Clock
+) -> None:
+    """The account had no second factor when the login read it, and has one when it writes: the
+    login asks for the second step (it is not signed in with the password alone, nor refused as if
+    the password were wrong)."""
+    org = await env.org()
+    member = await env.member(org, "nanoUser")
+    hold = Hold(monkeypatch, authn_service, "verify_password")
+    body = {"email": member.email, "password": PASSWORD}
+    login = asyncio.ensure_future(env.client.post("/api/user/validate", json=body))
+    await asyncio.wait_for(hold.reached.wait(), 10)
+    await enrol_app(env, member, clock)
+    hold.released.set()
+    answered = await asyncio.wait_for(login, 30)
+    assert (answered.status_code, error_code(answered)) == (401, "mfa_required"), answered.text

@@ -330,12 +330,15 @@ async def direct_reader(session: AsyncSession) -> LookupPool | None:
 
 async def pool_apart(session: AsyncSession) -> LookupPool | None:
     """On PostgreSQL, the look-up pool of the session's Database, for a statement a *writing* request
-    runs apart from its own transaction (each statement there commits on its own): a password
-    login's read before its hash, and its one-statement write (``authn.login_statements``). None on
-    SQLite, and once the request's transaction has begun (what it wrote must commit with it)."""
+    runs apart from its own transaction (each statement there commits on its own): a login's read
+    before its hash or code, and its one-statement write (``authn.login_statements``). None on
+    SQLite. Such statements come before the request's transaction: one begun already would hold
+    what it did until after them, and they take no account of it."""
     database = session.info.get(_DATABASE_KEY)
-    if not isinstance(database, Database) or session.in_transaction():
+    if not isinstance(database, Database) or database.is_sqlite:
         return None
+    if session.in_transaction():
+        raise RuntimeError("a statement apart from the request's transaction must come before it begins")
     return await database.lookups()
 
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import enum
 import json
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -66,6 +65,9 @@ class Choice:
     membership: Membership
     organisation: Organisation
     role: Role | None  # None: a role name that no longer resolves (grants nothing), or not read
+    # A custom role's permissions as stored when read (None: a predefined role, or none of that name):
+    # the write checks they are still the same, with the role's name and the organisation's policy.
+    custom_permissions: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,8 @@ def _choice(columns: _Columns, row: Sequence[Any]) -> Choice | None:
     organisation = columns.instance(Organisation, row)
     if membership is None or organisation is None:
         return None
-    return Choice(membership, organisation, _role(membership.role, row[columns.end], row[columns.end + 1]))
+    description, permissions = row[columns.end], row[columns.end + 1]
+    return Choice(membership, organisation, _role(membership.role, description, permissions), permissions)
 
 
 # --- the reads ------------------------------------------------------------------------------------
@@ -166,8 +169,11 @@ _SECOND_STEP = PreparedSelect(
 
 async def second_step(session: AsyncSession, token_hash: str) -> SecondStep | None:
     """The challenge of ``token_hash`` (whatever its state: ``challenges.usable`` judges) with what
-    it signs into; None when there is none."""
-    rows = await rows_apart(session, _SECOND_STEP, {"token_hash": token_hash})
+    it signs into; None when there is none. Apart from the request's transaction on PostgreSQL; on
+    SQLite in it (no hash follows: holding the write lock from the read on costs nothing, and the
+    write then needs no second look)."""
+    pool = await pool_apart(session)
+    rows = await _SECOND_STEP.rows(session if pool is None else pool, {"token_hash": token_hash})
     if not rows:
         return None
     columns = _SECOND_STEP_COLUMNS
@@ -211,6 +217,10 @@ def _made(first: int, entries: int) -> str:
     return sql
 
 
+def _json_text(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
 def _made_values(new: BintuSession, entries: Sequence[AuditEntry]) -> list[Any]:
     values: list[Any] = [new.id, new.token_hash, new.created_at, new.expires_at]
     for entry in entries:
@@ -222,8 +232,8 @@ def _made_values(new: BintuSession, entries: Sequence[AuditEntry]) -> list[Any]:
             entry.action,
             entry.target_type,
             entry.target_id,
-            None if entry.before is None else json.dumps(entry.before),
-            None if entry.after is None else json.dumps(entry.after),
+            _json_text(entry.before),
+            _json_text(entry.after),
             entry.client_address,
             entry.request_id,
             entry.created_at,
@@ -237,22 +247,30 @@ def _password_write(entries: int) -> str:
     membership's key-share lock (it cannot be deleted meanwhile); a locked row that a transaction it
     waited for changed is checked again as that transaction left it, so a password changed meanwhile,
     a second factor added or the membership removed leave ``signer`` empty, and nothing is inserted.
-    The session takes the membership's token key as the statement finds it: a key renewed meanwhile
-    makes it invalid."""
+    What the login's answer and audit were decided on must be as read too: the membership's role, a
+    custom role's permissions (an API key is revealed to a role that may read it) and the
+    organisation's second-factor policy (a member without one gets a session limited to enrolment,
+    and no key). The session takes the membership's token key as the statement finds it: a key
+    renewed meanwhile makes it invalid."""
     return (
         "WITH signer AS ("
         "SELECT m.id, m.token_key FROM account a JOIN membership m ON m.account_id = a.id "
+        "JOIN organisation o ON o.id = m.organisation_id "
+        "LEFT JOIN role r ON r.organisation_id = m.organisation_id AND r.name = m.role "
         "WHERE a.id = $1 AND a.password_hash = $2 AND NOT a.mfa_enrolled AND m.id = $3 "
+        "AND m.role = $4 AND o.mfa_required = $5 AND r.permissions::jsonb IS NOT DISTINCT FROM $6::jsonb "
         "FOR SHARE OF a FOR KEY SHARE OF m), "
-        f"{_made(4, entries)} "
+        f"{_made(7, entries)} "
         "SELECT count(*) FROM made"
     )
 
 
-# SQLite's check (its writer holds the database: no row locks to take).
+# The same check on SQLite, in the request's transaction (its writer holds the database).
 _STILL_SIGNABLE = (
-    select(Membership.token_key)
+    select(Membership.token_key, Membership.role, Organisation.mfa_required, CustomRole.permissions)
     .join(Account, Account.id == Membership.account_id)
+    .join(Organisation, Organisation.id == Membership.organisation_id)
+    .outerjoin(CustomRole, _ROLE_OF_MEMBERSHIP)
     .where(
         Account.id == bindparam("account_id"),
         Account.password_hash == bindparam("password_hash"),
@@ -266,27 +284,34 @@ async def write_session(
     session: AsyncSession,
     *,
     account: Account,
-    membership_id: uuid.UUID,
+    choice: Choice,
     new: BintuSession,
     entries: Sequence[AuditEntry],
 ) -> bool:
     """Insert ``new`` and ``entries``, provided ``account`` still has the password hash it was
-    verified with and no second factor, and the membership still exists; False, with nothing
-    written, when not."""
+    verified with and no second factor, and the membership, its role and the organisation's
+    second-factor policy are still as ``choice`` read them (``_password_write``); False, with
+    nothing written, when not."""
+    membership, organisation = choice.membership, choice.organisation
     pool = await pool_apart(session)
     if pool is not None:
-        parameters = [account.id, account.password_hash, membership_id, *_made_values(new, entries)]
-        made = await pool.fetchrow(_password_write(len(entries)), *parameters)
+        parameters = [account.id, account.password_hash, membership.id, membership.role]
+        parameters += [organisation.mfa_required, _json_text(choice.custom_permissions)]
+        made = await pool.fetchrow(_password_write(len(entries)), *parameters, *_made_values(new, entries))
         return bool(made[0])
     values = {
         "account_id": account.id,
         "password_hash": account.password_hash,
-        "membership_id": membership_id,
+        "membership_id": membership.id,
     }
-    token_key = (await session.execute(_STILL_SIGNABLE, values)).scalar_one_or_none()
-    if token_key is None:
+    found = (await session.execute(_STILL_SIGNABLE, values)).one_or_none()
+    if found is None or (found.role, found.mfa_required, found.permissions) != (
+        membership.role,
+        organisation.mfa_required,
+        choice.custom_permissions,
+    ):
         return False
-    new.token_key = token_key
+    new.token_key = found.token_key
     session.add(new)
     session.add_all(entries)
     return True
@@ -298,6 +323,7 @@ class AppStep(enum.Enum):
     SIGNED_IN = "signed_in"
     ENDED = "ended"  # the challenge ended meanwhile (a password change, wrong answers, its membership gone)
     REPLAYED = "replayed"  # the code's step was accepted meanwhile (another answer with the same code)
+    CHANGED = "changed"  # the role or the policy changed since the read: nothing written, judge it again
 
 
 @cache
@@ -306,11 +332,17 @@ def _app_write(entries: int) -> str:
     and first (``answered`` cannot begin before it); ``answered`` locks the challenge, provided it is
     still open as the transaction it waited for left it; ``stepped`` records the code's step unless
     the app accepted that step or a later one meanwhile; only then is the challenge used up and the
-    session inserted. Counts of the three say which held."""
+    session inserted. ``as_read``: the membership's role, a custom role's permissions and the
+    organisation's policy are still what the answer and the audit were decided on (as in
+    ``_password_write``). Counts say which held."""
     return (
         "WITH held AS (SELECT id FROM account WHERE id = $1 FOR NO KEY UPDATE), "
-        "answered AS (SELECT id FROM login_challenge "
-        "WHERE id = $2 AND used_at IS NULL AND EXISTS (SELECT 1 FROM held) FOR UPDATE), "
+        "as_read AS (SELECT m.id FROM membership m JOIN organisation o ON o.id = m.organisation_id "
+        "LEFT JOIN role r ON r.organisation_id = m.organisation_id AND r.name = m.role "
+        "WHERE m.id = $6 AND m.role = $7 AND o.mfa_required = $8 "
+        "AND r.permissions::jsonb IS NOT DISTINCT FROM $9::jsonb), "
+        "answered AS (SELECT id FROM login_challenge WHERE id = $2 AND used_at IS NULL "
+        "AND EXISTS (SELECT 1 FROM held) AND EXISTS (SELECT 1 FROM as_read) FOR UPDATE), "
         "stepped AS (UPDATE totp_factor SET last_used_step = $3, last_used_at = $4 "
         "WHERE id = $5 AND account_id = $1 AND confirmed_at IS NOT NULL AND last_used_step < $3 "
         "AND EXISTS (SELECT 1 FROM answered) RETURNING id), "
@@ -318,8 +350,9 @@ def _app_write(entries: int) -> str:
         "WHERE id = $2 AND EXISTS (SELECT 1 FROM stepped) RETURNING membership_id), "
         "signer AS (SELECT m.id, m.token_key FROM membership m "
         "JOIN consumed ON m.id = consumed.membership_id), "
-        f"{_made(6, entries)} "
-        "SELECT (SELECT count(*) FROM answered), (SELECT count(*) FROM stepped), (SELECT count(*) FROM made)"
+        f"{_made(10, entries)} "
+        "SELECT (SELECT count(*) FROM as_read), (SELECT count(*) FROM answered), "
+        "(SELECT count(*) FROM stepped), (SELECT count(*) FROM made)"
     )
 
 
@@ -334,16 +367,23 @@ async def write_app_session(
     entries: Sequence[AuditEntry],
 ) -> AppStep:
     """Use up the challenge and the app's ``code_step`` and insert ``new`` and ``entries``, provided
-    the challenge is still open and the app has not accepted that step meanwhile; otherwise nothing
-    is written (the module's docstring)."""
+    the challenge is still open, the app has not accepted that step meanwhile, and the membership's
+    role and the organisation's policy are as read; otherwise nothing is written (the module's
+    docstring)."""
     pool = await pool_apart(session)
     if pool is not None:
-        parameters = [step.account.id, step.challenge.id, code_step, now, app.id, *_made_values(new, entries)]
-        answered, stepped, made = await pool.fetchrow(_app_write(len(entries)), *parameters)
+        membership, organisation = step.choice.membership, step.choice.organisation
+        parameters = [step.account.id, step.challenge.id, code_step, now, app.id]
+        parameters += [membership.id, membership.role, organisation.mfa_required]
+        parameters += [_json_text(step.choice.custom_permissions), *_made_values(new, entries)]
+        as_read, answered, stepped, made = await pool.fetchrow(_app_write(len(entries)), *parameters)
+        if not as_read:
+            return AppStep.CHANGED
         if not answered or (stepped and not made):
             return AppStep.ENDED
         return AppStep.SIGNED_IN if made else AppStep.REPLAYED
-    # SQLite: the writer's lock serialises; the conditional updates' row counts decide.
+    # SQLite: read in this transaction, which has held the database's write lock since (``second_step``);
+    # the conditional updates' row counts decide.
     if not await totp.advance(session, app.id, code_step, now):
         return AppStep.REPLAYED
     await challenges.consume(session, step.challenge)  # ChallengeEndedMeanwhile: nothing kept

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from streamward.audit.models import AuditEntry
 from streamward.audit.service import Actor, entry, record
 from streamward.authn import login_statements
-from streamward.authn.account_audit import Memberships, record_for_account
+from streamward.authn.account_audit import Memberships, memberships_of, record_for_account
 from streamward.authn.mail import MailMessage, recovery_code_used_mail
 from streamward.authn.mfa import challenges, factors, second_step, totp
 from streamward.authn.mfa.errors import ChallengeEndedMeanwhile, InvalidChallenge, InvalidSecondFactor
@@ -242,30 +242,49 @@ async def login(
     account = found.account
     choice = _chosen(attempt, found.choices, organisation_id)
     if not account.mfa_enrolled and not needs_rehash(account.password_hash):
-        return await _password_only(attempt, account, choice, lifetime, with_api_key)
-    # A hash to upgrade or a second factor to ask for: written in the request's transaction, with
-    # the account share-locked there, its password still the one given (a concurrent login may have
-    # upgraded the hash meanwhile: then it is verified again), and the membership still there.
+        result = await _password_only(attempt, account, choice, lifetime, with_api_key)
+        if result is not None:
+            return result
+        # Something the login was decided on changed since the read: judged again, in the transaction.
+    return await _in_transaction(
+        attempt, found.account, password, organisation_id, lifetime, rp, with_api_key
+    )
+
+
+async def _in_transaction(
+    attempt: _Attempt,
+    account: Account,
+    password: str,
+    organisation_id: uuid.UUID | None,
+    lifetime: timedelta,
+    rp: RelyingParty | None,
+    with_api_key: bool,
+) -> LoginResult:
+    """A login whose password is verified, in the request's transaction: a hash to upgrade, a second
+    factor to ask for, or what the read saw changed before the write. The account is share-locked
+    there and must still have the password given (a concurrent login may have upgraded its hash:
+    then it is verified again); the memberships are read again under that lock."""
+    session = attempt.session
     locked = await share_lock_account(session, account.id)
-    if locked is None or (
-        locked.password_hash != account.password_hash
-        and not await verify_password(locked.password_hash, password)
+    if locked is None:  # gone meanwhile: as an unknown email, outside any organisation
+        raise attempt.failed("invalid_credentials", [], LoginFailed())
+    if locked.password_hash != account.password_hash and not await verify_password(
+        locked.password_hash, password
     ):
-        raise attempt.failed("invalid_credentials", _memberships(found.choices), LoginFailed())
-    if await session.get(Membership, choice.membership.id) is None:
-        raise attempt.failed("organisation_not_found", _memberships(found.choices), NotAMember())
+        raise attempt.failed("invalid_credentials", await memberships_of(session, locked.id), LoginFailed())
+    membership, organisation = await _chosen_membership(attempt, locked, organisation_id)
     if needs_rehash(locked.password_hash):
         await store_rehashed_password(session, locked, await hash_password(password))
     if locked.mfa_enrolled:
-        raise await second_step.required(session, locked, choice.membership, client_address, rp)
+        raise await second_step.required(session, locked, membership, attempt.client_address, rp)
     return await sign_in(
         session,
         account=locked,
-        organisation_id=choice.organisation.id,
-        client_address=client_address,
+        organisation_id=organisation.id,
+        client_address=attempt.client_address,
         lifetime=lifetime,
         method=PASSWORD,
-        chosen=(choice.membership, choice.organisation),
+        chosen=(membership, organisation),
         with_api_key=with_api_key,
     )
 
@@ -308,9 +327,11 @@ async def _password_only(
     choice: login_statements.Choice,
     lifetime: timedelta,
     with_api_key: bool,
-) -> LoginResult:
+) -> LoginResult | None:
     """The login of an account without a second factor: its session and audit entries written by
-    one statement (on PostgreSQL), provided the password verified is still the account's."""
+    one statement (on PostgreSQL), provided what it was decided on is still as read (the password
+    verified, no second factor, the membership, its role, the organisation's policy); None, with
+    nothing written, when not."""
     membership, organisation, role = choice.membership, choice.organisation, choice.role
     issued = new_session(membership, lifetime)
     entries, reveals = _login_entries(
@@ -323,12 +344,10 @@ async def _password_only(
         with_api_key=with_api_key,
     )
     written = await login_statements.write_session(
-        attempt.session, account=account, membership_id=membership.id, new=issued.session, entries=entries
+        attempt.session, account=account, choice=choice, new=issued.session, entries=entries
     )
     if not written:
-        # Changed since it was read: the password (a change or reset), a second factor added, or
-        # the membership removed. The password given is then not (or no longer) a way in.
-        raise attempt.failed("invalid_credentials", [(membership.id, organisation.id)], LoginFailed())
+        return None
     note_login("success")
     return LoginResult(issued, membership, organisation, role, account, api_key_revealed=reveals)
 
@@ -410,6 +429,7 @@ async def complete_second_factor(
         note_rate_limit("login")
         raise LoginRateLimited(wait)
     method: str | None = None
+    written: login_statements.AppStep | None = None
     if answer.code is not None:
         app = totp.matching_app(box, step.apps, answer.code)
         if app is not None:
@@ -437,8 +457,9 @@ async def complete_second_factor(
             if written is login_statements.AppStep.SIGNED_IN:
                 note_login("success")
                 return LoginResult(issued, membership, organisation, step.choice.role, account, reveals)
-            # Replayed: the code was accepted meanwhile, by another answer. A wrong answer now.
-    else:
+            # REPLAYED: the code was accepted meanwhile, by another answer: a wrong answer now.
+            # CHANGED (the role or the policy): nothing written; judged below, in the transaction.
+    if written is login_statements.AppStep.CHANGED or answer.code is None:
         locked = await lock_account(session, account.id)
         if locked is None:
             raise InvalidChallenge()  # the account is gone (its challenge with it)
@@ -465,6 +486,7 @@ async def complete_second_factor(
         actor = Actor(f"user:{membership.id}", account.email, client_address)
         left = await factors.recovery_code_used(session, account, actor=actor)
         notice = recovery_code_used_mail(account.email, remaining=left, client_address=client_address)
+    # The membership (its role) and organisation (its policy) read again, under the account's lock.
     result = await sign_in(
         session,
         account=account,
@@ -472,7 +494,6 @@ async def complete_second_factor(
         client_address=client_address,
         lifetime=lifetime,
         method=f"{PASSWORD}+{method}",
-        chosen=(membership, organisation),
         with_api_key=with_api_key,
     )
     return replace(result, notice=notice)

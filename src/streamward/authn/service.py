@@ -246,9 +246,7 @@ async def login(
         if result is not None:
             return result
         # Something the login was decided on changed since the read: judged again, in the transaction.
-    return await _in_transaction(
-        attempt, found.account, password, organisation_id, lifetime, rp, with_api_key
-    )
+    return await _in_transaction(attempt, account, password, organisation_id, lifetime, rp, with_api_key)
 
 
 async def _in_transaction(

@@ -109,14 +109,17 @@ _ACCOUNT_FOR_CHANGE = (
 
 async def lock_account(session: AsyncSession, account_id: uuid.UUID) -> Account | None:
     """The account, locked for a change of its credentials (its password, its second factors) and
-    read again; None when it is gone. A sign-in under way holds the row (account_for_sign_in): the
-    change waits for it, then ends what it made with the rest."""
+    read again; None when it is gone. A sign-in under way holds the row (account_for_sign_in,
+    share_lock_account, a login's one statement in authn.login_statements): the change waits for it,
+    then ends what it made with the rest."""
     return (await session.execute(_ACCOUNT_FOR_CHANGE, {"id": account_id})).scalar_one_or_none()
 
 
 async def share_lock_account(session: AsyncSession, account_id: uuid.UUID) -> Account | None:
     """The account, share-locked as account_for_sign_in locks it, for a sign-in that learns the
-    account from something else (a passkey, the session it presents); None when it is gone."""
+    account from something else (a passkey, the session it presents) or has verified the password
+    before taking the lock (a password login, which then checks the hash it verified is still the
+    account's); None when it is gone."""
     return (await session.execute(_ACCOUNT_SHARED, {"id": account_id})).scalar_one_or_none()
 
 
@@ -419,8 +422,9 @@ async def reset_token_key(
 
 
 # The account of a member being removed, locked before the membership is (FOR UPDATE: the account
-# may go too). A login under way holds its account's share lock (account_for_sign_in) and then,
-# inserting its session, checks the membership: removing the membership first and then waiting for
+# may go too). A login holds its account's share lock (its one-statement write in
+# authn.login_statements, or share_lock_account in its transaction) and then, inserting its
+# session, checks the membership: removing the membership first and then waiting for
 # the account's lock was a deadlock, one request of the two ending in a 500. In this order the
 # removal waits for the login to commit and takes its new session with the membership.
 _ACCOUNT_LOCK = select(Account.id).where(Account.id == bindparam("id")).with_for_update()

@@ -127,8 +127,8 @@ def webauthn_challenge_bytes(challenge: LoginChallenge) -> bytes:
 
 async def count_wrong_answer(session: AsyncSession, challenge: LoginChallenge) -> None:
     """One more wrong answer; the ``MAX_WRONG_ANSWERS``-th uses the challenge up. Counted in the
-    database (``attempts + 1``), not on the loaded row: a second step that waited for another's lock
-    read the row as it was before that one counted (``_SECOND_STEP`` in authn.service). The caller
+    database (``attempts + 1``), not on the loaded row: a second step reads the challenge before
+    it takes any lock (``authn.login_statements.second_step``), as it was before another counted. The caller
     raises a refusal that keeps its changes (InvalidSecondFactor), so the count is committed."""
     now = utcnow()
     counted = (
@@ -162,8 +162,8 @@ _OPENED_BY_A_PASSWORD = (MFA,)
 async def end_password_challenges(session: AsyncSession, account_id: uuid.UUID) -> None:
     """Use up the account's open second steps of a login: their first step verified a password that
     is being replaced (a change or a reset, which call this once the account row is updated: a login
-    whose first step was under way has committed its challenge by then, see
-    ``users.service.account_for_sign_in``)."""
+    whose first step was under way holds that row's share lock until it has committed its challenge,
+    see ``authn.service.login``)."""
     await session.execute(
         update(LoginChallenge)
         .where(

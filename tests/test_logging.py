@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,11 +25,12 @@ ADMIN_PASSWORD = "admin passphrase that must stay secret"
 
 
 class CapturedLog:
-    def __init__(self, stream: io.StringIO) -> None:
-        self.stream = stream
+    def __init__(self, stream: io.StringIO, handler: logging.Handler) -> None:
+        self.stream, self.handler = stream, handler
 
     @property
     def text(self) -> str:
+        self.handler.flush()  # what waits in the batch (as the writer thread would, within 0.5 s)
         return self.stream.getvalue()
 
     def lines(self) -> list[dict[str, Any]]:
@@ -48,7 +50,7 @@ def json_log() -> Iterator[CapturedLog]:
     settings = Settings(log_format="json", log_level="debug", secret_key=TEST_SECRET)  # type: ignore[arg-type]
     handler = configure_logging(settings, stream=stream)
     try:
-        yield CapturedLog(stream)
+        yield CapturedLog(stream, handler)
     finally:
         root.removeHandler(handler)
         root.setLevel(saved_level)
@@ -253,3 +255,70 @@ def test_line_times_are_what_logging_and_the_clock_say_across_seconds() -> None:
         second = datetime.fromtimestamp(int(created), UTC)
         expected = second.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(record.msecs):03d}Z"
         assert json.loads(structured.format(record))["time"] == expected
+
+
+def _batched(flush_seconds: float) -> tuple[io.StringIO, logging.Handler, logging.Logger]:
+    stream = io.StringIO()
+    settings = Settings(log_flush_seconds=flush_seconds, secret_key=TEST_SECRET)  # type: ignore[arg-type]
+    handler = configure_logging(settings, stream=stream)
+    logging.getLogger().removeHandler(handler)  # driven directly, not through the root logger
+    logger = logging.getLogger("streamward.test_batches")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    return stream, handler, logger
+
+
+def test_info_lines_are_written_in_batches_and_a_warning_at_once_in_order() -> None:
+    """Access lines wait for the batch (one write for many); a warning writes what waits, then
+    itself; closing (the process's exit) writes the rest."""
+    stream, handler, logger = _batched(10)
+    try:
+        logger.info("first")
+        logger.info("second")
+        assert stream.getvalue() == ""
+        logger.warning("trouble")
+        assert [line.split()[-1] for line in stream.getvalue().splitlines()] == ["first", "second", "trouble"]
+        logger.info("last")
+        handler.close()
+        assert stream.getvalue().splitlines()[-1].endswith("last")
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def test_a_batch_is_written_within_its_interval_without_more_lines() -> None:
+    stream, handler, logger = _batched(0.05)
+    try:
+        logger.info("alone")
+        deadline = time.monotonic() + 5
+        while "alone" not in stream.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "alone" in stream.getvalue()
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def test_a_full_batch_is_written_at_once() -> None:
+    stream, handler, logger = _batched(10)
+    try:
+        line = "x" * 1000
+        for _ in range(70):  # 70 KB and more with each line's prefix: past the 64 KiB batch
+            logger.info(line)
+        written = stream.getvalue().count(line)
+        assert 60 <= written < 70, written  # the full batch written; what came after it waits
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def test_no_batches_when_the_interval_is_zero() -> None:
+    stream, handler, logger = _batched(0)
+    try:
+        logger.info("now")
+        assert "now" in stream.getvalue()
+        assert type(handler) is logging.StreamHandler
+    finally:
+        logger.removeHandler(handler)
+        handler.close()

@@ -104,6 +104,11 @@ class Settings(BaseSettings):
         default="text",
         description="text: readable lines; json: one JSON object per line (request id, route, status...).",
     )
+    log_flush_seconds: Annotated[float, Field(ge=0, le=10)] = Field(
+        default=0.5,
+        description="Lines of INFO and below (access lines) are written in batches at most this late; "
+        "warnings and errors at once. 0: every line as it comes.",
+    )
     framework_telemetry: bool = Field(
         default=False,
         description="FastAPI's own OpenTelemetry spans, metrics and logs, to the providers configured in "

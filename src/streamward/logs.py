@@ -5,6 +5,11 @@ with ``time``, ``level``, ``logger``, ``message`` and, inside a request, ``reque
 (the template, never the raw path), ``organisation_id`` once authenticated; the access line adds
 ``method``, ``status`` and ``duration_ms``.
 
+Lines of INFO and below are written in batches, at most ``STREAMWARD_LOG_FLUSH_SECONDS`` (0.5) after
+they were logged (and at once when a batch reaches 64 KiB, a warning or an error comes, or the
+process exits); 0 writes every line as it comes. Measured under load on a cached player read, the
+one write to stderr per access line was 6.7 % of the server's time.
+
 Secrets never reach the log, whatever the level:
 - libraries whose debug output carries SQL parameters or full URLs (SQLAlchemy, the database
   drivers, httpx) are held at WARNING even when Streamward logs at DEBUG: their URLs can carry
@@ -16,10 +21,13 @@ Secrets never reach the log, whatever the level:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -145,16 +153,83 @@ class TextFormatter(logging.Formatter):
         return redact(line)
 
 
+class BatchedStreamHandler(logging.StreamHandler[TextIO]):
+    """A stream handler that writes its lines in batches (the module's docstring): one write, and one
+    system call, for many access lines. A daemon thread writes what waits every ``flush_seconds``;
+    a WARNING or worse writes what waits and itself at once, so the order of lines is kept."""
+
+    MAX_BATCH = 64 * 1024  # characters
+
+    def __init__(self, stream: TextIO, flush_seconds: float) -> None:
+        super().__init__(stream)
+        self.flush_seconds = flush_seconds
+        self._waiting: list[str] = []
+        self._size = 0
+        self._writer_pid = 0  # the process whose thread writes the batches (none after a fork)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+            with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
+                self._waiting.append(line)
+                self._size += len(line)
+                if record.levelno >= logging.WARNING or self._size >= self.MAX_BATCH:
+                    self._write_waiting()
+                elif self._writer_pid != os.getpid():
+                    self._start_writer()
+        except RecursionError:  # as logging.StreamHandler does
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write_waiting()
+
+    def close(self) -> None:
+        self._writer_pid = -1  # its thread stops at its next turn
+        # What waits goes out, unless the stream was closed under the handler (a test runner's).
+        with contextlib.suppress(ValueError, OSError):
+            self.flush()
+        super().close()
+
+    def _write_waiting(self) -> None:
+        if self._waiting:
+            text, self._waiting, self._size = "".join(self._waiting), [], 0
+            self.stream.write(text)
+        if hasattr(self.stream, "flush"):
+            self.stream.flush()
+
+    def _start_writer(self) -> None:
+        self._writer_pid = os.getpid()
+        threading.Thread(target=self._write_every_interval, name="log-writer", daemon=True).start()
+
+    def _write_every_interval(self) -> None:
+        pid = os.getpid()
+        while self._writer_pid == pid:
+            time.sleep(self.flush_seconds)
+            try:
+                self.flush()
+            except Exception:  # a closed stream at exit: nothing left to write to
+                return
+
+
 def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> logging.Handler:
     """Route every logger through one handler on the root logger, in the configured format.
 
     Called once per process by the CLI (a second call replaces the first handler). Returns the
     handler (tests remove it again)."""
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        if getattr(handler, _HANDLER_MARK, False):
-            root.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    for previous in list(root.handlers):
+        if getattr(previous, _HANDLER_MARK, False):
+            root.removeHandler(previous)
+            previous.close()  # a batching handler writes what waits and stops its thread
+    target = stream or sys.stderr
+    handler: logging.StreamHandler[TextIO] = (
+        BatchedStreamHandler(target, settings.log_flush_seconds)
+        if settings.log_flush_seconds > 0
+        else logging.StreamHandler(target)
+    )
     handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
     setattr(handler, _HANDLER_MARK, True)
     root.addHandler(handler)

@@ -7,6 +7,7 @@ the request's transaction).
 the email with its memberships, their organisations and custom roles (``candidate``); for the
 second step, the challenge with its membership, organisation, role, account and confirmed apps
 (``second_step``). Nothing is held while a password hash (tens of milliseconds) or a code is checked.
+(On SQLite the second step reads in its transaction: no hash follows.)
 
 **The write** makes the session, after checking under the account's lock what the read saw and may
 have changed meanwhile, and inserts the session and the login's audit entries only if it holds. On
@@ -14,7 +15,8 @@ PostgreSQL it is one statement, committed on its own: the account row stays lock
 so a password change or reset (which takes that row first, then ends the account's open second steps
 and sessions) either waits for it and then ends its session, or committed first and leaves it
 nothing to insert. On SQLite it is the same checks and inserts in the request's transaction, which
-holds the database's one write lock.
+holds the database's one write lock. When a check fails nothing is written, and ``authn.service``
+judges the login again in the request's transaction.
 
 - A password login checks that the account still has the hash just verified (a change or reset
   replaces it) and no second factor, and that the membership still exists (``write_session``).
@@ -22,6 +24,9 @@ holds the database's one write lock.
   challenge: the same order), then needs the challenge still open, and the app's code for a later
   step than the app last accepted (two answers with one code: one wins); it uses both up and signs in
   (``write_app_session``).
+- Both check that the membership's role, a custom role's permissions and the organisation's
+  second-factor policy are as read: the answer (the API key for a role that may read it) and the
+  audit were decided on them.
 
 Measured in-process on PostgreSQL (the hash stubbed), an admin's password login went from 4.4 ms of
 CPU through the ORM (a transaction, the locked account read, the memberships, the flush of the

@@ -6,16 +6,18 @@ import csv
 import io
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import APIRouter
 
 from streamward.config import Settings
-from streamward.logs import QUIET_LIBRARIES, configure_logging, redact
+from streamward.logs import QUIET_LIBRARIES, BatchedStreamHandler, configure_logging, redact
 from streamward.web.access import PUBLIC
 from tests.conftest import TEST_SECRET, Env
 from tests.support.data import create_stream, use_fake_dns
@@ -322,3 +324,29 @@ def test_no_batches_when_the_interval_is_zero() -> None:
     finally:
         logger.removeHandler(handler)
         handler.close()
+
+
+def test_a_forked_child_writes_its_own_lines_and_not_the_parents(tmp_path: Path) -> None:
+    """What waited at the fork is the parent's to write; the child starts its own batches."""
+    path = tmp_path / "log.txt"
+    with path.open("w") as stream:
+        handler = BatchedStreamHandler(stream, 10)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger = logging.getLogger("streamward.test_fork")
+        logger.propagate = False
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        try:
+            logger.info("before the fork")
+            child = os.fork()
+            if child == 0:  # pragma: no cover (the child's coverage is not collected)
+                try:
+                    logger.info("in the child")
+                    handler.close()
+                finally:
+                    os._exit(0)
+            os.waitpid(child, 0)
+        finally:
+            logger.removeHandler(handler)
+            handler.close()
+    assert sorted(path.read_text().splitlines()) == ["before the fork", "in the child"]

@@ -29,6 +29,7 @@ import re
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -165,7 +166,11 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
         self.flush_seconds = flush_seconds
         self._waiting: list[str] = []
         self._size = 0
-        self._writer_pid = 0  # the process whose thread writes the batches (none after a fork)
+        # Whether this process has a thread writing the batches (not after a fork: _after_fork), and
+        # which thread it is: one that finds another number stops.
+        self._writing = False
+        self._writer = 0
+        _BATCHING.add(self)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -175,7 +180,7 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
                 self._size += len(line)
                 if record.levelno >= logging.WARNING or self._size >= self.MAX_BATCH:
                     self._write_waiting()
-                elif self._writer_pid != os.getpid():
+                elif not self._writing:
                     self._start_writer()
         except RecursionError:  # as logging.StreamHandler does
             raise
@@ -187,7 +192,7 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
             self._write_waiting()
 
     def close(self) -> None:
-        self._writer_pid = -1  # its thread stops at its next turn
+        self._writing, self._writer = False, self._writer + 1  # its thread stops at its next turn
         # What waits goes out, unless the stream was closed under the handler (a test runner's).
         with contextlib.suppress(ValueError, OSError):
             self.flush()
@@ -201,17 +206,36 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
             self.stream.flush()
 
     def _start_writer(self) -> None:
-        self._writer_pid = os.getpid()
-        threading.Thread(target=self._write_every_interval, name="log-writer", daemon=True).start()
+        self._writing, self._writer = True, self._writer + 1
+        writer = threading.Thread(
+            target=self._write_every_interval, args=(self._writer,), name="log-writer", daemon=True
+        )
+        writer.start()
 
-    def _write_every_interval(self) -> None:
-        pid = os.getpid()
-        while self._writer_pid == pid:
+    def _write_every_interval(self, writer: int) -> None:
+        while self._writer == writer:
             time.sleep(self.flush_seconds)
             try:
                 self.flush()
             except Exception:  # a closed stream at exit: nothing left to write to
                 return
+
+    def _after_fork(self) -> None:
+        # The child has no writer thread, and what waited is the parent's to write.
+        self._writing, self._writer = False, self._writer + 1
+        self._waiting, self._size = [], 0
+
+
+_BATCHING: weakref.WeakSet[BatchedStreamHandler] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for handler in list(_BATCHING):
+        handler._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> logging.Handler:

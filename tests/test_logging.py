@@ -10,6 +10,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -259,23 +260,33 @@ def test_line_times_are_what_logging_and_the_clock_say_across_seconds() -> None:
         assert json.loads(structured.format(record))["time"] == expected
 
 
-def _batched(flush_seconds: float) -> tuple[io.StringIO, logging.Handler, logging.Logger]:
-    stream = io.StringIO()
+def _configured(flush_seconds: float, stream: io.StringIO) -> logging.Handler:
+    """The handler ``streamward serve`` would set up, driven directly, not through the root logger."""
     settings = Settings(log_flush_seconds=flush_seconds, secret_key=TEST_SECRET)  # type: ignore[arg-type]
     handler = configure_logging(settings, stream=stream)
-    logging.getLogger().removeHandler(handler)  # driven directly, not through the root logger
+    logging.getLogger().removeHandler(handler)
+    return handler
+
+
+@contextmanager
+def _logging_to(handler: logging.Handler) -> Iterator[logging.Logger]:
     logger = logging.getLogger("streamward.test_batches")
     logger.propagate = False
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    return stream, handler, logger
+    try:
+        yield logger
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
 
 
 def test_info_lines_are_written_in_batches_and_a_warning_at_once_in_order() -> None:
     """Access lines wait for the batch (one write for many); a warning writes what waits, then
     itself; closing (the process's exit) writes the rest."""
-    stream, handler, logger = _batched(10)
-    try:
+    stream = io.StringIO()
+    handler = _configured(10, stream)
+    with _logging_to(handler) as logger:
         logger.info("first")
         logger.info("second")
         assert stream.getvalue() == ""
@@ -284,46 +295,35 @@ def test_info_lines_are_written_in_batches_and_a_warning_at_once_in_order() -> N
         logger.info("last")
         handler.close()
         assert stream.getvalue().splitlines()[-1].endswith("last")
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
 
 
 def test_a_batch_is_written_within_its_interval_without_more_lines() -> None:
-    stream, handler, logger = _batched(0.05)
-    try:
+    stream = io.StringIO()
+    with _logging_to(_configured(0.05, stream)) as logger:
         logger.info("alone")
         deadline = time.monotonic() + 5
         while "alone" not in stream.getvalue() and time.monotonic() < deadline:
             time.sleep(0.01)
         assert "alone" in stream.getvalue()
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
 
 
 def test_a_full_batch_is_written_at_once() -> None:
-    stream, handler, logger = _batched(10)
-    try:
+    stream = io.StringIO()
+    with _logging_to(_configured(10, stream)) as logger:
         line = "x" * 1000
         for _ in range(70):  # 70 KB and more with each line's prefix: past the 64 KiB batch
             logger.info(line)
         written = stream.getvalue().count(line)
         assert 60 <= written < 70, written  # the full batch written; what came after it waits
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
 
 
 def test_no_batches_when_the_interval_is_zero() -> None:
-    stream, handler, logger = _batched(0)
-    try:
+    stream = io.StringIO()
+    handler = _configured(0, stream)
+    with _logging_to(handler) as logger:
         logger.info("now")
         assert "now" in stream.getvalue()
         assert type(handler) is logging.StreamHandler
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
 
 
 def test_a_forked_child_writes_its_own_lines_and_not_the_parents(tmp_path: Path) -> None:
@@ -332,11 +332,7 @@ def test_a_forked_child_writes_its_own_lines_and_not_the_parents(tmp_path: Path)
     with path.open("w") as stream:
         handler = BatchedStreamHandler(stream, 10)
         handler.setFormatter(logging.Formatter("%(message)s"))
-        logger = logging.getLogger("streamward.test_fork")
-        logger.propagate = False
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        try:
+        with _logging_to(handler) as logger:
             logger.info("before the fork")
             child = os.fork()
             if child == 0:  # pragma: no cover (the child's coverage is not collected)
@@ -346,7 +342,4 @@ def test_a_forked_child_writes_its_own_lines_and_not_the_parents(tmp_path: Path)
                 finally:
                     os._exit(0)
             os.waitpid(child, 0)
-        finally:
-            logger.removeHandler(handler)
-            handler.close()
     assert sorted(path.read_text().splitlines()) == ["before the fork", "in the child"]

@@ -53,10 +53,10 @@ from streamward.audit.models import AuditEntry
 from streamward.authn.mfa import challenges, totp
 from streamward.authn.mfa.models import LoginChallenge, TotpFactor
 from streamward.authn.models import BintuSession
-from streamward.authz.permissions import PREDEFINED_ROLES, Role
+from streamward.authz.permissions import Role
 from streamward.db import Base, PreparedSelect, detached, pool_apart, rows_apart
 from streamward.orgs.models import Organisation
-from streamward.roles.lookup import custom_role
+from streamward.roles.lookup import role_named
 from streamward.roles.models import CustomRole
 from streamward.users.models import Account, Membership
 
@@ -113,13 +113,6 @@ class _Columns:
         return None if values[0] is None else detached(model, dict(zip(keys, values, strict=True)))
 
 
-def _role(name: str, description: str | None, permissions: list[str] | None) -> Role | None:
-    predefined = PREDEFINED_ROLES.get(name)
-    if predefined is not None:
-        return predefined
-    return custom_role(name, description or "", permissions) if permissions is not None else None
-
-
 _ROLE_OF_MEMBERSHIP = (CustomRole.organisation_id == Membership.organisation_id) & (
     CustomRole.name == Membership.role
 )
@@ -131,7 +124,9 @@ def _choice(columns: _Columns, row: Sequence[Any]) -> Choice | None:
     if membership is None or organisation is None:
         return None
     description, permissions = row[columns.end], row[columns.end + 1]
-    return Choice(membership, organisation, _role(membership.role, description, permissions), permissions)
+    return Choice(
+        membership, organisation, role_named(membership.role, description, permissions), permissions
+    )
 
 
 # --- the reads ------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from streamward.authn.account_audit import Memberships, memberships_of, record_f
 from streamward.authn.mail import MailMessage, recovery_code_used_mail
 from streamward.authn.mfa import challenges, factors, second_step, totp
 from streamward.authn.mfa.errors import ChallengeEndedMeanwhile, InvalidChallenge, InvalidSecondFactor
+from streamward.authn.mfa.models import TotpFactor
 from streamward.authn.mfa.passkeys import RelyingParty
 from streamward.authn.models import BintuSession
 from streamward.authn.principals import limited_to_enrolment
@@ -203,8 +204,8 @@ _MEMBERSHIPS_OF_ACCOUNT = (
 async def _chosen_membership(
     attempt: _Attempt, account: Account, organisation_id: uuid.UUID | None
 ) -> tuple[Membership, Organisation]:
-    """As ``_chosen``, read in the request's transaction (for a login that proved who it is some
-    other way than a password: its role is resolved by ``sign_in``)."""
+    """As ``_chosen``, read in the request's transaction, after the account's lock (a login judged
+    there: its role is resolved by ``sign_in``)."""
     rows = (await attempt.session.execute(_MEMBERSHIPS_OF_ACCOUNT, {"account_id": account.id})).all()
     choices = [login_statements.Choice(membership, organisation, None) for membership, organisation in rows]
     choice = _chosen(attempt, choices, organisation_id)
@@ -427,37 +428,16 @@ async def complete_second_factor(
         note_rate_limit("login")
         raise LoginRateLimited(wait)
     method: str | None = None
-    written: login_statements.AppStep | None = None
+    changed = False
     if answer.code is not None:
         app = totp.matching_app(box, step.apps, answer.code)
-        if app is not None:
-            issued = new_session(membership, lifetime)
-            entries, reveals = _login_entries(
-                account,
-                membership,
-                organisation,
-                step.choice.role,
-                client_address=client_address,
-                method=f"{PASSWORD}+{second_step.TOTP}",
-                with_api_key=with_api_key,
-            )
-            written = await login_statements.write_app_session(
-                session,
-                step=step,
-                app=app[0],
-                code_step=app[1],
-                now=utcnow(),
-                new=issued.session,
-                entries=entries,
-            )
-            if written is login_statements.AppStep.ENDED:
-                raise ChallengeEndedMeanwhile()
-            if written is login_statements.AppStep.SIGNED_IN:
-                note_login("success")
-                return LoginResult(issued, membership, organisation, step.choice.role, account, reveals)
-            # REPLAYED: the code was accepted meanwhile, by another answer: a wrong answer now.
-            # CHANGED (the role or the policy): nothing written; judged below, in the transaction.
-    if written is login_statements.AppStep.CHANGED or answer.code is None:
+        outcome = await _app_code_only(attempt, step, app, lifetime, with_api_key) if app else None
+        if isinstance(outcome, LoginResult):
+            return outcome
+        # REPLAYED: the code was accepted meanwhile, by another answer: a wrong answer now.
+        # CHANGED (the role or the policy): nothing written; judged below, in the transaction.
+        changed = outcome is login_statements.AppStep.CHANGED
+    if changed or answer.code is None:
         locked = await lock_account(session, account.id)
         if locked is None:
             raise InvalidChallenge()  # the account is gone (its challenge with it)
@@ -495,6 +475,45 @@ async def complete_second_factor(
         with_api_key=with_api_key,
     )
     return replace(result, notice=notice)
+
+
+async def _app_code_only(
+    attempt: _Attempt,
+    step: login_statements.SecondStep,
+    app: tuple[TotpFactor, int],
+    lifetime: timedelta,
+    with_api_key: bool,
+) -> LoginResult | login_statements.AppStep:
+    """The second step of an app's right code (``app``: the app and the code's step), written by one
+    statement (on PostgreSQL): the login, or what kept it from being written (ChallengeEndedMeanwhile
+    when the challenge ended meanwhile)."""
+    membership, organisation, role = step.choice.membership, step.choice.organisation, step.choice.role
+    issued = new_session(membership, lifetime)
+    entries, reveals = _login_entries(
+        step.account,
+        membership,
+        organisation,
+        role,
+        client_address=attempt.client_address,
+        method=f"{PASSWORD}+{second_step.TOTP}",
+        with_api_key=with_api_key,
+    )
+    factor, code_step = app
+    written = await login_statements.write_app_session(
+        attempt.session,
+        step=step,
+        app=factor,
+        code_step=code_step,
+        now=utcnow(),
+        new=issued.session,
+        entries=entries,
+    )
+    if written is login_statements.AppStep.ENDED:
+        raise ChallengeEndedMeanwhile()
+    if written is not login_statements.AppStep.SIGNED_IN:
+        return written
+    note_login("success")
+    return LoginResult(issued, membership, organisation, role, step.account, api_key_revealed=reveals)
 
 
 async def logout(session: AsyncSession, principal: Principal) -> None:

@@ -51,16 +51,24 @@ _CUSTOM_ROLE_LOOKUP = select(CustomRole.description, CustomRole.permissions).whe
 )
 
 
-async def resolve_role(session: AsyncSession, organisation_id: uuid.UUID, name: str) -> Role | None:
-    """The role called ``name`` in this organisation: predefined, custom, or None when unknown.
-    Predefined names cost no query; a custom one costs one indexed look-up."""
+def role_named(name: str, description: str | None, permissions: Collection[str] | None) -> Role | None:
+    """The role called ``name``, given the organisation's custom role of that name as read (its
+    description and permissions; None for both when it has none): predefined, custom, or None."""
     predefined = PREDEFINED_ROLES.get(name)
     if predefined is not None:
         return predefined
+    return custom_role(name, description or "", permissions) if permissions is not None else None
+
+
+async def resolve_role(session: AsyncSession, organisation_id: uuid.UUID, name: str) -> Role | None:
+    """The role called ``name`` in this organisation: predefined, custom, or None when unknown.
+    Predefined names cost no query; a custom one costs one indexed look-up."""
+    if name in PREDEFINED_ROLES:
+        return PREDEFINED_ROLES[name]
     row = (
         await session.execute(_CUSTOM_ROLE_LOOKUP, {"organisation_id": organisation_id, "name": name})
     ).one_or_none()
-    return custom_role(name, row.description, row.permissions) if row else None
+    return role_named(name, row.description, row.permissions) if row else None
 
 
 async def permissions_of(session: AsyncSession, organisation_id: uuid.UUID, name: str) -> frozenset[str]:

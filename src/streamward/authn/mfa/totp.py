@@ -109,9 +109,10 @@ async def use_code(
         found = matching_app(box, [factor], code, now=now)
         if found is None:
             continue
+        _, step = found
         used_at = utcnow()
-        if await advance(session, factor.id, found[1], used_at):
-            set_committed_value(factor, "last_used_step", found[1])
+        if await advance(session, factor.id, step, used_at):
+            set_committed_value(factor, "last_used_step", step)
             set_committed_value(factor, "last_used_at", used_at)
             return factor
     return None

@@ -10,6 +10,8 @@ although B has just verified the same token (its key cache is warm).
 from __future__ import annotations
 
 import base64
+import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +23,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete, event
 
 from streamward.app import create_app
+from streamward.playback import service
+from streamward.playback.keys import VerifyingKey
 from streamward.playback.models import PlaybackSigningKey
 from streamward.runtime import Runtime
 from tests.conftest import CreatedOrg, Env
@@ -163,12 +167,105 @@ def _sign(claims: dict[str, Any], like: str) -> str:
     return jwt.encode(claims, Ed25519PrivateKey.generate(), algorithm="EdDSA", headers={"kid": kid})
 
 
-# --- the token reader against hand-made tokens ---------------------------------------------------
+# --- signatures kept by the token's text ---------------------------------------------------------
+
+
+@pytest.fixture
+def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The signing input of every Ed25519 check verifies make, with an empty cache of checked
+    signatures (so that no other test's tokens are in it)."""
+    checked: list[bytes] = []
+    original = service.PresentedToken.signed_payload
+
+    def counting(self: service.PresentedToken, key: VerifyingKey) -> bytes:
+        checked.append(self.signing_input)
+        return original(self, key)
+
+    monkeypatch.setattr(service.PresentedToken, "signed_payload", counting)
+    monkeypatch.setattr(service, "_verified", {})
+    return checked
+
+
+async def test_a_token_met_before_skips_its_signature_check_and_nothing_else(
+    env: Env,
+    b: tuple[httpx.AsyncClient, Runtime],
+    signature_checks: list[bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    other, _ = b
+    org, name = await _secure_org(env)
+    elsewhere = (await create_stream(env, org))["name"]
+    now = int(time.time())
+    token = await playback_token(env, org, streams=[name], revocable=True, domain="example.com", exp=now + 60)
+    for _ in range(3):
+        assert await _verify(other, token, stream=name, domain="example.com") == (200, None)
+    assert len(signature_checks) == 1
+    # What the token is presented for is checked every time, as are its times and its revocation.
+    assert await _verify(other, token, stream=elsewhere, domain="example.com") == (403, "scope_mismatch")
+    assert await _verify(other, token, stream=name, domain="example.org") == (403, "domain_mismatch")
+    monkeypatch.setattr(service, "clock", lambda: now + 60 + service.CLOCK_LEEWAY_SECONDS)
+    assert await _verify(other, token, stream=name, domain="example.com") == (403, "token_expired")
+    monkeypatch.setattr(service, "clock", time.time)
+    revoked = await env.client.post("/api/v1/splay/revoke", json={"token": token}, headers=org.api_headers)
+    assert revoked.status_code == 204
+    assert await _verify(other, token, stream=name, domain="example.com") == (403, "token_revoked")
+    assert len(signature_checks) == 1
 
 
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-KEY = Ed25519PrivateKey.generate()
-ISSUER = "https://streamward.example"
+def _with_signature(token: str, signature: bytes) -> str:
+    return token.rsplit(".", 1)[0] + "." + _b64(signature)
+
+
+async def test_a_token_that_differs_from_a_kept_one_is_checked_in_full(
+    env: Env, signature_checks: list[bytes]
+) -> None:
+    org, _ = await _secure_org(env)
+    token = await playback_token(env, org, orgawide=True)
+    assert await _verify(env.client, token) == (200, None)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    header, _, signature = token.split(".")
+    raw_signature = base64.urlsafe_b64decode(signature + "==")
+    variants = [
+        _sign(claims, token),  # the same claims under the same kid, signed by another key
+        _sign(claims | {"exp": claims["exp"] - 1}, token),
+        _with_signature(token, raw_signature[:-1] + bytes([raw_signature[-1] ^ 1])),
+        f"{header}.{_b64(json.dumps(claims | {'orgawide': True, 'x': 1}).encode())}.{signature}",
+    ]
+    for variant in variants:
+        assert await _verify(env.client, variant) == (400, "invalid_token")
+    assert len(signature_checks) == 1 + len(variants)
+    assert list(service._verified) == [token]  # only what verified is kept
+    assert await _verify(env.client, token) == (200, None)
+    assert len(signature_checks) == 1 + len(variants)
+
+
+async def test_the_kept_signatures_are_bounded_oldest_first(
+    env: Env, signature_checks: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service, "MAX_VERIFIED_TOKENS", 2)
+    org, _ = await _secure_org(env)
+    tokens = [await playback_token(env, org, orgawide=True, tag=str(n)) for n in range(3)]
+    for token in tokens:
+        assert await _verify(env.client, token) == (200, None)
+    assert list(service._verified) == tokens[1:]
+    assert await _verify(env.client, tokens[0]) == (200, None)  # checked again, kept again
+    assert len(signature_checks) == 4
+    assert list(service._verified) == [tokens[2], tokens[0]]
+
+
+async def test_each_verify_reads_claims_of_its_own(env: Env, signature_checks: list[bytes]) -> None:
+    org, name = await _secure_org(env)
+    token = await playback_token(env, org, streams=[name])
+    where = service.Presentation(stream=name)
+    issuer = env.settings.base_url
+    async with env.runtime.database.session(write=False) as session:
+        first = await service.verify(session, token, where, issuer=issuer)
+        first["streams"].append("not-granted")
+        first["orgawide"] = True
+        second = await service.verify(session, token, where, issuer=issuer)
+    assert second["streams"] == [name] and "orgawide" not in second
+    assert len(signature_checks) == 1

@@ -222,41 +222,87 @@ class PresentedToken:
 
     def claims(self, key: VerifyingKey, *, issuer: str, now: float) -> dict[str, Any]:
         """The claims, once the signature is ``key``'s and every claim checks out."""
+        return checked_claims(_claims_of(self.signed_payload(key)), key, issuer=issuer, now=now)
+
+    def signed_payload(self, key: VerifyingKey) -> bytes:
+        """The payload's JSON, once the signature is ``key``'s; none of its claims is read yet."""
         try:
             key.public_key.verify(self.signature, self.signing_input)
-            claims = json.loads(_b64url(self.payload))
-        except (InvalidSignature, ValueError, RecursionError):
+            return _b64url(self.payload)
+        except (InvalidSignature, ValueError):
             raise malformed("invalid_token", "The token's signature or claims are not valid.") from None
-        if (
-            not isinstance(claims, dict)
-            or any(name not in claims for name in REQUIRED_CLAIMS)
-            or not isinstance(claims["jti"], str)
-        ):
-            raise malformed("invalid_token", "The token's signature or claims are not valid.")
-        audience = claims["aud"]
-        if not (audience == AUDIENCE or (isinstance(audience, list) and AUDIENCE in audience)):
-            raise malformed("wrong_audience", "The token is not meant for playback.")
-        if (
-            claims["iss"] != issuer
-            or claims.get("typ") != TOKEN_TYPE
-            or claims.get("org") != str(key.organisation_id)
-        ):
-            raise malformed("invalid_token", "The token's signature or claims are not valid.")
-        _check_times(claims, now)
-        return claims
+
+
+def _claims_of(payload: bytes) -> dict[str, Any]:
+    try:
+        claims = json.loads(payload)
+    except (ValueError, RecursionError):
+        raise malformed("invalid_token", "The token's signature or claims are not valid.") from None
+    if not isinstance(claims, dict):
+        raise malformed("invalid_token", "The token's signature or claims are not valid.")
+    return claims
+
+
+def checked_claims(claims: dict[str, Any], key: VerifyingKey, *, issuer: str, now: float) -> dict[str, Any]:
+    """``claims``, a payload signed by ``key``, when every claim checks out at ``now``."""
+    if any(name not in claims for name in REQUIRED_CLAIMS) or not isinstance(claims["jti"], str):
+        raise malformed("invalid_token", "The token's signature or claims are not valid.")
+    audience = claims["aud"]
+    if not (audience == AUDIENCE or (isinstance(audience, list) and AUDIENCE in audience)):
+        raise malformed("wrong_audience", "The token is not meant for playback.")
+    if (
+        claims["iss"] != issuer
+        or claims.get("typ") != TOKEN_TYPE
+        or claims.get("org") != str(key.organisation_id)
+    ):
+        raise malformed("invalid_token", "The token's signature or claims are not valid.")
+    _check_times(claims, now)
+    return claims
+
+
+# Signatures already verified, kept by the token's text. A live event's audience often presents one
+# token (the page embeds it for every viewer), and the Ed25519 check was a quarter of a verify's
+# server time under load (py-spy, bench/player_reads.py). A signature that verified once verifies
+# under the same public key forever, and a kid's public key never changes (VerifyingKey): what is
+# kept is what checking again would find. Nothing that can change is kept: the key's and the
+# token's revocation, the stream and the times are still checked at every verify. Only a token
+# whose signature verified is kept (a forged one costs its check every time and takes no room), and
+# the oldest entry goes when the cache is full: an organisation minting many tokens only costs the
+# others their next check. Per process, bounded. The payload is kept as its JSON and read anew for
+# each verify (a few microseconds): no caller can change what the next one reads.
+MAX_VERIFIED_TOKENS = 4096
+_verified: dict[str, tuple[str, bytes]] = {}
+
+
+def _keep_verified(token: str, kid: str, payload: bytes) -> None:
+    if len(_verified) >= MAX_VERIFIED_TOKENS:
+        del _verified[next(iter(_verified))]  # the oldest: a dict keeps its insertion order
+    _verified[token] = (kid, payload)
+
+
+async def _key_named(source: LookupSource, kid: str | None) -> VerifyingKey:
+    key = await keys.verifying_key(source, kid) if kid is not None and len(kid) <= 64 else None
+    if key is None:
+        raise unknown_key()
+    return key
 
 
 async def _signed_claims(
     source: LookupSource, token: str, *, issuer: str
 ) -> tuple[dict[str, Any], VerifyingKey]:
     """Signature, algorithm, key, times, audience, issuer and type; raises SplayError. Touches the
-    database only the first time this process meets the token's key (its public half is kept)."""
-    presented = PresentedToken.parse(token)
-    kid = presented.kid
-    key = await keys.verifying_key(source, kid) if kid is not None and len(kid) <= 64 else None
-    if key is None:
-        raise unknown_key()
-    return presented.claims(key, issuer=issuer, now=clock()), key
+    database only the first time this process meets the token's key (its public half is kept), and
+    checks the signature only the first time it meets the token (``_verified``)."""
+    known = _verified.get(token)
+    if known is not None:
+        kid, payload = known
+        key = await _key_named(source, kid)
+    else:
+        presented = PresentedToken.parse(token)
+        key = await _key_named(source, presented.kid)
+        payload = presented.signed_payload(key)
+        _keep_verified(token, key.kid, payload)
+    return checked_claims(_claims_of(payload), key, issuer=issuer, now=clock()), key
 
 
 def _check_times(claims: dict[str, Any], now: float) -> None:

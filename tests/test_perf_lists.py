@@ -12,7 +12,7 @@ import pytest
 from streamward.streams.models import Stream
 from streamward.users.schemas import UserPage
 from tests.conftest import Env
-from tests.support.data import ALL_PACKAGES, create_stream, use_fake_dns
+from tests.support.data import ALL_PACKAGES, create_stream, import_vod, use_fake_dns
 from tests.support.mfa import Clock, enrol_app
 
 
@@ -87,6 +87,26 @@ async def test_a_listed_stream_changed_in_place_is_listed_as_it_is_now(env: Env)
     # The single read (built anew every time) and the listing agree.
     single = (await env.client.get(f"/api/stream/{created['id']}", headers=org.api_headers)).json()
     assert again == [single]
+
+
+async def test_a_listing_shows_each_streams_recordings_as_they_are_now(env: Env) -> None:
+    """A listed stream with recordings is built with them each time; one without is the kept view,
+    whose JSON is kept on it: neither lends the other what it shows."""
+    org = await env.org(packages=ALL_PACKAGES)
+    first = await create_stream(env, org)
+    second = await create_stream(env, org)
+    await import_vod(env, org, streamId=first["id"], url="https://cdn.example.com/first.mp4")
+
+    async def recordings() -> dict[str, list[str]]:
+        listed = await env.client.get("/api/stream", headers=org.api_headers)
+        assert listed.status_code == 200, listed.text
+        return {s["id"]: [w["url"] for w in s["playout"]["web"] if w["type"] == "vod"] for s in listed.json()}
+
+    expected = {first["id"]: ["https://cdn.example.com/first.mp4"], second["id"]: []}
+    assert await recordings() == expected
+    assert await recordings() == expected  # the kept view of the second, again
+    await import_vod(env, org, streamId=second["id"], url="https://cdn.example.com/second.mp4")
+    assert await recordings() == expected | {second["id"]: ["https://cdn.example.com/second.mp4"]}
 
 
 async def test_a_kept_listing_never_shows_one_reader_what_another_may_see(env: Env) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete, event
 
 from streamward.app import create_app
-from streamward.playback import service
+from streamward.playback import keys, service
 from streamward.playback.keys import VerifyingKey
 from streamward.playback.models import PlaybackSigningKey
 from streamward.runtime import Runtime
@@ -182,7 +183,7 @@ def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
         return original(self, key)
 
     monkeypatch.setattr(service.PresentedToken, "signed_payload", counting)
-    monkeypatch.setattr(service, "_verified", {})
+    monkeypatch.setattr(service, "_verified", OrderedDict())
     return checked
 
 
@@ -243,18 +244,48 @@ async def test_a_token_that_differs_from_a_kept_one_is_checked_in_full(
     assert len(signature_checks) == 1 + len(variants)
 
 
-async def test_the_kept_signatures_are_bounded_oldest_first(
+async def test_the_kept_signatures_are_bounded_least_recently_used_first(
     env: Env, signature_checks: list[bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(service, "MAX_VERIFIED_TOKENS", 2)
     org, _ = await _secure_org(env)
     tokens = [await playback_token(env, org, orgawide=True, tag=str(n)) for n in range(3)]
-    for token in tokens:
+    for token in (tokens[0], tokens[1], tokens[0]):  # the third verify is a kept one's
         assert await _verify(env.client, token) == (200, None)
-    assert list(service._verified) == tokens[1:]
-    assert await _verify(env.client, tokens[0]) == (200, None)  # checked again, kept again
+    assert list(service._verified) == [tokens[1], tokens[0]]
+    assert await _verify(env.client, tokens[2]) == (200, None)
+    assert list(service._verified) == [tokens[0], tokens[2]]
+    assert await _verify(env.client, tokens[1]) == (200, None)  # checked again, kept again
     assert len(signature_checks) == 4
-    assert list(service._verified) == [tokens[2], tokens[0]]
+    assert list(service._verified) == [tokens[2], tokens[1]]
+
+
+async def test_a_token_longer_than_any_ordinary_one_is_not_kept(
+    env: Env, signature_checks: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org, _ = await _secure_org(env)
+    short = await playback_token(env, org, orgawide=True)
+    long = await playback_token(env, org, orgawide=True, user="u" * 256)
+    monkeypatch.setattr(service, "MAX_KEPT_TOKEN_LENGTH", len(long) - 1)
+    for _ in range(2):
+        assert await _verify(env.client, long) == (200, None)
+        assert await _verify(env.client, short) == (200, None)
+    assert len(signature_checks) == 3 and list(service._verified) == [short]
+
+
+async def test_a_kept_signature_counts_only_under_the_key_that_made_it(
+    env: Env, signature_checks: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kid names one public key for ever; were its row ever changed (a restore, a hand edit), a
+    token kept under the old key is checked again under the new one, as before it was kept."""
+    org, _ = await _secure_org(env)
+    token = await playback_token(env, org, orgawide=True)
+    assert await _verify(env.client, token) == (200, None)
+    kid = jwt.get_unverified_header(token)["kid"]
+    other = VerifyingKey(kid, org.id, Ed25519PrivateKey.generate().public_key())
+    monkeypatch.setitem(keys._verifying_keys, kid, other)
+    assert await _verify(env.client, token) == (400, "invalid_token")
+    assert len(signature_checks) == 2
 
 
 async def test_each_verify_reads_claims_of_its_own(env: Env, signature_checks: list[bytes]) -> None:

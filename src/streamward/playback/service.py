@@ -13,6 +13,7 @@ import json
 import re
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -263,21 +264,26 @@ def checked_claims(claims: dict[str, Any], key: VerifyingKey, *, issuer: str, no
 # Signatures already verified, kept by the token's text. A live event's audience often presents one
 # token (the page embeds it for every viewer), and the Ed25519 check was a quarter of a verify's
 # server time under load (py-spy, bench/player_reads.py). A signature that verified once verifies
-# under the same public key forever, and a kid's public key never changes (VerifyingKey): what is
-# kept is what checking again would find. Nothing that can change is kept: the key's and the
-# token's revocation, the stream and the times are still checked at every verify. Only a token
-# whose signature verified is kept (a forged one costs its check every time and takes no room), and
-# the oldest entry goes when the cache is full: an organisation minting many tokens only costs the
-# others their next check. Per process, bounded. The payload is kept as its JSON and read anew for
-# each verify (a few microseconds): no caller can change what the next one reads.
+# under the same public key forever: a kept one is taken again only while the token's kid still
+# names that public key (it never changes for a kid; were a row ever changed under it, the token is
+# checked in full again). Nothing that can change is kept: the key's and the token's revocation,
+# the stream and the times are still checked at every verify, and the claims are read anew from
+# the kept JSON (no caller can change what the next one reads). Only a token whose signature
+# verified is kept, so a forged one costs its check every time and takes no room; a token longer
+# than any ordinary one is not kept (the room stays bounded in bytes, not only in entries); the
+# least recently used goes when the cache is full. Per process.
 MAX_VERIFIED_TOKENS = 4096
-_verified: dict[str, tuple[str, bytes]] = {}
+MAX_KEPT_TOKEN_LENGTH = 4096  # characters; a token for one stream is about 600
+_verified: OrderedDict[str, tuple[VerifyingKey, bytes]] = OrderedDict()
 
 
-def _keep_verified(token: str, kid: str, payload: bytes) -> None:
-    if len(_verified) >= MAX_VERIFIED_TOKENS:
-        del _verified[next(iter(_verified))]  # the oldest: a dict keeps its insertion order
-    _verified[token] = (kid, payload)
+def _keep_verified(token: str, key: VerifyingKey, payload: bytes) -> None:
+    if len(token) > MAX_KEPT_TOKEN_LENGTH:
+        return
+    _verified[token] = (key, payload)
+    _verified.move_to_end(token)
+    if len(_verified) > MAX_VERIFIED_TOKENS:
+        _verified.popitem(last=False)
 
 
 async def _key_named(source: LookupSource, kid: str | None) -> VerifyingKey:
@@ -287,21 +293,27 @@ async def _key_named(source: LookupSource, kid: str | None) -> VerifyingKey:
     return key
 
 
+def _same_key(key: VerifyingKey, signer: VerifyingKey) -> bool:
+    return key is signer or key.public_key.public_bytes_raw() == signer.public_key.public_bytes_raw()
+
+
 async def _signed_claims(
     source: LookupSource, token: str, *, issuer: str
 ) -> tuple[dict[str, Any], VerifyingKey]:
     """Signature, algorithm, key, times, audience, issuer and type; raises SplayError. Touches the
     database only the first time this process meets the token's key (its public half is kept), and
     checks the signature only the first time it meets the token (``_verified``)."""
-    known = _verified.get(token)
-    if known is not None:
-        kid, payload = known
-        key = await _key_named(source, kid)
-    else:
-        presented = PresentedToken.parse(token)
-        key = await _key_named(source, presented.kid)
-        payload = presented.signed_payload(key)
-        _keep_verified(token, key.kid, payload)
+    kept = _verified.get(token)
+    if kept is not None:
+        signer, payload = kept
+        key = await _key_named(source, signer.kid)
+        if _same_key(key, signer):
+            _verified.move_to_end(token)
+            return checked_claims(_claims_of(payload), key, issuer=issuer, now=clock()), key
+    presented = PresentedToken.parse(token)
+    key = await _key_named(source, presented.kid)
+    payload = presented.signed_payload(key)
+    _keep_verified(token, key, payload)
     return checked_claims(_claims_of(payload), key, issuer=issuer, now=clock()), key
 
 

@@ -6,7 +6,10 @@ Measured with wrk beside a bare Starlette hello app and a bare FastAPI hello app
 way (uvicorn, one worker, no uvicorn access log; Streamward logs as it does by default, without its
 delivery worker); Streamward on PostgreSQL. Loaded: the anonymous player profile of a stream and of
 its group, the player-key listing, each again with ``If-None-Match`` (304s), and the verify of a
-revocable playback token presented for a stream (the most a verify reads).
+revocable playback token presented for a stream (the most a verify reads): one token presented again
+and again (an audience whose page embeds one token: its signature is checked once per process), and
+a token the server has not met each time (viewers with a token each; more tokens than the server
+keeps checked signatures of, sent in turn).
 
 Reported are ratios (goals: player reads >= 0.35 of the bare hello, verify >= 0.5 of the bare FastAPI
 hello). The baselines are loaded at the start and again at the end, and the higher reading counts:
@@ -138,9 +141,54 @@ def verify_script(directory: Path, token: str, stream_name: str) -> Path:
     return script
 
 
-def wrk_post(binary: str, url: str, script: Path, args: argparse.Namespace) -> dict[str, float]:
+# Tokens for the verify of a token the server meets for the first time: more than it keeps checked
+# signatures of (playback.service.MAX_VERIFIED_TOKENS), sent in turn by one wrk thread, so that each
+# one's signature was forgotten before it comes again.
+FRESH_TOKENS = playback.MAX_VERIFIED_TOKENS + 1000
+
+
+def fresh_tokens(base_url: str, api_key: str, stream_name: str) -> list[str]:
+    headers = {"X-BINTU-APIKEY": api_key}
+    body = {"streams": [stream_name], "revocable": True}
+    with httpx.Client(base_url=base_url, headers=headers, timeout=10) as client:
+        tokens = []
+        for _ in range(FRESH_TOKENS):
+            issued = client.post("/api/v1/splay", json=body)
+            issued.raise_for_status()
+            tokens.append(issued.json()["data"]["token"])
+    return tokens
+
+
+def fresh_verify_script(directory: Path, tokens: list[str], stream_name: str) -> Path:
+    """Each request the next token's verify, in turn."""
+    bodies = ",\n".join(json.dumps(json.dumps({"token": token, "stream": stream_name})) for token in tokens)
+    script = directory / "verify_fresh.lua"
+    script.write_text(
+        f"local bodies = {{\n{bodies}\n}}\n"
+        "local n = 0\n"
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        "request = function()\n"
+        "  n = n % #bodies + 1\n"
+        "  return wrk.format(nil, nil, nil, bodies[n])\n"
+        "end\n"
+    )
+    return script
+
+
+def wrk_post(
+    binary: str, url: str, script: Path, args: argparse.Namespace, *, threads: int = 2
+) -> dict[str, float]:
     """As run.wrk (same warm-up, same parsing), with the request made by a Lua script."""
-    command = [binary, "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency", "-s", str(script)]
+    command = [
+        binary,
+        f"-t{threads}",
+        f"-c{args.connections}",
+        f"-d{args.duration}s",
+        "--latency",
+        "-s",
+        str(script),
+    ]
     subprocess.run([*command[:3], "-d2s", *command[4:], url], capture_output=True, check=True)
     output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
@@ -397,6 +445,12 @@ def main() -> None:
                 if check.status_code != 200:
                     raise RuntimeError(f"verify refused the benchmark's token: {check.text}")
                 runs["verify"] = wrk_post(binary, url + "/api/v1/splay/verify", script, args)
+                # Every viewer with a token of their own: no signature is met twice.
+                tokens = fresh_tokens(url, api_key, made["stream"]["name"])
+                fresh = fresh_verify_script(Path(workdir), tokens, made["stream"]["name"])
+                runs["verify_fresh_tokens"] = wrk_post(
+                    binary, url + "/api/v1/splay/verify", fresh, args, threads=1
+                )
             results["in_process_breakdown"] = in_process_breakdown(env, made)
         finally:
             drop_database(env)
@@ -431,6 +485,7 @@ def main() -> None:
         "player_reads_goal": PLAYER_GOAL,
         "streamward_healthz_ratio_to_hello": runs["streamward_healthz"]["ratio_to_hello"],
         "verify_ratio_to_fastapi_hello": runs["verify"]["ratio_to_fastapi_hello"],
+        "verify_fresh_tokens_ratio_to_fastapi_hello": runs["verify_fresh_tokens"]["ratio_to_fastapi_hello"],
         "verify_goal": VERIFY_GOAL,
     }
     results["uptime_after"] = uptime()

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request, Response
+from fastapi import Query, Request, Response
+from pydantic import Field
 
 from streamward.api.stream_readers import (
     StreamReader,
@@ -21,32 +22,20 @@ from streamward.api.stream_readers import (
 )
 from streamward.db import LookupSource
 from streamward.errors import BadRequest, Unauthenticated
-from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from streamward.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT
 from streamward.runtime import Runtime
+from streamward.schemas import column_length
 from streamward.streams import service
-from streamward.streams.models import StreamState
+from streamward.streams.models import Stream, StreamState
 from streamward.streams.playout import Addresses
-from streamward.web.params import Cursor
+from streamward.web.params import CURSOR_DESCRIPTION
+from streamward.web.query import QueryModel
 from streamward.web.session import request_session
 
-# bintu's paging: `quantity` newest streams (default 50); more than the maximum is read as the maximum.
-Quantity = Annotated[
-    int, Query(ge=1, description=f"How many streams (default {DEFAULT_LIMIT}, at most {MAX_LIMIT}).")
-]
 AssetLimit = Annotated[
     int, Query(ge=0, le=100, description="Recorded assets listed per stream in playout.web (default 10).")
 ]
 DEFAULT_ASSET_LIMIT = 10
-BracketTags = Annotated[
-    list[str] | None,
-    Query(
-        alias="tags[]", max_length=20, description="bintu's filter, repeated: streams carrying all of them."
-    ),
-]
-TagFilter = Annotated[list[str] | None, Query(max_length=20, description="Same as tags[].")]
-StateFilter = Annotated[
-    StreamState | None, Query(description="Deleted streams are listed only when asked for.")
-]
 Profile = Annotated[str | None, Query(max_length=16, description="`player`: the player profile.")]
 _LINK = {
     "description": 'RFC 8288: `<...>; rel="next"`, the same request with the next '
@@ -91,20 +80,38 @@ class StreamFilters:
     asset_limit: int
 
 
-async def stream_filters(
-    tags_brackets: BracketTags = None,
-    tag: TagFilter = None,
-    state: StateFilter = None,
-    quantity: Quantity = DEFAULT_LIMIT,
-    cursor: Cursor = None,
-    asset_limit: AssetLimit = DEFAULT_ASSET_LIMIT,
-) -> StreamFilters:
-    """The query parameters both listings take."""
-    tags = [t.strip() for t in (tags_brackets or []) + (tag or []) if t.strip()]
-    return StreamFilters(tags, state, min(quantity, MAX_LIMIT), cursor, asset_limit)
+class StreamFiltersQuery(QueryModel):
+    """The query parameters both listings take (read in one validation: ``web.query``)."""
+
+    tags_brackets: list[str] | None = Field(
+        None,
+        alias="tags[]",
+        max_length=20,
+        description="bintu's filter, repeated: streams carrying all of them.",
+    )
+    tag: list[str] | None = Field(None, max_length=20, description="Same as tags[].")
+    state: StreamState | None = Field(None, description="Deleted streams are listed only when asked for.")
+    quantity: int = Field(
+        DEFAULT_LIMIT, ge=1, description=f"How many streams (default {DEFAULT_LIMIT}, at most {MAX_LIMIT})."
+    )
+    cursor: str | None = Field(None, max_length=MAX_CURSOR_LENGTH, description=CURSOR_DESCRIPTION)
+    asset_limit: int = Field(
+        DEFAULT_ASSET_LIMIT,
+        ge=0,
+        le=100,
+        description="Recorded assets listed per stream in playout.web (default 10).",
+    )
+
+    def filters(self) -> StreamFilters:
+        tags = [t.strip() for t in (self.tags_brackets or []) + (self.tag or []) if t.strip()]
+        return StreamFilters(tags, self.state, min(self.quantity, MAX_LIMIT), self.cursor, self.asset_limit)
 
 
-Filters = Annotated[StreamFilters, Depends(stream_filters)]
+class StreamListQuery(StreamFiltersQuery):
+    """``GET /stream``'s: the shared filters, a stream group and the profile."""
+
+    group_id: str | None = Field(None, alias="groupId", max_length=column_length(Stream.group_id))
+    profile: str | None = Field(None, max_length=16, description="`player`: the player profile.")
 
 
 async def listing(

@@ -17,8 +17,9 @@ from streamward.api.stream_listing import (
     PAGED_PLAYER_READ,
     PLAYER_READ,
     AssetLimit,
-    Filters,
     Profile,
+    StreamFiltersQuery,
+    StreamListQuery,
     json_response,
     listing,
 )
@@ -44,7 +45,6 @@ from streamward.streams import push, service
 from streamward.streams.lifecycle import StreamAction
 from streamward.streams.playout import Addresses, group_object, stream_object
 from streamward.streams.schemas import (
-    GroupIdQuery,
     PlayerAccess,
     PlayerAccessOut,
     PlayerStreamOut,
@@ -57,6 +57,7 @@ from streamward.streams.schemas import (
 from streamward.streams.service import StreamView
 from streamward.web.access import require
 from streamward.web.params import RuntimeDep
+from streamward.web.query import query_model
 from streamward.web.routing import Route, Router
 from streamward.web.session import DbSession, LookupDb, reads, writes
 
@@ -143,11 +144,11 @@ async def list_streams(
     reader: Annotated[StreamReader, STREAM_READER],
     db: LookupDb,
     runtime: RuntimeDep,
-    filters: Filters,
-    group_id: Annotated[str | None, GroupIdQuery] = None,
-    profile: Profile = None,
+    query: Annotated[StreamListQuery, query_model(StreamListQuery)],
 ) -> Response:
-    return await listing(request, reader, db, runtime, filters, group_id=group_id, profile=profile)
+    return await listing(
+        request, reader, db, runtime, query.filters(), group_id=query.group_id, profile=query.profile
+    )
 
 
 @stream_routes.get(
@@ -163,9 +164,9 @@ async def list_public_streams(
     reader: Annotated[StreamReader, STREAM_READER],
     db: LookupDb,
     runtime: RuntimeDep,
-    filters: Filters,
+    query: Annotated[StreamFiltersQuery, query_model(StreamFiltersQuery)],
 ) -> Response:
-    return await listing(request, reader, db, runtime, filters, group_id=None, profile=PLAYER_PROFILE)
+    return await listing(request, reader, db, runtime, query.filters(), group_id=None, profile=PLAYER_PROFILE)
 
 
 @stream_routes.get(

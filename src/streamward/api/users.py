@@ -6,12 +6,12 @@ import uuid
 from typing import Annotated
 
 from fastapi import BackgroundTasks, Response
+from pydantic import Field
 
 from streamward.authn.mail import mail_backend, send_quietly
 from streamward.authn.mfa import factors, overview
 from streamward.authz.principal import Principal
-from streamward.pagination import DEFAULT_LIMIT
-from streamward.schemas import column_query
+from streamward.schemas import column_length
 from streamward.users import service
 from streamward.users.models import Account, Membership
 from streamward.users.schemas import (
@@ -23,11 +23,25 @@ from streamward.users.schemas import (
     user_page_json,
 )
 from streamward.web.access import AUTHENTICATED, require
-from streamward.web.params import Cursor, Limit, RuntimeDep
+from streamward.web.params import PageQuery, RuntimeDep
+from streamward.web.query import query_model
 from streamward.web.routing import Router
 from streamward.web.session import DbSession, LookupDb, reads, writes
 
 router = Router(prefix="/api/user", tags=["users"])
+
+
+class UsersQuery(PageQuery):
+    """The users list's query (read in one validation: ``web.query``)."""
+
+    role: str | None = Field(
+        None,
+        max_length=column_length(Membership.role),
+        description="Only this role (predefined or custom).",
+    )
+    q: str | None = Field(
+        None, max_length=column_length(Account.email), description="Email starts with (case-insensitive)."
+    )
 
 
 @router.get("", response_model=UserPage, summary="Users of the organisation, newest first")
@@ -35,22 +49,15 @@ router = Router(prefix="/api/user", tags=["users"])
 async def list_users(
     principal: Annotated[Principal, require("user:read")],
     db: LookupDb,
-    role: Annotated[
-        str | None, column_query(Membership.role, description="Only this role (predefined or custom).")
-    ] = None,
-    q: Annotated[
-        str | None, column_query(Account.email, description="Email starts with (case-insensitive).")
-    ] = None,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
+    query: Annotated[UsersQuery, query_model(UsersQuery)],
 ) -> Response:
     page = await service.list_users(
         db,
         principal,
-        role=role,
-        email_starts_with=q,
-        limit=limit,
-        cursor=cursor,
+        role=query.role,
+        email_starts_with=query.q,
+        limit=query.limit,
+        cursor=query.cursor,
         also=overview.FACTOR_KIND_COLUMNS,
     )
     return Response(user_page_json(page), media_type="application/json")  # UserPage, built from the rows

@@ -9,6 +9,7 @@ envelope the route really answers with:
   operator API or ingest being switched off (404), and the matching OpenAPI ``security``;
 * from its inputs: path parameters name something that may not exist (404); a body or query may be
   malformed or carry control characters (400) or fail validation (422); a body may be too large (413);
+  the query parameters a route reads through a model (``web.query``) are documented here too;
 * from ``REFUSALS`` below, for what the route's service decides and nothing in its signature shows
   (409 conflicts, 429 rate limits, 403 escalation or a missing package...).
 
@@ -43,6 +44,7 @@ from streamward.openapi.catalogue import (
     rule_doc,
 )
 from streamward.web.access import ACCESS_RULE_ATTRIBUTE
+from streamward.web.query import document_query_model, query_models
 
 
 def endpoint_name(route: APIRoute) -> str:
@@ -130,6 +132,11 @@ def document_errors(schema: dict[str, Any], routes: Sequence[BaseRoute]) -> None
             operation = schema["paths"].get(route.path_format, {}).get(method.lower())
             if operation is None:
                 continue
+            for model in query_models(route.dependant):
+                parameters, referred = document_query_model(model)
+                operation.setdefault("parameters", []).extend(parameters)
+                for name, referred_schema in referred.items():
+                    schemas.setdefault(name, referred_schema)
             by_status: dict[int, list[str]] = {}
             refusals = [*_derived_refusals(rule, operation, splay=splay), *REFUSALS.get(endpoint, ())]
             for status, code in refusals:

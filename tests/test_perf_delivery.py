@@ -85,6 +85,9 @@ async def test_claim_leases_a_batch_in_one_statement(env: Env) -> None:
     org, other = await env.org(), await env.org()
     ids = await emit_many(env, org, 25)
     theirs = await emit_many(env, other, 5)
+    # Every organisation with due events left out: nothing is leased.
+    both = [org.id, other.id]
+    assert await delivery.claim(env.runtime.database, 10, lease_seconds=60, exclude=both) == []
     with statements(env) as seen:
         claimed = await delivery.claim(env.runtime.database, 10, lease_seconds=60, exclude=[other.id])
     assert seen["claim"] == 1 and seen["events moved"] == 0

@@ -308,7 +308,8 @@ async def _signed_claims(
         signer, payload = kept
         key = await _key_named(source, signer.kid)
         if _same_key(key, signer):
-            _verified.move_to_end(token)
+            if token in _verified:  # it may have gone while the key was read
+                _verified.move_to_end(token)
             return checked_claims(_claims_of(payload), key, issuer=issuer, now=clock()), key
     presented = PresentedToken.parse(token)
     key = await _key_named(source, presented.kid)

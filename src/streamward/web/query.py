@@ -11,8 +11,9 @@ validation. What a client sees is unchanged:
   constraints, the last of repeated values for a single one, every value for a list, unknown
   parameters ignored), and a failure is FastAPI's ``RequestValidationError``, located at
   ``("query", <name>, ...)`` as FastAPI locates it, so it gets the API's usual 422;
-* the same document: ``document_query_models`` adds each field to the OpenAPI operation as FastAPI
-  documents a query parameter (name, ``in: query``, ``required``, its schema and description).
+* the same document: ``document_query_model`` describes each field as FastAPI
+  documents a query parameter (name, ``in: query``, ``required``, its schema and description), and
+  ``openapi`` adds them to the operations of the routes that read the model.
 """
 
 from __future__ import annotations

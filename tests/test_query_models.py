@@ -1,7 +1,7 @@
 """Query parameters read through a model (web.query): the stream listings' and the users list's
-answers, refusals included, are what FastAPI's own reading of the same parameters gave (this file
-passed against the routes as they were before), and the OpenAPI document lists each parameter as
-before."""
+answers, refusals included (every problem, in the same order), are what FastAPI's own reading of
+the same parameters gave (this file passes against d39cc32~1, the routes as they were, as well),
+and the OpenAPI document lists each parameter as before."""
 
 from __future__ import annotations
 
@@ -144,3 +144,27 @@ async def test_a_users_query_is_read_as_before(env: Env) -> None:
     assert await emails("role=nanoReadOnly&other=x") == ["reader@example.com"]
     page = (await env.client.get("/api/user?role=nanoUser&limit=2", headers=org.api_headers)).json()
     assert await emails(f"role=nanoUser&limit=2&cursor={page['nextCursor']}") == ["listed0@example.com"]
+
+
+async def test_every_problem_of_a_query_is_told_in_the_order_of_its_parameters(env: Env) -> None:
+    org = await env.org()
+    users = await env.client.get(
+        f"/api/user?cursor={LONG}&limit=0&role={'r' * 65}&q={'q' * 321}", headers=org.api_headers
+    )
+    assert [d["field"] for d in users.json()["error"]["details"]] == [
+        "query.role",
+        "query.q",
+        "query.limit",
+        "query.cursor",
+    ]
+    streams = await env.client.get(
+        f"/api/stream?profile={'p' * 17}&asset_limit=-1&quantity=0&state=x&groupId={'g' * 65}",
+        headers=org.api_headers,
+    )
+    assert [d["field"] for d in streams.json()["error"]["details"]] == [
+        "query.state",
+        "query.quantity",
+        "query.asset_limit",
+        "query.groupId",
+        "query.profile",
+    ]

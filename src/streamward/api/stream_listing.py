@@ -22,13 +22,13 @@ from streamward.api.stream_readers import (
 )
 from streamward.db import LookupSource
 from streamward.errors import BadRequest, Unauthenticated
-from streamward.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT
+from streamward.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from streamward.runtime import Runtime
 from streamward.schemas import column_length
 from streamward.streams import service
 from streamward.streams.models import Stream, StreamState
 from streamward.streams.playout import Addresses
-from streamward.web.params import CURSOR_DESCRIPTION
+from streamward.web.params import PageCursor
 from streamward.web.query import QueryModel
 from streamward.web.session import request_session
 
@@ -94,7 +94,7 @@ class StreamFiltersQuery(QueryModel):
     quantity: int = Field(
         DEFAULT_LIMIT, ge=1, description=f"How many streams (default {DEFAULT_LIMIT}, at most {MAX_LIMIT})."
     )
-    cursor: str | None = Field(None, max_length=MAX_CURSOR_LENGTH, description=CURSOR_DESCRIPTION)
+    cursor: PageCursor = None
     asset_limit: int = Field(
         DEFAULT_ASSET_LIMIT,
         ge=0,

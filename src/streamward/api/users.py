@@ -11,6 +11,7 @@ from pydantic import Field
 from streamward.authn.mail import mail_backend, send_quietly
 from streamward.authn.mfa import factors, overview
 from streamward.authz.principal import Principal
+from streamward.pagination import DEFAULT_LIMIT
 from streamward.schemas import column_length
 from streamward.users import service
 from streamward.users.models import Account, Membership
@@ -23,15 +24,15 @@ from streamward.users.schemas import (
     user_page_json,
 )
 from streamward.web.access import AUTHENTICATED, require
-from streamward.web.params import PageQuery, RuntimeDep
-from streamward.web.query import query_model
+from streamward.web.params import PageCursor, PageLimit, RuntimeDep
+from streamward.web.query import QueryModel, query_model
 from streamward.web.routing import Router
 from streamward.web.session import DbSession, LookupDb, reads, writes
 
 router = Router(prefix="/api/user", tags=["users"])
 
 
-class UsersQuery(PageQuery):
+class UsersQuery(QueryModel):
     """The users list's query (read in one validation: ``web.query``)."""
 
     role: str | None = Field(
@@ -42,6 +43,8 @@ class UsersQuery(PageQuery):
     q: str | None = Field(
         None, max_length=column_length(Account.email), description="Email starts with (case-insensitive)."
     )
+    limit: PageLimit = DEFAULT_LIMIT
+    cursor: PageCursor = None
 
 
 @router.get("", response_model=UserPage, summary="Users of the organisation, newest first")

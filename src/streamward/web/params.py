@@ -1,5 +1,5 @@
 """Parameters many routes share, declared once: the process runtime, the client's address, and
-the page size and cursor of every paginated list (also as a query model's fields, ``PageQuery``)."""
+the page size and cursor of every paginated list (also for a query model's fields)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pydantic import Field
 
 from streamward.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT
 from streamward.runtime import Runtime, client_address, get_runtime
-from streamward.web.query import QueryModel
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
@@ -26,13 +25,10 @@ LIMIT_DESCRIPTION = f"Page size, at most {MAX_LIMIT}."
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=LIMIT_DESCRIPTION)]
 CURSOR_DESCRIPTION = "`nextCursor` of the previous page."
 Cursor = Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH, description=CURSOR_DESCRIPTION)]
-
-
-class PageQuery(QueryModel):
-    """``Limit`` and ``Cursor`` as fields of a query model (``web.query``), for the hot lists."""
-
-    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description=LIMIT_DESCRIPTION)
-    cursor: str | None = Field(None, max_length=MAX_CURSOR_LENGTH, description=CURSOR_DESCRIPTION)
+# The same two as the fields of a query model (``web.query``), declared where the model lists them
+# (the order of its fields is the order of its parameters and of its refusals).
+PageLimit = Annotated[int, Field(ge=1, le=MAX_LIMIT, description=LIMIT_DESCRIPTION)]
+PageCursor = Annotated[str | None, Field(max_length=MAX_CURSOR_LENGTH, description=CURSOR_DESCRIPTION)]
 
 
 __all__ = [
@@ -41,6 +37,7 @@ __all__ = [
     "ClientAddress",
     "Cursor",
     "Limit",
-    "PageQuery",
+    "PageCursor",
+    "PageLimit",
     "RuntimeDep",
 ]

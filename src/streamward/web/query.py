@@ -45,11 +45,16 @@ class QueryModel(BaseModel):
 Q = TypeVar("Q", bound=QueryModel)
 
 
+_MANY = (list, set, frozenset, tuple)
+
+
 def _is_list(annotation: Any) -> bool:
-    """Whether a field takes every value of a repeated parameter (``list[str] | None`` and the like)."""
-    if get_origin(annotation) is list:
+    """Whether a field takes every value of a repeated parameter (``list[str] | None``,
+    ``Annotated[list[str], ...]`` and the like)."""
+    origin = get_origin(annotation)
+    if origin in _MANY or annotation in _MANY:
         return True
-    return any(get_origin(arg) is list for arg in get_args(annotation))
+    return origin is not None and any(_is_list(arg) for arg in get_args(annotation))
 
 
 def _names(model: type[QueryModel]) -> list[tuple[str, bool]]:

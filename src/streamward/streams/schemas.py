@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_validator
 
-from streamward.schemas import ApiModel, ColumnText, column_query
+from streamward.schemas import ApiModel, ColumnText
 from streamward.streams.models import Stream, StreamState
 from streamward.streams.tags import distinct_tags, normalise_tag
 from streamward.streams.transcode import TranscodeRequest
@@ -12,8 +12,6 @@ from streamward.streams.transcode import TranscodeRequest
 Tag = Annotated[str, AfterValidator(normalise_tag)]
 GroupId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
 StreamType = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]+$"), ColumnText(Stream.type)]
-# A group id in a query: compared with the column, so no longer than it.
-GroupIdQuery = column_query(Stream.group_id, alias="groupId")
 
 
 class TranscodeIn(ApiModel):

@@ -46,6 +46,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/argon2_sets.py
 	for members in 10000 100000 1000000; do $(BIN)/python bench/users.py --members $$members || exit 1; done
 	cd bench && ../$(BIN)/python player_reads.py
 	$(BIN)/python bench/delivery.py

@@ -347,6 +347,24 @@ def _argon2_seconds() -> float:
     return sorted(times)[len(times) // 2]
 
 
+def _hashing_alone_ratio(count: int = 120) -> float:
+    """Hashes per second with every core hashing and nothing else to do (one thread per core, as the
+    server's hashing pool), as a share of cores / t_hash: the ceiling of the logins' ratio that the
+    hash itself sets on this machine. Below 1 when concurrent hashes slow each other down (two
+    19 MiB working sets share the last-level cache and the memory bus)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from streamward.passwords import _hasher
+
+    cores = os.cpu_count() or 1
+    t_hash = _argon2_seconds()
+    with ThreadPoolExecutor(cores) as pool:
+        start = time.perf_counter()
+        list(pool.map(lambda _: _hasher.hash("bench password"), range(count)))
+        elapsed = time.perf_counter() - start
+    return (count / elapsed) / (cores / t_hash)
+
+
 def _login_burst(
     binary: str, url: str, token: str, workdir: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -364,6 +382,7 @@ def _login_burst(
         )
     }
     out["argon2_seconds"] = (hash_before + _argon2_seconds()) / 2
+    out["hashing_alone_ratio"] = _hashing_alone_ratio()
 
     def logins() -> None:
         out["logins_during_reads"] = wrk(
@@ -425,6 +444,7 @@ def _measure_postgres(binary: str, args: argparse.Namespace, workdir: Path) -> d
             burst = _login_burst(binary, url, token, workdir, args)
             measured["logins"] = burst["logins"]
             ARGON2_SECONDS.append(burst["argon2_seconds"])
+            HASHING_ALONE.append(burst["hashing_alone_ratio"])
             measured["logins_during_reads"] = burst["logins_during_reads"]
             measured["organisation_during_logins"] = burst["organisation_during_logins"]
             measured["organisation_token_8c"] = wrk(
@@ -445,6 +465,9 @@ BENCH_PASSWORD = "bench-password-1234"
 
 # One argon2id hash, timed around the login run (filled by _measure_postgres).
 ARGON2_SECONDS: list[float] = []
+
+# Hashing on every core with nothing else running, as a share of cores / t_hash (filled likewise).
+HASHING_ALONE: list[float] = []
 
 # The two lists' answers built and serialised on their own (filled by _measure_postgres).
 SERIALISATION: dict[str, float] = {}
@@ -592,6 +615,12 @@ def main() -> None:
             # path's own work sets, whatever the scheduling.
             results["logins"]["cpu_ms_per_login"] = split
             results["logins"]["ratio_with_every_core_busy"] = round(t_hash * 1000 / sum(split.values()), 3)
+        if HASHING_ALONE:
+            # The hash's own ceiling: the logins' ratio cannot pass what hashing alone reaches.
+            results["logins"]["hashing_alone_ratio"] = round(HASHING_ALONE[0], 3)
+            results["logins"]["ratio_to_hashing_alone"] = round(
+                results["logins"]["ratio"] / HASHING_ALONE[0], 3
+            )
     if limit:
         results["stack_limit_p99_ms"] = runs["stack_limit_postgres"]["p99_ms"]
         results["stack_limit_rps_before_and_after"] = runs["stack_limit_postgres"]["rps_before_and_after"]

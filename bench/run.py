@@ -381,7 +381,13 @@ def _login_burst(
             binary, url + "/api/user/validate", {}, args, script=script, connections=8, cpu_of=SERVED_BY[url]
         )
     }
-    out["argon2_seconds"] = (hash_before + _argon2_seconds()) / 2
+    # The server is still finishing the logins under way when wrk stops, and hashes timed right then
+    # came out 10-16 % slow (18.0-18.9 ms, against 16.2-16.4 ms before the run and one second
+    # after it): averaged in, they flattered the ratio (once past what hashing alone reached). Let
+    # those logins end; and of the two timings take the faster, since whatever else runs on the
+    # machine can only slow a hash down.
+    time.sleep(1)
+    out["argon2_seconds"] = min(hash_before, _argon2_seconds())
     out["hashing_alone_ratio"] = _hashing_alone_ratio()
 
     def logins() -> None:

@@ -5,7 +5,8 @@ For each set: one hash on its own (the median of a few), then hashes on every co
 thread per core, as the server's hashing pool) with nothing else running, as a share of
 cores / t_hash. That share is the ceiling of the logins' ratio in ``bench/run.py`` (logins per second
 against cores / t_hash): the logins cannot go faster than hashing alone. Below 1 when concurrent
-hashes slow each other down (their working sets share the last-level cache and the memory bus).
+hashes slow each other down (their working sets share the last-level cache and the memory bus); a
+share just over 1 is the noise of timing one hash and then many, seconds apart.
 
     .venv/bin/python bench/argon2_sets.py [--hashes 120] [--rounds 2]
 """

@@ -91,7 +91,7 @@ async def test_a_listed_stream_changed_in_place_is_listed_as_it_is_now(env: Env)
 
 async def test_a_listing_shows_each_streams_recordings_as_they_are_now(env: Env) -> None:
     """A listed stream with recordings is built with them each time; one without is the kept view,
-    whose JSON is kept on it: neither lends the other what it shows."""
+    whose JSON is kept by its row: neither lends the other what it shows."""
     org = await env.org(packages=ALL_PACKAGES)
     first = await create_stream(env, org)
     second = await create_stream(env, org)

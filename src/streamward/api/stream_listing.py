@@ -32,11 +32,14 @@ from streamward.web.params import PageCursor
 from streamward.web.query import QueryModel
 from streamward.web.session import request_session
 
-AssetLimit = Annotated[
-    int, Query(ge=0, le=100, description="Recorded assets listed per stream in playout.web (default 10).")
-]
+# Declared once for a single stream's read (FastAPI parameters) and the listings' query models.
 DEFAULT_ASSET_LIMIT = 10
-Profile = Annotated[str | None, Query(max_length=16, description="`player`: the player profile.")]
+MAX_ASSET_LIMIT = 100
+ASSET_LIMIT_DESCRIPTION = f"Recorded assets listed per stream in playout.web (default {DEFAULT_ASSET_LIMIT})."
+PROFILE_LENGTH = 16
+PROFILE_DESCRIPTION = "`player`: the player profile."
+AssetLimit = Annotated[int, Query(ge=0, le=MAX_ASSET_LIMIT, description=ASSET_LIMIT_DESCRIPTION)]
+Profile = Annotated[str | None, Query(max_length=PROFILE_LENGTH, description=PROFILE_DESCRIPTION)]
 _LINK = {
     "description": 'RFC 8288: `<...>; rel="next"`, the same request with the next '
     "page's cursor; absent on the last page.",
@@ -96,10 +99,7 @@ class StreamFiltersQuery(QueryModel):
     )
     cursor: PageCursor = None
     asset_limit: int = Field(
-        DEFAULT_ASSET_LIMIT,
-        ge=0,
-        le=100,
-        description="Recorded assets listed per stream in playout.web (default 10).",
+        DEFAULT_ASSET_LIMIT, ge=0, le=MAX_ASSET_LIMIT, description=ASSET_LIMIT_DESCRIPTION
     )
 
     def filters(self) -> StreamFilters:
@@ -111,7 +111,7 @@ class StreamListQuery(StreamFiltersQuery):
     """``GET /stream``'s: the shared filters, a stream group and the profile."""
 
     group_id: str | None = Field(None, alias="groupId", max_length=column_length(Stream.group_id))
-    profile: str | None = Field(None, max_length=16, description="`player`: the player profile.")
+    profile: str | None = Field(None, max_length=PROFILE_LENGTH, description=PROFILE_DESCRIPTION)
 
 
 async def listing(

@@ -32,7 +32,6 @@ PageCursor = Annotated[str | None, Field(max_length=MAX_CURSOR_LENGTH, descripti
 
 
 __all__ = [
-    "CURSOR_DESCRIPTION",
     "DEFAULT_LIMIT",
     "ClientAddress",
     "Cursor",
